@@ -1,0 +1,50 @@
+"""Why a transfer ended: the enum the controller branches on, never on message text."""
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Machine-readable outcome of an importer run (the `reason` of the termination report)."""
+
+    COMPLETED = "Completed"
+    CHECKSUM_MISMATCH = "ChecksumMismatch"
+    IMAGE_TOO_LARGE = "ImageTooLarge"
+    UNSUPPORTED_FORMAT = "UnsupportedFormat"
+    UNSAFE_IMAGE = "UnsafeImage"
+    INVALID_IMAGE = "InvalidImage"
+    SOURCE_NOT_FOUND = "SourceNotFound"
+    UNAUTHORIZED = "Unauthorized"
+    FORBIDDEN = "Forbidden"
+    TLS_ERROR = "TLSError"
+    NETWORK_ERROR = "NetworkError"
+    SERVER_ERROR = "ServerError"
+    NO_SPACE = "NoSpace"
+    INVALID_CONFIG = "InvalidConfig"
+    CONVERSION_FAILED = "ConversionFailed"
+    STALLED = "Stalled"
+    BUCKET_NOT_FOUND = "BucketNotFound"
+    MANIFEST_INVALID = "ManifestInvalid"
+    DIGEST_MISMATCH = "DigestMismatch"
+    UNSAFE_ARCHIVE = "UnsafeArchive"
+    INTERNAL = "InternalError"
+
+
+# Reasons that no amount of retrying can fix: the controller moves the DataVolume to
+# Failed instead of restarting the pod forever (CDI issue #3619).
+PERMANENT: frozenset[Reason] = frozenset(
+    {
+        Reason.CHECKSUM_MISMATCH,
+        Reason.IMAGE_TOO_LARGE,
+        Reason.UNSUPPORTED_FORMAT,
+        Reason.UNSAFE_IMAGE,
+        Reason.INVALID_IMAGE,
+        Reason.INVALID_CONFIG,
+        Reason.MANIFEST_INVALID,
+        Reason.DIGEST_MISMATCH,
+        Reason.UNSAFE_ARCHIVE,
+    }
+)
+
+
+def is_permanent(reason: Reason) -> bool:
+    return reason in PERMANENT

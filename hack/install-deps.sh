@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh machine of this kind (Debian 12, root).
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # importer data path and its real peers
+  qemu-utils qemu-block-extra nbdkit nginx-light curl xz-utils zstd bzip2 pigz e2fsprogs
+  util-linux
+  # S3 / registry peers and tools
+  skopeo docker-registry umoci
+  # simulated node (issue 3) — append below this line
+  bubblewrap iproute2
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: apt-get install ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian's docker-registry and nginx start system services on install; tests run their own.
+  systemctl disable --now docker-registry nginx >/dev/null 2>&1 || true
+fi
+
+# Python: the project and its test extras, in the interpreter on PATH.
+stamp_dir="${XDG_CACHE_HOME:-$HOME/.cache}/cdi-py"
+mkdir -p "$stamp_dir"
+stamp="$stamp_dir/pip-$(sha256sum pyproject.toml | cut -c1-16)"
+if [[ ! -e "$stamp" ]] || ! command -v cdi-importer >/dev/null; then
+  echo "install-deps: pip install -e .[test]" >&2
+  python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+  touch "$stamp"
+fi

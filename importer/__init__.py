@@ -1,0 +1,1 @@
+"""The data path: sources, decompression, format detection, safe inspection, conversion, sinks."""
