@@ -1,0 +1,233 @@
+"""Safe extraction of a tar stream into a directory (`contentType: archive`).
+
+The stream arrives already decompressed (the pipeline strips gz/xz/zstd first). We never
+trust a member name: absolute paths, `..` components, device nodes, fifos, sparse members
+and links that could lead outside the destination are refused with
+`ImportFailure(UNSAFE_ARCHIVE)`. Link policy (documented choice):
+
+- symbolic links are allowed only with a *relative* target whose lexical resolution stays
+  inside the destination and that contains no `..` component at all. With downward-only
+  targets no chain of links can climb out, whatever other links exist; and the extractor
+  itself never writes through a link (every parent of a member must be a real directory
+  it created), so a link cannot redirect a later member either;
+- hard links are allowed only to a regular file extracted earlier from the same archive.
+
+Everything is extracted into a private temporary directory inside `dest_dir` and moved
+into place only when the whole archive was accepted, so a refused or truncated archive
+leaves nothing behind. Ownership is not preserved (the pod is not root); permission bits
+are, except setuid/setgid, which a volume of user data has no business carrying.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator
+
+from cdicontract.reasons import Reason
+from importer.errors import ImportFailure
+
+CHUNK = 1 << 20
+_MODE_MASK = 0o1777  # permission bits and sticky; setuid/setgid dropped on purpose
+
+
+class ChunkReader(io.RawIOBase):
+    """A read-only file object over byte chunks (what tarfile's stream mode wants)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it: Iterator[bytes] = iter(chunks)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buf:
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def _unsafe(message: str) -> ImportFailure:
+    return ImportFailure(Reason.UNSAFE_ARCHIVE, message)
+
+
+def safe_member_path(name: str) -> str:
+    """The normalized relative path of a member, or raise if it is absolute or climbs."""
+    if not name or "\x00" in name:
+        raise _unsafe("archive member with an empty or invalid name")
+    if name.startswith("/"):
+        raise _unsafe(f"archive member with an absolute path: {name[:200]!r}")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise _unsafe(f"archive member climbs out of the directory: {name[:200]!r}")
+    return "/".join(parts)
+
+
+def check_symlink_target(path: str, target: str) -> None:
+    """Refuse a symlink target that is absolute, climbs, or is empty (see module docstring)."""
+    if not target or target.startswith("/"):
+        raise _unsafe(f"symbolic link {path[:200]!r} points to an absolute or empty target")
+    if any(p == ".." for p in target.split("/")):
+        raise _unsafe(f"symbolic link {path[:200]!r} points outside its directory")
+
+
+def _ensure_real_dirs(root: str, rel_dir: str) -> None:
+    """Create the parents of a member as real directories, refusing to pass through a link."""
+    current = root
+    for part in [p for p in rel_dir.split("/") if p]:
+        current = os.path.join(current, part)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            os.mkdir(current, 0o700)
+            continue
+        if not _is_dir(st.st_mode):
+            raise _unsafe(f"archive member path goes through a non-directory: {part[:200]!r}")
+
+
+def _is_dir(mode: int) -> bool:
+    return stat.S_ISDIR(mode)
+
+
+def _write_file(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, budget: int | None
+) -> int:
+    src = tar.extractfile(member)
+    if src is None:  # pragma: no cover - regular members always have a reader
+        raise _unsafe(f"unreadable archive member {member.name[:200]!r}")
+    written = 0
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        while True:
+            block = src.read(CHUNK)
+            if not block:
+                break
+            written += len(block)
+            if budget is not None and written > budget:
+                raise ImportFailure(
+                    Reason.IMAGE_TOO_LARGE, "archive content is larger than the target volume"
+                )
+            out.write(block)
+    if written != member.size:
+        raise ImportFailure(Reason.INVALID_IMAGE, "archive is truncated")
+    return written
+
+
+def _extract_into(chunks: Iterable[bytes], root: str, limit: int | None) -> int:
+    total = 0
+    files: set[str] = set()
+    dir_modes: dict[str, int] = {}
+    try:
+        tar = tarfile.open(fileobj=ChunkReader(chunks), mode="r|")  # noqa: SIM115
+    except tarfile.TarError as exc:
+        raise ImportFailure(Reason.INVALID_IMAGE, f"content is not a tar archive: {exc}") from exc
+    with tar:
+        try:
+            for member in tar:
+                rel = safe_member_path(member.name)
+                if rel == "":
+                    continue  # the archive's own "./" entry
+                parent = posixpath.dirname(rel)
+                _ensure_real_dirs(root, parent)
+                path = os.path.join(root, rel)
+                if member.isdir():
+                    try:
+                        st = os.lstat(path)
+                        if not _is_dir(st.st_mode):
+                            raise _unsafe(f"directory {rel[:200]!r} replaces a non-directory")
+                    except FileNotFoundError:
+                        os.mkdir(path, 0o700)
+                    dir_modes[rel] = member.mode & _MODE_MASK
+                    continue
+                if os.path.lexists(path):
+                    # A later member replacing an earlier one could swap a file for a link.
+                    raise _unsafe(f"archive member {rel[:200]!r} appears twice")
+                if member.issym():
+                    check_symlink_target(rel, member.linkname)
+                    os.symlink(member.linkname, path)
+                elif member.islnk():
+                    target = safe_member_path(member.linkname)
+                    if target not in files:
+                        raise _unsafe(f"hard link {rel[:200]!r} to a file not in the archive")
+                    os.link(os.path.join(root, target), path, follow_symlinks=False)
+                    files.add(rel)
+                elif member.isreg() and not member.issparse():
+                    budget = None if limit is None else limit - total
+                    total += _write_file(tar, member, path, budget)
+                    os.chmod(path, member.mode & _MODE_MASK)
+                    os.utime(path, (member.mtime, member.mtime))
+                    files.add(rel)
+                else:
+                    kind = "sparse file" if member.issparse() else "device node or fifo"
+                    raise _unsafe(f"archive member {rel[:200]!r} is a {kind}")
+        except tarfile.TarError as exc:
+            raise ImportFailure(Reason.INVALID_IMAGE, f"corrupt tar archive: {exc}") from exc
+    # Directory modes last, deepest first, so a read-only directory did not block its content.
+    for rel in sorted(dir_modes, key=lambda r: r.count("/"), reverse=True):
+        os.chmod(os.path.join(root, rel), dir_modes[rel])
+    return total
+
+
+def _move_into_place(src_root: str, dest_root: str) -> None:
+    """Move extracted entries into dest, merging into existing directories (e.g. lost+found)."""
+    for name in os.listdir(src_root):
+        src = os.path.join(src_root, name)
+        dst = os.path.join(dest_root, name)
+        src_is_dir = os.path.isdir(src) and not os.path.islink(src)
+        if src_is_dir and os.path.isdir(dst) and not os.path.islink(dst):
+            mode = os.lstat(src).st_mode
+            os.chmod(src, 0o700)
+            _move_into_place(src, dst)
+            os.rmdir(src)
+            os.chmod(dst, mode & _MODE_MASK)
+            continue
+        if os.path.isdir(dst) and not os.path.islink(dst):
+            shutil.rmtree(dst)
+        os.replace(src, dst)
+
+
+def extract_tar(chunks: Iterable[bytes], dest_dir: str, *, limit: int | None = None) -> int:
+    """Extract a (decompressed) tar stream into `dest_dir`; returns the bytes of file content.
+
+    Raises ImportFailure: UNSAFE_ARCHIVE for hostile members, IMAGE_TOO_LARGE past `limit`,
+    INVALID_IMAGE for a corrupt or truncated tar, NO_SPACE when the volume fills up. On any
+    failure `dest_dir` is left as it was.
+    """
+    staging = tempfile.mkdtemp(prefix=".cdi-extract-", dir=dest_dir)
+    try:
+        try:
+            total = _extract_into(chunks, staging, limit)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ImportFailure(Reason.NO_SPACE, "no space left extracting archive") from exc
+            raise
+        _move_into_place(staging, dest_dir)
+        return total
+    finally:
+        _force_rmtree(staging)
+
+
+def _force_rmtree(path: str) -> None:
+    """Remove the staging tree even when the archive made some directories read-only."""
+    if not os.path.lexists(path):
+        return
+    for dirpath, dirnames, _ in os.walk(path):
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            if not os.path.islink(full):
+                os.chmod(full, 0o700)
+    os.chmod(path, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
