@@ -26,6 +26,7 @@ class Reason(StrEnum):
     MANIFEST_INVALID = "ManifestInvalid"
     DIGEST_MISMATCH = "DigestMismatch"
     UNSAFE_ARCHIVE = "UnsafeArchive"
+    CANCELLED = "Cancelled"
     INTERNAL = "InternalError"
 
 

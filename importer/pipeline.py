@@ -1,0 +1,458 @@
+"""The import pipeline: the phases of one import and the decisions between them.
+
+    source -> count + hash (bytes as served) -> decompress -> detect format
+      raw/ISO:             stream into the target, zero blocks as holes        (TransferRaw)
+      other, seekable:     qemu-img reads the source through nbdkit, no copy   (ConvertFromSource)
+      other, not seekable: download to scratch, then convert                   (DownloadToScratch,
+                                                                                ConvertFromScratch)
+      archive:             extract the tar into the target directory           (ExtractArchive)
+
+Each phase handler returns the next phase; `importer.driver.drive` walks them. Every
+failure aborts the target, so no half-written image is left at the destination.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from cdicontract.reasons import Reason
+from cdicontract.report import TerminationReport
+from importer import formats, qemu
+from importer.checksum import Hasher
+from importer.compression import Compression, decompress, detect_compression
+from importer.config import ContentType, ImporterConfig, SourceKind
+from importer.driver import Phase, drive
+from importer.errors import ImportFailure, RestartRequired
+from importer.nbd import NbdServer
+from importer.progress import Progress
+from importer.rawcopy import copy_raw
+from importer.resume import ResumingReader
+from importer.sources.base import Source, SourceInfo
+from importer.streams import Counter, Tail, peek, tap
+from importer.targets import Target, select_target
+
+MAX_RESTARTS = 3
+COMPRESSION_MAGIC_BYTES = 512
+# Scratch holds the non-raw container (e.g. qcow2), which may be a little larger than
+# the disk it describes (metadata); beyond this it cannot be a valid image for the volume.
+SCRATCH_SLACK = 1.1
+SCRATCH_EXTRA = 64 << 20
+
+
+@dataclass
+class ImportState:
+    """What the phases learn, in order. Mutable on purpose: the driver owns it for one run."""
+
+    info: SourceInfo | None = None
+    usable: int | None = None
+    compression: Compression | None = None
+    fmt: formats.DiskFormat | None = None
+    virtual_size: int | None = None
+    image_size: int | None = None
+    stream: Iterator[bytes] | None = None
+    reader: ResumingReader | None = None
+    hasher: Hasher | None = None
+    served: Counter = field(default_factory=Counter)
+    scratch_path: str | None = None
+    scratch_reason: str | None = None
+    target_begun: bool = False
+    restarts: int = 0
+    resumes_before: int = 0
+
+
+class ImportPipeline:
+    def __init__(
+        self,
+        config: ImporterConfig,
+        progress: Progress,
+        workdir: str,
+        source: Source | None,
+        target: Target | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.config = config
+        self.progress = progress
+        self.workdir = workdir
+        self.source = source
+        self.cancel = cancel or threading.Event()
+        self.state = ImportState()
+        self.target: Target | None = None
+        if config.content_type is ContentType.KUBEVIRT:
+            self.target = target or select_target(config.dest)
+        self._started = time.monotonic()
+        # Which slice of the whole the download is, when downloading is what progress measures.
+        self._download_share: tuple[float, float] | None = (0.0, 100.0)
+
+    # ---- driver -------------------------------------------------------------------------
+
+    def run(self) -> TerminationReport:
+        handlers = {
+            Phase.INFO: self._info,
+            Phase.BLANK: self._blank,
+            Phase.TRANSFER_RAW: self._transfer_raw,
+            Phase.CONVERT_NBD: self._convert_from_source,
+            Phase.DOWNLOAD_SCRATCH: self._download_scratch,
+            Phase.CONVERT_SCRATCH: self._convert_scratch,
+            Phase.EXTRACT_ARCHIVE: self._extract_archive,
+        }
+        try:
+            drive(handlers, allowed_visits=lambda p: 1 + self.state.restarts)
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            self._close_stream()
+            self._remove_scratch()
+        self.progress.set(100.0)
+        return self._report()
+
+    def _abort(self) -> None:
+        if self.target is not None and self.state.target_begun:
+            try:
+                self.target.abort()
+            finally:
+                self.state.target_begun = False
+
+    def _begin_target(self) -> Target:
+        assert self.target is not None
+        if not self.state.target_begun:
+            self.target.begin()
+            self.state.target_begun = True
+        return self.target
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise ImportFailure(Reason.CANCELLED, "import cancelled (terminated)")
+
+    # ---- phases -------------------------------------------------------------------------
+
+    def _info(self) -> Phase:
+        cfg, st = self.config, self.state
+        if self.target is not None:
+            st.usable = self.target.capacity(cfg.size, cfg.filesystem_overhead)
+        elif cfg.size is not None:
+            st.usable = cfg.size
+        if cfg.source is SourceKind.BLANK:
+            return Phase.BLANK
+        assert self.source is not None
+        st.info = self.source.info()
+        self._open_stream()
+        if cfg.content_type is ContentType.ARCHIVE:
+            return Phase.EXTRACT_ARCHIVE
+        assert st.stream is not None
+        head, st.stream = peek(st.stream, formats.HEAD_SIZE)
+        st.fmt = formats.detect(head)
+        if st.fmt is formats.DiskFormat.RAW:
+            return Phase.TRANSFER_RAW
+        if st.compression is None:
+            if self.source.random_access() is not None:
+                self._close_stream()
+                return Phase.CONVERT_NBD
+            st.scratch_reason = "the source does not support random access (range requests)"
+            scratch_reason = getattr(self.source, "scratch_reason", None)
+            if isinstance(scratch_reason, str) and scratch_reason:
+                st.scratch_reason = scratch_reason
+        else:
+            st.scratch_reason = f"the {st.fmt.value} image is {st.compression.value}-compressed"
+        return Phase.DOWNLOAD_SCRATCH
+
+    def _open_stream(self) -> None:
+        """(Re)open the source from byte 0 with the counting/hashing/decompressing stages."""
+        st, cfg = self.state, self.config
+        assert self.source is not None and st.info is not None
+        self._close_stream()
+        st.served = Counter(lambda n: self._on_served(n))
+        st.hasher = cfg.checksum.hasher() if cfg.checksum else None
+        st.reader = ResumingReader(
+            self.source, st.info, on_resume=lambda _n, _e: self._on_resume()
+        )
+        observers = [st.served.observe]
+        if st.hasher is not None:
+            observers.append(st.hasher.update)
+        served = tap(st.reader, *observers)
+        magic, served = peek(served, COMPRESSION_MAGIC_BYTES)
+        st.compression = detect_compression(magic)
+        st.stream = decompress(served, st.compression, limit=st.usable)
+
+    def _on_served(self, n: int) -> None:
+        self._check_cancel()
+        total = self.state.info.size if self.state.info else None
+        self.progress.add_source_bytes(n, total)
+        if total and self._download_share is not None:
+            lo, hi = self._download_share
+            self.progress.set(lo + (hi - lo) * min(1.0, self.state.served.count / total))
+
+    def _on_resume(self) -> None:
+        reader = self.state.reader
+        if reader is not None:
+            self.progress.resumed(self.state.resumes_before + reader.resumes)
+
+    def _close_stream(self) -> None:
+        st = self.state
+        if st.reader is not None:
+            st.resumes_before += st.reader.resumes
+        st.stream = None
+        st.reader = None
+
+    def _restart(self, why: RestartRequired) -> Phase:
+        st = self.state
+        st.restarts += 1
+        if st.restarts > MAX_RESTARTS:
+            raise ImportFailure(
+                why.reason, f"{why.message} (gave up after {MAX_RESTARTS} restarts from zero)"
+            ) from why
+        self._abort()
+        self._close_stream()
+        return Phase.INFO
+
+    def _blank(self) -> Phase:
+        assert self.target is not None
+        usable = self.state.usable
+        if usable is None:
+            raise ImportFailure(Reason.INVALID_CONFIG, "a blank image needs --size")
+        self.target.blank(usable, self.config.preallocation)
+        self.state.fmt = formats.DiskFormat.RAW
+        self.state.virtual_size = self.state.image_size = usable
+        return Phase.COMPLETE
+
+    def _transfer_raw(self) -> Phase:
+        st = self.state
+        assert st.stream is not None
+        target = self._begin_target()
+        tail = Tail(512)
+        try:
+            written = copy_raw(tap(st.stream, tail.observe), target, limit=st.usable)
+            if st.hasher is not None:
+                st.hasher.verify()
+        except RestartRequired as e:
+            return self._restart(e)
+        image_size = written
+        payload = formats.vhd_fixed_payload(tail.data) if written >= 1024 else None
+        if payload is not None and payload <= written - 512:
+            st.fmt = formats.DiskFormat.VHD
+            image_size = payload
+        st.image_size = st.virtual_size = image_size
+        target.commit(image_size, st.usable, preallocate=self.config.preallocation)
+        st.target_begun = False
+        return Phase.COMPLETE
+
+    def _read_at(self, offset: int, length: int) -> bytes:
+        """Random reads through the source's ranged open (header inspection: a few small reads)."""
+        assert self.source is not None
+        stream = self.source.open(offset)
+        try:
+            out = bytearray()
+            for chunk in stream:
+                out += chunk
+                if len(out) >= length:
+                    break
+            return bytes(out[:length])
+        finally:
+            stream.close()
+
+    def _inspect_and_check(self, uri: str, read_at: formats.ReadAt, size: int | None) -> int:
+        st = self.state
+        assert st.fmt is not None
+        image = formats.inspect(st.fmt, read_at, size)
+        if image.virtual_size is None:
+            raise ImportFailure(Reason.INVALID_IMAGE, f"{st.fmt.value} header has no virtual size")
+        formats.ensure_fits(image.virtual_size, st.usable or image.virtual_size)
+        qi = qemu.info(uri, st.fmt.value)
+        qemu.check_safe(qi)
+        if qi.virtual_size != image.virtual_size:
+            raise ImportFailure(
+                Reason.INVALID_IMAGE,
+                f"virtual size disagrees: header says {image.virtual_size}, "
+                f"qemu-img says {qi.virtual_size}",
+            )
+        st.virtual_size = image.virtual_size
+        return image.virtual_size
+
+    def _convert_from_source(self) -> Phase:
+        st = self.state
+        assert self.source is not None and st.fmt is not None and st.info is not None
+        access = self.source.random_access()
+        assert access is not None
+        self._download_share = None
+        hash_job = _BackgroundHash(self.source, st.info, self.config) if st.hasher else None
+        try:
+            with NbdServer(access, workdir=self.workdir) as nbd:
+                virtual = self._inspect_and_check(nbd.uri, self._read_at, st.info.size)
+                target = self._begin_target()
+                qemu.convert(
+                    nbd.uri,
+                    st.fmt.value,
+                    target.qemu_output(),
+                    dest_is_block=target.is_block,
+                    on_progress=self.progress.stage(0.0, 99.0),
+                    stall_timeout=self.config.stall_timeout,
+                    cancel=self.cancel,
+                )
+            if hash_job is not None:
+                hash_job.result()
+        finally:
+            if hash_job is not None:
+                hash_job.stop()
+        st.image_size = virtual
+        target.commit(virtual, st.usable, preallocate=self.config.preallocation)
+        st.target_begun = False
+        return Phase.COMPLETE
+
+    def _scratch_dir(self) -> str:
+        if self.config.scratch_dir:
+            return self.config.scratch_dir
+        if self.target is not None and not self.target.is_block:
+            return os.path.dirname(os.path.abspath(self.config.dest))
+        return self.workdir
+
+    def _download_scratch(self) -> Phase:
+        st = self.state
+        assert st.stream is not None
+        fd, path = tempfile.mkstemp(prefix=".cdi-scratch-", suffix=".img", dir=self._scratch_dir())
+        st.scratch_path = path
+        limit = None
+        if st.usable is not None:
+            limit = int(st.usable * SCRATCH_SLACK) + SCRATCH_EXTRA
+        self._download_share = (0.0, 60.0)
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                written = 0
+                for chunk in st.stream:
+                    written += len(chunk)
+                    if limit is not None and written > limit:
+                        raise ImportFailure(
+                            Reason.IMAGE_TOO_LARGE,
+                            "DataVolume too small to contain image: the "
+                            f"{st.fmt} image is larger than {limit} bytes",
+                        )
+                    f.write(chunk)
+                os.fsync(f.fileno())
+            if st.hasher is not None:
+                st.hasher.verify()
+        except RestartRequired as e:
+            self._remove_scratch()
+            return self._restart(e)
+        except OSError as e:
+            raise _os_failure(e, "writing the scratch copy") from e
+        return Phase.CONVERT_SCRATCH
+
+    def _convert_scratch(self) -> Phase:
+        st = self.state
+        assert st.scratch_path is not None and st.fmt is not None
+        path = st.scratch_path
+        size = os.path.getsize(path)
+
+        def read_at(offset: int, length: int) -> bytes:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read(length)
+
+        virtual = self._inspect_and_check(path, read_at, size)
+        target = self._begin_target()
+        qemu.convert(
+            path,
+            st.fmt.value,
+            target.qemu_output(),
+            dest_is_block=target.is_block,
+            on_progress=self.progress.stage(60.0, 99.0),
+            stall_timeout=self.config.stall_timeout,
+            cancel=self.cancel,
+        )
+        st.image_size = virtual
+        target.commit(virtual, st.usable, preallocate=self.config.preallocation)
+        st.target_begun = False
+        self._remove_scratch()
+        return Phase.COMPLETE
+
+    def _extract_archive(self) -> Phase:
+        from importer.archive import extract_tar
+
+        st = self.state
+        assert st.stream is not None
+        try:
+            st.image_size = extract_tar(st.stream, self.config.dest, limit=st.usable)
+        except RestartRequired as e:
+            return self._restart(e)
+        if st.hasher is not None:
+            st.hasher.verify()
+        return Phase.COMPLETE
+
+    def _remove_scratch(self) -> None:
+        path = self.state.scratch_path
+        if path:
+            self.state.scratch_path = None
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    # ---- result -------------------------------------------------------------------------
+
+    def _report(self) -> TerminationReport:
+        st = self.state
+        elapsed = max(1e-6, time.monotonic() - self._started)
+        transferred = st.served.count
+        return TerminationReport(
+            reason=Reason.COMPLETED,
+            message="Import Complete",
+            format=st.fmt.value if st.fmt else None,
+            compression=st.compression.value if st.compression else None,
+            virtual_size=st.virtual_size,
+            bytes_transferred=transferred,
+            bytes_written=st.image_size,
+            duration_seconds=round(elapsed, 3),
+            throughput_bytes_per_second=round(transferred / elapsed, 1) if transferred else None,
+            scratch_used=st.scratch_reason is not None and st.fmt is not formats.DiskFormat.RAW,
+            scratch_reason=st.scratch_reason,
+            resumes=st.resumes_before + (st.reader.resumes if st.reader else 0),
+            checksum=str(self.config.checksum.algorithm) if self.config.checksum else None,
+        )
+
+
+class _BackgroundHash:
+    """Hashes the whole object sequentially while qemu-img reads it at random through nbdkit.
+
+    Costs a second read of the source but no disk: the checksum covers the bytes as served,
+    pinned to the same representation by the source's validator on resumed reads.
+    """
+
+    def __init__(self, source: Source, info: SourceInfo, config: ImporterConfig) -> None:
+        assert config.checksum is not None
+        self._hasher = config.checksum.hasher()
+        self._reader = ResumingReader(source, info)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="checksum", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for chunk in self._reader:
+                if self._stop.is_set():
+                    return
+                self._hasher.update(chunk)
+        except BaseException as e:  # handed to the main thread in result()
+            self._error = e
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self._hasher.verify()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _os_failure(e: OSError, doing: str) -> ImportFailure:
+    import errno
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ImportFailure(Reason.NO_SPACE, f"no space left while {doing}")
+    return ImportFailure(Reason.INTERNAL, f"{doing} failed: {e.strerror}")
+

@@ -1,0 +1,67 @@
+"""Builds the Source a config asks for. The only place that maps options to source classes."""
+
+from __future__ import annotations
+
+import platform
+
+from cdicontract.reasons import Reason
+from importer.config import ImporterConfig, SourceKind
+from importer.errors import ImportFailure
+from importer.sources.base import Source
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def node_architecture() -> str:
+    machine = platform.machine()
+    return _ARCH.get(machine, machine)
+
+
+def build_source(config: ImporterConfig, workdir: str) -> Source:
+    """`workdir` is a private temp dir for files a source needs (a CA bundle, a password file)."""
+    ca_bundle: str | None = None
+    if config.cert_dir:
+        from importer.sources.http import ca_bundle_from_dir
+
+        ca_bundle = ca_bundle_from_dir(config.cert_dir, f"{workdir}/ca-bundle.pem")
+
+    if config.source is SourceKind.HTTP:
+        from importer.sources.http import HttpOptions, HttpSource, parse_header_line
+
+        auth = None
+        if config.access_key is not None and config.secret_key is not None:
+            auth = (config.access_key, config.secret_key)
+        options = HttpOptions(
+            ca_bundle=ca_bundle,
+            insecure=config.insecure_tls,
+            headers=tuple(parse_header_line(h) for h in config.extra_headers),
+            basic_auth=auth,
+        )
+        return HttpSource(config.endpoint, options)
+    if config.source is SourceKind.S3:
+        from importer.sources.s3 import S3Options, S3Source
+
+        return S3Source(
+            config.endpoint,
+            S3Options(
+                access_key=config.access_key,
+                secret_key=config.secret_key,
+                ca_bundle=ca_bundle,
+                insecure=config.insecure_tls,
+            ),
+        )
+    if config.source is SourceKind.REGISTRY:
+        from importer.sources.registry.source import RegistryOptions, RegistrySource
+
+        return RegistrySource(
+            config.endpoint,
+            RegistryOptions(
+                username=config.access_key,
+                password=config.secret_key,
+                ca_bundle=ca_bundle,
+                insecure_tls=config.insecure_tls,
+                insecure_registries=config.insecure_registries,
+                architecture=config.platform_arch or node_architecture(),
+            ),
+        )
+    raise ImportFailure(Reason.INVALID_CONFIG, f"source {config.source} has no data to read")
