@@ -106,10 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Import a disk image into a raw file, block device or directory. "
         "Every option may also come from CDI's importer environment variables.",
     )
-    p.add_argument("--source", choices=[s.value for s in SourceKind], help=f"env {env.SOURCE}")
+    p.add_argument("--source", help=f"http, s3, registry or blank (env {env.SOURCE})")
     p.add_argument("--endpoint", help=f"URL of the image (env {env.ENDPOINT})")
     p.add_argument("--dest", help="target file, block device, or directory for archives")
-    p.add_argument("--content-type", choices=[c.value for c in ContentType])
+    p.add_argument("--content-type", help="kubevirt (a disk image) or archive (a tar)")
     p.add_argument("--size", help="requested volume size, bytes or a quantity like 10Gi")
     p.add_argument("--checksum", help="ALG:HEX over the bytes as served (md5, sha1, sha256, sha512)")
     p.add_argument("--cert-dir", help="directory with a CA bundle for HTTPS")
