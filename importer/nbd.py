@@ -1,0 +1,223 @@
+"""nbdkit as a local, read-only NBD export of a source, so qemu-img converts without scratch.
+
+A source that supports random reads describes an nbdkit command line (`RandomAccess`);
+`NbdServer` runs it on a private Unix socket in its own process group and hands back an
+NBD URI that qemu-img opens with an explicit `-f <format>` (the NBD driver is only the
+protocol layer underneath). This is what CDI did before it fell back to scratch space,
+and it avoids qemu's own curl driver, which hung against nginx on our machines.
+
+nbdkit's stderr is kept (a bounded tail) for error messages, scrubbed of anything secret
+that the command line carries (passwords, header values, URL credentials and query).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
+
+from cdicontract.reasons import Reason
+from importer.errors import ImportFailure
+from importer.limits import Limits, preexec
+from importer.sources.base import RandomAccess
+from importer.watchdog import PipeDrain, exited, kill_group
+
+NBDKIT = "nbdkit"
+START_TIMEOUT = 30.0
+NBDKIT_LIMITS = Limits(address_space=None, cpu_seconds=None, wall_seconds=None)
+"""nbdkit runs trusted code on bytes it never interprets; it only gets its own session
+and the parent-death signal (the limits that matter are on qemu-img, which parses)."""
+
+_SECRET_KEYS = frozenset({"password", "proxy-password", "cookie", "header", "proxy-user", "user"})
+_SOCKET_PATH_MAX = 107  # sun_path is 108 bytes including the NUL
+
+
+def secrets_of(access: RandomAccess) -> tuple[str, ...]:
+    """Strings from the nbdkit command line that must never appear in a message or log."""
+    found: list[str] = []
+    for param in (*access.params, *access.filter_params):
+        key, sep, value = param.partition("=")
+        if not sep or not value:
+            continue
+        if key in _SECRET_KEYS and not value.startswith(("+", "-")):
+            if key == "header":
+                # "Name: value": the name is harmless and useful, the value is the secret.
+                _, colon, hval = value.partition(":")
+                value = hval.strip() if colon else value
+            if value:
+                found.append(value)
+        elif key == "url":
+            parts = urlsplit(value)
+            if parts.password:
+                found.append(parts.password)
+            if parts.query:
+                # Pre-signed URLs (S3, GCS) carry their signature in the query.
+                found.append(parts.query)
+    return tuple(sorted(set(found), key=len, reverse=True))
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every secret replaced by '***' (longest first, so no fragment survives)."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def public_url(url: str) -> str:
+    """A URL as it may appear in messages: no credentials, no query string."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def command(access: RandomAccess, sock: str, *, readonly: bool = True) -> list[str]:
+    """The nbdkit argv serving `access` on Unix socket `sock` (a pure function of its inputs).
+
+    `--foreground` keeps nbdkit our direct child so its process group is ours to kill;
+    `--exit-with-parent` is belt and braces with PR_SET_PDEATHSIG.
+    """
+    argv = [NBDKIT, "--foreground", "--exit-with-parent", "--unix", sock]
+    if readonly:
+        argv.append("--readonly")
+    argv += [f"--filter={f}" for f in access.filters]
+    argv.append(access.plugin)
+    argv += access.params
+    argv += access.filter_params
+    return argv
+
+
+class NbdServer:
+    """A running nbdkit serving one source read-only on a private Unix socket.
+
+    Use as a context manager; `uri` is valid inside it. The server is not restarted on
+    failure: the caller makes a new one (see `nbd_source`), which is what
+    `importer.qemu.convert` does between attempts when given a factory.
+    """
+
+    def __init__(self, access: RandomAccess, *, workdir: str, readonly: bool = True) -> None:
+        self._access = access
+        self._workdir = workdir
+        self._readonly = readonly
+        self._secrets = secrets_of(access)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: PipeDrain | None = None
+        self._dir: str | None = None
+        self.uri = ""
+        self.socket_path = ""
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def stderr_tail(self) -> list[str]:
+        """nbdkit's last stderr lines, scrubbed of secrets (for error messages)."""
+        if self._stderr is None:
+            return []
+        return [scrub(line, self._secrets) for line in list(self._stderr.tail)]
+
+    def alive(self) -> bool:
+        return self._proc is not None and not exited(self._proc)
+
+    def __enter__(self) -> NbdServer:
+        self._dir = tempfile.mkdtemp(prefix="nbd-", dir=self._workdir)
+        self.socket_path = os.path.join(self._dir, "sock")
+        if len(self.socket_path.encode()) > _SOCKET_PATH_MAX:
+            self._cleanup()
+            raise ImportFailure(
+                Reason.INTERNAL, f"NBD socket path too long for a Unix socket: {self.socket_path}"
+            )
+        argv = command(self._access, self.socket_path, readonly=self._readonly)
+        try:
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=preexec(NBDKIT_LIMITS),  # noqa: PLW1509 - new session + pdeathsig
+                close_fds=True,
+            )
+        except OSError as e:
+            self._cleanup()
+            raise ImportFailure(Reason.INTERNAL, f"cannot start nbdkit: {e.strerror}") from e
+        assert self._proc.stderr is not None
+        self._stderr = PipeDrain(self._proc.stderr, lines=True)
+        self._stderr.start()
+        try:
+            self._wait_ready(START_TIMEOUT)
+        except BaseException:
+            self._cleanup()
+            raise
+        self.uri = f"nbd+unix:///?socket={self.socket_path}"
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            if exited(self._proc):
+                self._fail(f"nbdkit exited with status {self._proc.wait()}")
+            if os.path.exists(self.socket_path):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(1.0)
+                    try:
+                        s.connect(self.socket_path)
+                        return
+                    except OSError:
+                        pass
+            if time.monotonic() > deadline:
+                self._fail(f"nbdkit did not listen within {timeout:.0f}s")
+            time.sleep(0.01)
+
+    def _fail(self, what: str) -> None:
+        if self._stderr is not None and self._proc is not None and exited(self._proc):
+            self._stderr.join(2.0)
+        tail = self.stderr_tail()
+        detail = f": {tail[-1]}" if tail else ""
+        raise ImportFailure(Reason.NETWORK_ERROR, f"{what}{detail}")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._proc is not None:
+            kill_group(self._proc)
+        if self._stderr is not None:
+            self._stderr.join(5.0)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+def nbd_source(
+    access: RandomAccess, *, workdir: str
+) -> Callable[[], AbstractContextManager[str]]:
+    """A factory for `importer.qemu.convert`: each call starts a fresh nbdkit, yields its URI.
+
+    Passing this instead of a fixed URI lets convert retry with a new server when the old
+    one died or hung mid-way.
+    """
+
+    @contextlib.contextmanager
+    def _serve() -> Iterator[str]:
+        with NbdServer(access, workdir=workdir) as server:
+            yield server.uri
+
+    return _serve
+
+
+__all__ = ["NbdServer", "command", "nbd_source", "public_url", "scrub", "secrets_of"]

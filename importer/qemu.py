@@ -1,0 +1,372 @@
+"""qemu-img, run safely: always an explicit format, never a backing file, always under limits.
+
+`info` inspects an image (a local path or an NBD URI) and `check_safe` refuses images
+that would make qemu-img open other files. `convert` writes raw data into the target
+under a stall watchdog, retrying a stuck run, and maps qemu-img's failures onto
+termination reasons.
+
+Why the options (measured, see bench/bench_convert_opts.py and the report):
+- `-W` (out-of-order writes) and `-m 16` coroutines keep several NBD requests in flight;
+- `-t none` (O_DIRECT) on the target keeps the page cache, and so the pod's cgroup
+  memory, flat (CDI issue #2110), where the target supports it; `writeback` otherwise;
+- file targets are created by qemu-img itself (sparse, and it knows the new file reads as
+  zeros); a pre-created or block target gets `-n`, plus `--target-is-zero` only when the
+  caller vouches that it reads as zeros.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from cdicontract.reasons import Reason
+from importer.errors import ImportFailure
+from importer.limits import CONVERT_LIMITS, INFO_LIMITS, Limits
+from importer.watchdog import Outcome, run_watched
+
+QEMU_IMG = "qemu-img"
+FORMATS = frozenset({"raw", "qcow2", "vmdk", "vpc", "vhdx", "vdi"})
+COROUTINES = 16
+_NBD_PREFIXES = ("nbd://", "nbd+unix://", "nbds://")
+# glibc gives each thread of qemu's I/O pool its own 64 MiB malloc arena, all counted
+# against RLIMIT_AS; two arenas are plenty for qemu-img and keep the cap meaningful.
+_CHILD_ENV_EXTRA = {"MALLOC_ARENA_MAX": "2", "LC_ALL": "C"}
+
+Source = str | Callable[[], AbstractContextManager[str]]
+
+
+@dataclass(frozen=True)
+class QemuInfo:
+    """What `qemu-img info` says about an image (only the fields our decisions need)."""
+
+    format: str
+    virtual_size: int
+    actual_size: int | None
+    backing_file: str | None
+    data_file: str | None
+    raw: dict[str, object]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR")}
+    env.update(_CHILD_ENV_EXTRA)
+    return env
+
+
+def is_nbd_uri(filename: str) -> bool:
+    return filename.startswith(_NBD_PREFIXES)
+
+
+def qemu_filename(filename: str) -> str:
+    """The filename as qemu-img should see it.
+
+    qemu treats "json:{...}" and "proto:..." prefixes as option strings, so a local path
+    is made absolute: a path starting with '/' is never parsed as anything but a file.
+    """
+    if is_nbd_uri(filename):
+        return filename
+    return os.path.abspath(filename)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ImportFailure(Reason.UNSUPPORTED_FORMAT, f"format {fmt!r} is not one we convert")
+
+
+def first_error_line(lines: Sequence[str]) -> str:
+    """The line that explains a qemu-img failure: the first 'qemu-img:' line, else the first."""
+    for line in lines:
+        if line.startswith("qemu-img:"):
+            return line
+    return lines[0] if lines else "no error output"
+
+
+def info_command(filename: str, fmt: str) -> list[str]:
+    """`qemu-img info` argv: explicit format (no probing), JSON, shared lock.
+
+    `--force-share` lets info read an image another process holds open (a scratch file
+    still being closed) and takes no lock on NBD exports.
+    """
+    return [QEMU_IMG, "info", "-f", fmt, "--output=json", "--force-share", qemu_filename(filename)]
+
+
+def parse_info(text: bytes) -> QemuInfo:
+    """Parse `qemu-img info --output=json`; raises ValueError on anything unexpected."""
+    doc: Any = json.loads(text)
+    if not isinstance(doc, dict):
+        raise ValueError("qemu-img info output is not an object")
+    fmt = doc.get("format")
+    vsize = doc.get("virtual-size")
+    if not isinstance(fmt, str) or not isinstance(vsize, int) or vsize < 0:
+        raise ValueError("qemu-img info output lacks format or virtual-size")
+    actual = doc.get("actual-size")
+    backing = doc.get("full-backing-filename") or doc.get("backing-filename")
+    data_file = None
+    specific = doc.get("format-specific")
+    if isinstance(specific, dict) and isinstance(specific.get("data"), dict):
+        df = specific["data"].get("data-file")
+        data_file = df if isinstance(df, str) else None
+    return QemuInfo(
+        format=fmt,
+        virtual_size=vsize,
+        actual_size=actual if isinstance(actual, int) else None,
+        backing_file=backing if isinstance(backing, str) else None,
+        data_file=data_file,
+        raw=doc,
+    )
+
+
+def _limit_hit(outcome: Outcome, limits: Limits) -> bool:
+    """Whether the child died of one of our limits rather than of its own error."""
+    if outcome.timed_out:
+        return True
+    if outcome.returncode in (-9, -24) and limits.cpu_seconds is not None:
+        return True  # SIGKILL / SIGXCPU from RLIMIT_CPU
+    if limits.address_space is None:
+        return False
+    text = "\n".join(outcome.stderr_tail).lower()
+    return outcome.returncode < 0 or any(
+        s in text for s in ("cannot allocate memory", "failed to allocate", "out of memory")
+    )
+
+
+def info(filename: str, fmt: str, *, limits: Limits = INFO_LIMITS) -> QemuInfo:
+    """`qemu-img info` of `filename` (a path or NBD URI) read as `fmt`, never probed."""
+    _check_format(fmt)
+    outcome = run_watched(
+        info_command(filename, fmt), limits=limits, capture_stdout=True, env=_env()
+    )
+    if outcome.returncode != 0:
+        if _limit_hit(outcome, limits):
+            raise ImportFailure(
+                Reason.INVALID_IMAGE, "qemu-img info exceeded its resource limits"
+            )
+        raise ImportFailure(
+            Reason.INVALID_IMAGE, f"qemu-img info failed: {first_error_line(outcome.stderr_tail)}"
+        )
+    try:
+        qi = parse_info(outcome.stdout)
+    except ValueError as e:
+        raise ImportFailure(Reason.INVALID_IMAGE, f"qemu-img info: {e}") from e
+    if qi.format != fmt:
+        raise ImportFailure(
+            Reason.INVALID_IMAGE, f"qemu-img read the image as {qi.format}, not {fmt}"
+        )
+    return qi
+
+
+def unsafe_reason(qi: QemuInfo) -> str | None:
+    """Why an image would make qemu-img open files other than itself, or None if it won't."""
+    if qi.backing_file:
+        return "image has a backing file"
+    if qi.data_file:
+        return "image has an external data file"
+    specific = qi.raw.get("format-specific")
+    if isinstance(specific, dict) and isinstance(specific.get("data"), dict):
+        extents = specific["data"].get("extents")
+        if isinstance(extents, list):
+            own = qi.raw.get("filename")
+            for extent in extents:
+                name = extent.get("filename") if isinstance(extent, dict) else None
+                if name != own:
+                    return "image has an extent outside itself"
+    return None
+
+
+def check_safe(qi: QemuInfo) -> None:
+    """Refuse images that reference other files (backing chains, data files, extents).
+
+    The file names are not echoed: they come from the image and could be anything.
+    """
+    why = unsafe_reason(qi)
+    if why is not None:
+        raise ImportFailure(Reason.UNSAFE_IMAGE, f"refusing {qi.format} image: {why}")
+
+
+def direct_io_supported(dest: str, *, dest_is_block: bool) -> bool:
+    """Whether the target accepts O_DIRECT (tmpfs and some FUSE filesystems do not)."""
+    if dest_is_block:
+        probe, flags = dest, os.O_RDONLY
+    else:
+        probe = os.path.join(os.path.dirname(os.path.abspath(dest)), f".odirect-{os.getpid()}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(probe, flags | os.O_DIRECT, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    if not dest_is_block:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    return True
+
+
+def convert_command(
+    src: str,
+    fmt: str,
+    dest: str,
+    *,
+    create: bool,
+    target_is_zero: bool,
+    direct: bool,
+    coroutines: int = COROUTINES,
+) -> list[str]:
+    """The `qemu-img convert` argv (a pure function; the choices are explained above).
+
+    Never `-B`/`-o backing_file`, never probing: `-f` and `-O raw` are always explicit.
+    """
+    argv = [QEMU_IMG, "convert", "-p", "-f", fmt, "-O", "raw"]
+    argv += ["-t", "none" if direct else "writeback", "-T", "none" if direct else "writeback"]
+    argv += ["-W", "-m", str(coroutines)]
+    if not create:
+        argv.append("-n")
+        if target_is_zero:
+            argv.append("--target-is-zero")
+    argv += [qemu_filename(src), qemu_filename(dest)]
+    return argv
+
+
+def _source_cache(argv: list[str], src: str) -> list[str]:
+    """Source cache mode: O_DIRECT reads are pointless on an NBD socket; on a local file
+    (scratch) they avoid filling the page cache with data read once."""
+    if is_nbd_uri(src) or not _direct_ok_for_read(src):
+        i = argv.index("-T")
+        argv[i + 1] = "writeback"
+    return argv
+
+
+def _direct_ok_for_read(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+@contextlib.contextmanager
+def _fixed(src: str) -> Iterator[str]:
+    yield src
+
+
+def classify_failure(lines: Sequence[str], returncode: int) -> tuple[Reason, str]:
+    """Map a failed convert's stderr onto a reason and a one-line message (pure)."""
+    line = first_error_line(lines)
+    text = "\n".join(lines)
+    if "No space left on device" in text or "Disk quota exceeded" in text:
+        return Reason.NO_SPACE, f"target is full: {line}"
+    if returncode < 0 and not lines:
+        return Reason.CONVERSION_FAILED, f"qemu-img convert killed by signal {-returncode}"
+    return Reason.CONVERSION_FAILED, f"qemu-img convert failed: {line}"
+
+
+def _is_read_error(lines: Sequence[str]) -> bool:
+    return any("error while reading" in line for line in lines)
+
+
+def convert(
+    src: Source,
+    fmt: str,
+    dest: str,
+    *,
+    dest_is_block: bool,
+    dest_exists_zeroed: bool = False,
+    on_progress: Callable[[float], None] | None = None,
+    stall_timeout: float = 120.0,
+    attempts: int = 3,
+    limits: Limits = CONVERT_LIMITS,
+    cancel: threading.Event | None = None,
+) -> None:
+    """Convert `src` (read as `fmt`) to raw in `dest`, retrying stalled runs.
+
+    `src` is a path, an NBD URI, or a factory of context managers yielding one (e.g.
+    `importer.nbd.nbd_source(access, workdir=...)`): with a factory every attempt gets a
+    fresh source, so a dead or hung nbdkit is replaced, and a run that failed *reading*
+    the source is retried too. Progress (0..100) restarts from 0 on a retry.
+
+    The caller checks the image first (`info` + `check_safe`); convert re-checks cheaply
+    with the same source so that it can never follow a backing file on its own.
+    Raises ImportFailure: STALLED after `attempts` stalled runs, NO_SPACE, CONVERSION_FAILED,
+    INTERNAL when cancelled.
+    """
+    _check_format(fmt)
+    factory: Callable[[], AbstractContextManager[str]]
+    if isinstance(src, str):
+        fixed = src
+
+        def factory() -> AbstractContextManager[str]:
+            return _fixed(fixed)
+
+        remote = False
+    else:
+        factory, remote = src, True
+    if dest_is_block:
+        try:
+            if not stat.S_ISBLK(os.stat(dest).st_mode):
+                raise ImportFailure(Reason.INVALID_CONFIG, f"{dest} is not a block device")
+        except FileNotFoundError as e:
+            raise ImportFailure(Reason.INVALID_CONFIG, f"block target {dest} missing") from e
+    create = not dest_is_block and not dest_exists_zeroed
+    direct = direct_io_supported(dest, dest_is_block=dest_is_block)
+    failure: ImportFailure | None = None
+    for _attempt in range(max(1, attempts)):
+        with factory() as uri:
+            check_safe(info(uri, fmt))
+            argv = _source_cache(
+                convert_command(
+                    uri, fmt, dest, create=create, target_is_zero=dest_exists_zeroed, direct=direct
+                ),
+                uri,
+            )
+            outcome = run_watched(
+                argv,
+                limits=limits,
+                stall_timeout=stall_timeout,
+                on_progress=on_progress,
+                cancel=cancel,
+                env=_env(),
+            )
+        if outcome.returncode == 0 and not (outcome.stalled or outcome.cancelled):
+            if on_progress is not None and outcome.last_progress != 100.0:
+                on_progress(100.0)
+            return
+        if outcome.cancelled:
+            raise ImportFailure(Reason.INTERNAL, "conversion cancelled")
+        if outcome.stalled:
+            failure = ImportFailure(
+                Reason.STALLED,
+                f"qemu-img convert made no progress for {stall_timeout:g}s "
+                f"(at {outcome.last_progress or 0.0:.2f}%), {max(1, attempts)} attempts",
+            )
+            continue
+        if _limit_hit(outcome, limits):
+            raise ImportFailure(
+                Reason.CONVERSION_FAILED, "qemu-img convert exceeded its resource limits"
+            )
+        reason, message = classify_failure(outcome.stderr_tail, outcome.returncode)
+        failure = ImportFailure(reason, message)
+        if remote and reason is Reason.CONVERSION_FAILED and _is_read_error(outcome.stderr_tail):
+            continue  # the source broke mid-way: a fresh NBD server may do better
+        raise failure
+    assert failure is not None
+    raise failure
+
+
+__all__ = [
+    "CONVERT_LIMITS",
+    "INFO_LIMITS",
+    "QemuInfo",
+    "check_safe",
+    "classify_failure",
+    "convert",
+    "convert_command",
+    "info",
+    "parse_info",
+]
