@@ -1,0 +1,280 @@
+"""A deliberately bad HTTP server for the unhappy paths (CDI's bad-webserver idea, done in-process).
+
+`bad_server.add(name, payload)` registers a body; `bad_server.url(name, **behaviour)` gives a
+URL whose query string selects misbehaviours, combinable:
+
+- `norange=1`      ignore Range, send no Accept-Ranges (and no validator)
+- `head=403|405`   refuse HEAD with that status
+- `drop_at=N,M`    on GETs, close the connection when the body reaches absolute offset N
+                   (each drop point fires once per URL), so resumption can be observed
+- `drop=rst`       drop with a TCP reset instead of a clean EOF
+- `extra_length=N` announce N more bytes in Content-Length than are sent (always)
+- `stall_at=N&stall=S&stall_times=K`  at offset N, go silent for S seconds (first K GETs)
+- `trickle=1`      send the body in small slow pieces (slow but never silent for long)
+- `status=C&status_times=K`  answer C (404, 403, 500, 503...) to the first K requests (all if no K)
+- `redirect=loop`  302 to itself; `redirect=file` 302 to file:///etc/passwd;
+  `redirect=<name>` 302 to that name's plain URL
+- `bad_range=1`    answer ranged GETs with 206 but a Content-Range starting at 0
+- `etag_changes=1` every response carries a new ETag (the representation "changed")
+
+Every request is recorded (method, path, Range, If-Range, headers) in `requests`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import struct
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    name: str
+    range: str | None
+    if_range: str | None
+    headers: dict[str, str]
+
+
+@dataclass
+class _State:
+    payloads: dict[str, bytes] = field(default_factory=dict)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    fired: dict[str, set[int]] = field(default_factory=dict)  # URL -> drop points used
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (URL, kind) -> n
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    etag_serial: int = 0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+        pass
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _count(self, kind: str) -> int:
+        """How many times this URL has been asked for `kind` before (0 the first time)."""
+        st = self.server.state
+        with st.lock:
+            n = st.counts.get((self.path, kind), 0)
+            st.counts[(self.path, kind)] = n + 1
+            return n
+
+    def _simple(self, code: int, headers: dict[str, str] | None = None) -> None:
+        body = f"{code}\n".encode()
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _drop(self, rst: bool) -> None:
+        self.wfile.flush()
+        self.close_connection = True
+        if rst:
+            # Linger 0 + close: the kernel answers with RST instead of FIN.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        else:
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _serve(self, head: bool) -> None:
+        parsed = urllib.parse.urlsplit(self.path)
+        name = parsed.path.lstrip("/")
+        q = {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query).items()}
+        st = self.server.state
+        with st.lock:
+            st.requests.append(
+                RecordedRequest(
+                    method=self.command,
+                    path=self.path,
+                    name=name,
+                    range=self.headers.get("Range"),
+                    if_range=self.headers.get("If-Range"),
+                    headers={k: v for k, v in self.headers.items()},
+                )
+            )
+            payload = st.payloads.get(name)
+
+        if "status" in q:
+            times = int(q.get("status_times", "-1"))
+            if times < 0 or self._count("status") < times:
+                self._simple(int(q["status"]))
+                return
+        redirect = q.get("redirect")
+        if redirect == "loop":
+            self._simple(302, {"Location": self.path})
+            return
+        if redirect == "file":
+            self._simple(302, {"Location": "file:///etc/passwd"})
+            return
+        if redirect:
+            self._simple(302, {"Location": "/" + redirect})
+            return
+        if payload is None:
+            self._simple(404)
+            return
+        if head and "head" in q:
+            self._simple(int(q["head"]))
+            return
+
+        norange = q.get("norange") == "1"
+        size = len(payload)
+        start, end = 0, size - 1
+        partial = False
+        rng = self.headers.get("Range")
+        etag = '"' + hashlib.sha256(payload).hexdigest()[:16] + '"'
+        if q.get("etag_changes") == "1":
+            with st.lock:
+                st.etag_serial += 1
+                etag = f'"{st.etag_serial}"'
+        if_range = self.headers.get("If-Range")
+        if rng and not norange and (if_range is None or if_range == etag):
+            spec = rng.removeprefix("bytes=")
+            first, _, last = spec.partition("-")
+            start = int(first)
+            end = min(int(last), size - 1) if last else size - 1
+            if start >= size:
+                self._simple(416, {"Content-Range": f"bytes */{size}"})
+                return
+            partial = True
+
+        if partial and q.get("bad_range") == "1":
+            start = 0  # lie: serve from 0 but still call it partial
+        body_len = end - start + 1
+        self.send_response(206 if partial else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(body_len + int(q.get("extra_length", "0"))))
+        if partial:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        if not norange:
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", etag)
+        self.end_headers()
+        if head:
+            return
+
+        drop_at: int | None = None
+        if "drop_at" in q:
+            points = sorted(int(p) for p in q["drop_at"].split(","))
+            with st.lock:
+                fired = st.fired.setdefault(self.path, set())
+                for p in points:
+                    if p > start and p not in fired:
+                        fired.add(p)
+                        drop_at = p
+                        break
+        stall_at: int | None = None
+        if "stall_at" in q and self._count("stall") < int(q.get("stall_times", "1")):
+            stall_at = int(q["stall_at"])
+        trickle = q.get("trickle") == "1"
+
+        pos = start
+        piece = 4096 if trickle else 64 * 1024
+        try:
+            while pos <= end:
+                limit = end + 1
+                if drop_at is not None and pos < drop_at <= limit:
+                    limit = drop_at
+                if stall_at is not None and pos < stall_at < limit:
+                    limit = stall_at
+                n = min(piece, limit - pos)
+                if n > 0:
+                    self.wfile.write(payload[pos : pos + n])
+                    pos += n
+                if drop_at is not None and pos == drop_at:
+                    self._drop(q.get("drop") == "rst")
+                    return
+                if stall_at is not None and pos == stall_at:
+                    self.wfile.flush()
+                    time.sleep(float(q.get("stall", "5")))
+                    stall_at = None
+                if trickle:
+                    self.wfile.flush()
+                    time.sleep(0.002)
+            if "extra_length" in q:
+                self._drop(rst=False)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.state = _State()
+
+
+class BadServer:
+    """Handle on the running bad server: register payloads, build URLs, read the request log."""
+
+    def __init__(self, server: _Server) -> None:
+        self._server = server
+        self.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def add(self, name: str, payload: bytes) -> None:
+        with self._server.state.lock:
+            self._server.state.payloads[name] = payload
+
+    def url(self, name: str, **behaviour: object) -> str:
+        query = urllib.parse.urlencode({k: str(v) for k, v in behaviour.items()})
+        return f"{self.base_url}/{name}" + (f"?{query}" if query else "")
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._server.state.lock:
+            return list(self._server.state.requests)
+
+    def requests_for(self, name: str, method: str | None = None) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.name == name and method in (None, r.method)]
+
+    def reset(self) -> None:
+        st = self._server.state
+        with st.lock:
+            st.payloads.clear()
+            st.requests.clear()
+            st.fired.clear()
+            st.counts.clear()
+
+
+@pytest.fixture(scope="session")
+def _bad_server_session() -> Iterator[BadServer]:
+    server = _Server()
+    thread = threading.Thread(target=server.serve_forever, name="bad-server", daemon=True)
+    thread.start()
+    try:
+        yield BadServer(server)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def bad_server(_bad_server_session: BadServer) -> BadServer:
+    """The session's bad server, with a clean request log and no payloads."""
+    _bad_server_session.reset()
+    return _bad_server_session
