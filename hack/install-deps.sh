@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   # importer data path and its real peers
   qemu-utils qemu-block-extra nbdkit nginx-light curl xz-utils zstd bzip2 pigz e2fsprogs
-  util-linux
+  util-linux xorriso
   # S3 / registry peers and tools
   skopeo docker-registry umoci
   # simulated node (issue 3) — append below this line
