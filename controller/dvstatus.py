@@ -1,0 +1,190 @@
+"""A DataVolume's status and events, computed purely from what the controller observes.
+
+The phase follows CDI's import sequence (Pending -> ImportScheduled -> ImportInProgress ->
+Succeeded, or WaitForFirstConsumer / Failed), read from the PVC, its import annotations
+and the importer pod. Timestamps change only when a condition changes, so an unchanged
+world gives an identical status and no write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cdicontract import annotations as ann
+from cdicontract import api
+from controller import importstate
+from controller import objects as o
+from controller.objects import Obj
+from controller.podview import view
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    dv: Obj
+    pvc: Obj | None
+    pod: Obj | None
+    wffc: bool
+    now: str
+    progress: str | None = None
+    """Freshly scraped progress (`NN.NN%`), when the importer's metrics answered."""
+    claim_error: tuple[str, str] | None = None
+    """(reason, message) when the PVC cannot be built or is not ours."""
+    unsupported: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    status: Obj
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def phase(self) -> str:
+        return str(self.status.get("phase", ""))
+
+
+def _condition(old: list[Obj], ctype: str, status: bool, reason: str, message: str,  # noqa: PLR0917
+               now: str) -> Obj:
+    text = "True" if status else "False"
+    prev = next((c for c in old if c.get("type") == ctype), None)
+    if prev and (prev.get("status"), prev.get("reason", ""), prev.get("message", "")) == (
+            text, reason, message):
+        return prev
+    changed_status = prev is None or prev.get("status") != text
+    return {
+        "type": ctype,
+        "status": text,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now if changed_status else prev.get("lastTransitionTime", now),  # type: ignore[union-attr]
+        "lastHeartbeatTime": now,
+    }
+
+
+def _bound(pvc: Obj | None, claim_error: tuple[str, str] | None) -> tuple[bool, str, str]:
+    if claim_error is not None:
+        return False, claim_error[0], claim_error[1]
+    if pvc is None:
+        return False, "NotFound", "No PVC found"
+    phase = o.status(pvc).get("phase") or "Pending"
+    if phase == "Bound":
+        return True, "Bound", f"PVC {o.name(pvc)} Bound"
+    if phase == "Lost":
+        return False, "ClaimLost", f"PVC {o.name(pvc)} lost"
+    return False, "Pending", f"PVC {o.name(pvc)} Pending"
+
+
+def _phase(obs: Observed) -> str:
+    pvc, pod = obs.pvc, obs.pod
+    if obs.claim_error is not None or obs.unsupported is not None or pvc is None:
+        return api.PHASE_PENDING
+    a = o.annotations(pvc)
+    record = a.get(ann.POD_PHASE)
+    if record == importstate.SUCCEEDED:
+        return api.PHASE_SUCCEEDED
+    if record == importstate.FAILED or o.status(pvc).get("phase") == "Lost":
+        return api.PHASE_FAILED
+    if pod is None:
+        if importstate.needs_consumer(pvc, obs.wffc):
+            return api.PHASE_WAIT_FOR_FIRST_CONSUMER
+        if o.status(pvc).get("phase") == "Bound":
+            return api.PHASE_PVC_BOUND
+        return api.PHASE_PENDING
+    v = view(pod)
+    if v.running or v.restarts > 0 or v.last_terminated is not None:
+        return api.PHASE_IMPORT_IN_PROGRESS
+    return api.PHASE_IMPORT_SCHEDULED
+
+
+def _running(obs: Observed, phase: str) -> tuple[bool, str, str]:
+    if obs.unsupported is not None:
+        return False, "UnsupportedSource", obs.unsupported
+    if obs.pvc is None:
+        return False, "", ""
+    a = o.annotations(obs.pvc)
+    if ann.CONDITION_RUNNING in a:
+        return (a[ann.CONDITION_RUNNING] == "true", a.get(ann.CONDITION_RUNNING_REASON, ""),
+                a.get(ann.CONDITION_RUNNING_MESSAGE, ""))
+    if phase == api.PHASE_WAIT_FOR_FIRST_CONSUMER:
+        return False, "WaitForFirstConsumer", "waiting for a consumer of the PVC"
+    return False, "", ""
+
+
+def _progress(obs: Observed, phase: str) -> str:
+    old = str(o.status(obs.dv).get("progress") or api.PROGRESS_UNKNOWN)
+    if phase == api.PHASE_SUCCEEDED:
+        return api.PROGRESS_DONE
+    if phase == api.PHASE_IMPORT_IN_PROGRESS:
+        return obs.progress or old
+    if phase == api.PHASE_FAILED:
+        return old
+    return api.PROGRESS_UNKNOWN
+
+
+def _restarts(obs: Observed) -> int:
+    counts = [int(o.status(obs.dv).get("restartCount") or 0)]
+    if obs.pvc is not None:
+        text = o.annotations(obs.pvc).get(ann.POD_RESTARTS, "0")
+        counts.append(int(text) if text.isdigit() else 0)
+    if obs.pod is not None:
+        counts.append(view(obs.pod).restarts)
+    return max(counts)
+
+
+_PHASE_EVENTS = {
+    api.PHASE_IMPORT_SCHEDULED: ("Normal", "ImportScheduled", "Import into {pvc} scheduled"),
+    api.PHASE_IMPORT_IN_PROGRESS: ("Normal", "ImportInProgress", "Import into {pvc} in progress"),
+    api.PHASE_SUCCEEDED: ("Normal", "ImportSucceeded", "Successfully imported into PVC {pvc}"),
+    api.PHASE_FAILED: ("Warning", "ImportFailed", "Failed to import into PVC {pvc}: {msg}"),
+    api.PHASE_WAIT_FOR_FIRST_CONSUMER: ("Normal", "WaitForFirstConsumer",
+                                        "PVC {pvc} waits for a consumer to be bound"),
+}
+
+
+def compute(obs: Observed) -> Result:
+    old = o.status(obs.dv)
+    old_conditions = list(old.get("conditions") or [])
+    phase = _phase(obs)
+    bound, b_reason, b_msg = _bound(obs.pvc, obs.claim_error)
+    running, r_reason, r_msg = _running(obs, phase)
+    ready = phase == api.PHASE_SUCCEEDED
+    status: Obj = {
+        "phase": phase,
+        "progress": _progress(obs, phase),
+        "restartCount": _restarts(obs),
+        "claimName": o.name(obs.dv),
+        "conditions": [
+            _condition(old_conditions, "Bound", bound, b_reason, b_msg, obs.now),
+            _condition(old_conditions, "Running", running, r_reason, r_msg, obs.now),
+            _condition(old_conditions, "Ready", ready, phase if ready else "", "", obs.now),
+        ],
+    }
+    events: list[Event] = []
+    pvc_name = o.name(obs.dv)
+    if phase != old.get("phase"):
+        if phase in _PHASE_EVENTS:
+            etype, reason, template = _PHASE_EVENTS[phase]
+            events.append(Event(etype, reason, template.format(pvc=pvc_name, msg=r_msg)))
+        if bound and old.get("phase") in (None, "", api.PHASE_PENDING,
+                                          api.PHASE_WAIT_FOR_FIRST_CONSUMER):
+            events.append(Event("Normal", "Bound", f"PVC {pvc_name} Bound"))
+    if obs.claim_error is not None and obs.claim_error[1] != _old_message(old_conditions):
+        events.append(Event("Warning", obs.claim_error[0], obs.claim_error[1]))
+    if obs.pvc is not None and o.status(obs.pvc).get("phase") == "Lost" and phase != old.get(
+            "phase"):
+        events.append(Event("Warning", "ErrClaimLost", f"PVC {pvc_name} lost"))
+    return Result(status, events)
+
+
+def _old_message(conditions: list[Obj]) -> str:
+    return next((str(c.get("message", "")) for c in conditions if c.get("type") == "Bound"), "")
+
+
+def status_changed(old: Obj, new: Obj) -> bool:
+    return {k: old.get(k) for k in new} != new

@@ -1,0 +1,112 @@
+"""The import reconciler's decision for one PVC: a pure function of the PVC and its pod.
+
+The PVC's `storage.pod.*` / `storage.condition.*` annotations are both the legacy API's
+output and the durable record of the outcome: once `storage.pod.phase` is Succeeded or
+Failed the import is over, and a lost or deleted pod is never recreated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cdicontract import annotations as ann
+from cdicontract.reasons import is_permanent
+from controller import objects as o
+from controller.objects import Obj
+from controller.podview import PodView, failure_reason, view
+
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+RUNNING = "Running"
+PENDING = "Pending"
+
+
+@dataclass(frozen=True)
+class ImportDecision:
+    create_pod: bool = False
+    delete_pod: bool = False
+    annotations: dict[str, str] = field(default_factory=dict)
+    """Annotations to set on the PVC (only the ones that change)."""
+    waiting_for_consumer: bool = False
+
+
+def is_finished(pvc: Obj) -> bool:
+    return o.annotations(pvc).get(ann.POD_PHASE) in (SUCCEEDED, FAILED)
+
+
+def needs_consumer(pvc: Obj, wffc: bool) -> bool:
+    """WaitForFirstConsumer: no importer pod until the PVC is bound, unless asked to bind now."""
+    bound = o.status(pvc).get("phase") == "Bound"
+    immediate = ann.IMMEDIATE_BINDING in o.annotations(pvc)
+    return wffc and not bound and not immediate
+
+
+def _running(status: bool, reason: str, message: str) -> dict[str, str]:
+    return {
+        ann.CONDITION_RUNNING: "true" if status else "false",
+        ann.CONDITION_RUNNING_REASON: reason,
+        ann.CONDITION_RUNNING_MESSAGE: message,
+    }
+
+
+def _observe(pod_name: str, v: PodView) -> tuple[dict[str, str], bool]:
+    """Annotations describing the pod, and whether the pod must go (the import ended)."""
+    out = {ann.IMPORT_POD_NAME: pod_name, ann.POD_RESTARTS: str(v.restarts)}
+    latest = v.latest_termination
+    if v.phase == SUCCEEDED or (v.terminated is not None and not v.terminated.failed):
+        out[ann.POD_PHASE] = SUCCEEDED
+        out[ann.POD_READY] = "false"
+        out.update(_running(False, "Completed", "Import Complete"))
+        return out, True
+    if latest is not None and latest.failed:
+        reason, message = failure_reason(latest)
+        if latest.report is not None and is_permanent(latest.report.reason):
+            out[ann.POD_PHASE] = FAILED
+            out[ann.POD_READY] = "false"
+            out.update(_running(False, reason, message))
+            return out, True
+    if v.phase == FAILED:
+        # Evicted or otherwise lost as a whole: the next reconcile makes a new pod.
+        out[ann.POD_PHASE] = PENDING
+        out.update(_running(False, "Error", "importer pod failed; it will be recreated"))
+        return out, True
+    out[ann.POD_PHASE] = v.phase
+    out[ann.POD_READY] = "true" if v.running else "false"
+    if v.unschedulable_message is not None:
+        out.update(_running(False, "Unschedulable", v.unschedulable_message))
+    elif v.image_pull_failed:
+        out.update(_running(False, "ImagePullFailed", v.waiting_message or v.waiting_reason))
+    elif v.running:
+        if latest is not None and latest.failed:
+            reason, message = failure_reason(latest)
+            out.update(_running(True, "Pod is running", f"retrying after {reason}: {message}"))
+        else:
+            out.update(_running(True, "Pod is running", ""))
+    elif latest is not None and latest.failed:
+        out.update(_running(False, *failure_reason(latest)))
+    else:
+        out.update(_running(False, v.waiting_reason or PENDING, v.waiting_message))
+    return out, False
+
+
+def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool) -> ImportDecision:
+    current = o.annotations(pvc)
+
+    def changed(a: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in a.items() if current.get(k) != v}
+
+    if o.deleting(pvc) or is_finished(pvc):
+        retain = current.get(ann.POD_RETAIN_AFTER_COMPLETION) == "true" and not o.deleting(pvc)
+        return ImportDecision(delete_pod=pod is not None and not retain)
+    if pod is None:
+        if needs_consumer(pvc, wffc):
+            return ImportDecision(waiting_for_consumer=True)
+        return ImportDecision(create_pod=True, annotations=changed({ann.IMPORT_POD_NAME: pod_name}))
+    if o.deleting(pod):
+        return ImportDecision()
+    v = view(pod)
+    restarts = max(v.restarts, int(current.get(ann.POD_RESTARTS) or 0))
+    observed, done = _observe(pod_name, v)
+    observed[ann.POD_RESTARTS] = str(restarts)
+    retain = current.get(ann.POD_RETAIN_AFTER_COMPLETION) == "true"
+    return ImportDecision(delete_pod=done and not retain, annotations=changed(observed))

@@ -1,0 +1,83 @@
+"""What a transfer pod's status says, reduced to the facts the controller decides on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdicontract.reasons import Reason
+from cdicontract.report import TerminationReport
+from controller import objects as o
+from controller.objects import Obj
+
+_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+
+
+@dataclass(frozen=True)
+class Termination:
+    exit_code: int
+    reason: str
+    report: TerminationReport | None
+
+    @property
+    def failed(self) -> bool:
+        return self.exit_code != 0
+
+
+@dataclass(frozen=True)
+class PodView:
+    phase: str
+    ip: str
+    restarts: int
+    running: bool
+    waiting_reason: str
+    waiting_message: str
+    terminated: Termination | None
+    last_terminated: Termination | None
+    unschedulable_message: str | None
+
+    @property
+    def latest_termination(self) -> Termination | None:
+        return self.terminated or self.last_terminated
+
+    @property
+    def image_pull_failed(self) -> bool:
+        return self.waiting_reason in _PULL_FAILURES
+
+
+def _termination(state: Obj | None) -> Termination | None:
+    t = (state or {}).get("terminated")
+    if not isinstance(t, dict):
+        return None
+    message = str(t.get("message") or "").strip()
+    report = TerminationReport.from_json(message) if message else None
+    return Termination(int(t.get("exitCode", 0)), str(t.get("reason") or ""), report)
+
+
+def view(pod: Obj) -> PodView:
+    st = o.status(pod)
+    statuses = st.get("containerStatuses") or []
+    cs: Obj = statuses[0] if statuses else {}
+    state = cs.get("state") or {}
+    waiting = state.get("waiting") or {}
+    unschedulable = None
+    for cond in st.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+            unschedulable = str(cond.get("message") or "pod is unschedulable")
+    return PodView(
+        phase=str(st.get("phase") or "Pending"),
+        ip=str(st.get("podIP") or ""),
+        restarts=int(cs.get("restartCount") or 0),
+        running="running" in state,
+        waiting_reason=str(waiting.get("reason") or ""),
+        waiting_message=str(waiting.get("message") or ""),
+        terminated=_termination(state),
+        last_terminated=_termination(cs.get("lastState")),
+        unschedulable_message=unschedulable,
+    )
+
+
+def failure_reason(t: Termination) -> tuple[str, str]:
+    """(reason, message) of a failed run: the typed report's, else the kubelet's."""
+    if t.report is not None and t.report.reason is not Reason.COMPLETED:
+        return str(t.report.reason), t.report.message
+    return (t.reason or "Error"), f"importer exited with code {t.exit_code}"

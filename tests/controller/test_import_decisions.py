@@ -1,0 +1,103 @@
+import pytest
+
+from cdicontract.reasons import Reason
+from cdicontract.report import TerminationReport
+from controller import importstate
+from tests.controller import factories as f
+
+P = "cdi.kubevirt.io/"
+IMPORT = {P + "storage.import.endpoint": "http://h/x", P + "storage.import.source": "http"}
+
+
+def report(reason, message=""):
+    return TerminationReport(reason=reason, message=message).to_json()
+
+
+def test_creates_the_pod_when_missing():
+    d = importstate.decide(f.pvc(annotations=IMPORT), None, "importer-dv1", wffc=False)
+    assert d.create_pod and not d.delete_pod
+    assert d.annotations == {P + "storage.import.importPodName": "importer-dv1"}
+
+
+def test_waits_for_a_consumer_on_unbound_wffc_claims():
+    pvc = f.pvc(annotations=IMPORT, phase="Pending")
+    d = importstate.decide(pvc, None, "importer-dv1", wffc=True)
+    assert d.waiting_for_consumer and not d.create_pod
+
+
+def test_immediate_binding_annotation_skips_the_wait():
+    pvc = f.pvc(annotations={**IMPORT, P + "storage.bind.immediate.requested": "true"},
+                phase="Pending")
+    assert importstate.decide(pvc, None, "importer-dv1", wffc=True).create_pod
+
+
+def test_success_is_recorded_and_the_pod_removed():
+    pod = f.pod(phase="Succeeded", state=f.terminated(0, report(Reason.COMPLETED), "Completed"))
+    d = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
+    assert d.delete_pod
+    assert d.annotations[P + "storage.pod.phase"] == "Succeeded"
+    assert d.annotations[P + "storage.condition.running.reason"] == "Completed"
+
+
+@pytest.mark.parametrize("reason", [Reason.CHECKSUM_MISMATCH, Reason.IMAGE_TOO_LARGE,
+                                    Reason.UNSAFE_IMAGE, Reason.UNSUPPORTED_FORMAT])
+def test_permanent_failures_end_the_import_even_after_the_kubelet_restarted_it(reason):
+    pod = f.pod(state={"running": {}}, last=f.terminated(1, report(reason, "bad image")),
+                restarts=1)
+    d = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
+    assert d.delete_pod
+    assert d.annotations[P + "storage.pod.phase"] == "Failed"
+    assert d.annotations[P + "storage.condition.running.reason"] == str(reason)
+    assert d.annotations[P + "storage.condition.running.message"] == "bad image"
+
+
+def test_transient_failures_keep_the_pod_and_explain_on_the_running_condition():
+    pod = f.pod(state={"waiting": {"reason": "CrashLoopBackOff"}},
+                last=f.terminated(1, report(Reason.NETWORK_ERROR, "connection refused")),
+                restarts=3)
+    d = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
+    assert not d.delete_pod
+    a = d.annotations
+    assert a[P + "storage.pod.restarts"] == "3"
+    assert a[P + "storage.condition.running"] == "false"
+    assert a[P + "storage.condition.running.reason"] == "NetworkError"
+    assert a[P + "storage.condition.running.message"] == "connection refused"
+
+
+def test_unparseable_termination_message_is_an_internal_transient_error():
+    pod = f.pod(state=f.terminated(2, "Traceback: boom"), restarts=0)
+    d = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
+    assert not d.delete_pod
+    assert d.annotations[P + "storage.condition.running.reason"] == "InternalError"
+
+
+def test_finished_import_never_recreates_its_pod():
+    pvc = f.pvc(annotations={**IMPORT, P + "storage.pod.phase": "Failed"})
+    assert importstate.decide(pvc, None, "importer-dv1", wffc=False) == \
+        importstate.ImportDecision()
+
+
+def test_deleting_claim_removes_its_running_pod():
+    pvc = f.pvc(annotations=IMPORT)
+    pvc["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    d = importstate.decide(pvc, f.pod(), "importer-dv1", wffc=False)
+    assert d.delete_pod and not d.create_pod
+
+
+def test_unchanged_world_writes_nothing():
+    pod = f.pod()
+    first = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
+    pvc = f.pvc(annotations={**IMPORT, **first.annotations})
+    assert importstate.decide(pvc, pod, "importer-dv1", wffc=False).annotations == {}
+
+
+def test_restart_count_never_goes_down_when_the_pod_is_replaced():
+    pvc = f.pvc(annotations={**IMPORT, P + "storage.pod.restarts": "4"})
+    d = importstate.decide(pvc, f.pod(restarts=0), "importer-dv1", wffc=False)
+    assert P + "storage.pod.restarts" not in d.annotations
+
+
+def test_image_pull_failure_is_named():
+    pod = f.pod(phase="Pending", state={"waiting": {"reason": "ErrImagePull", "message": "nope"}})
+    d = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
+    assert d.annotations[P + "storage.condition.running.reason"] == "ImagePullFailed"

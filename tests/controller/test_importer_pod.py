@@ -1,0 +1,80 @@
+from cdicontract import envvars
+from controller import importpod
+from controller.cdiconfig import EffectiveConfig, effective
+from controller.importsource import ImportRequest, SourceKind
+from tests.controller import factories as f
+
+SETTINGS = importpod.PodSettings(image="cdi-py/importer:latest")
+
+
+def env_of(pod):
+    return {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+
+
+def test_filesystem_import_pod_has_cdis_name_owner_env_and_limits():
+    pvc = f.pvc(size="1090Mi")
+    req = ImportRequest(SourceKind.HTTP, "https://h/a.qcow2", checksum="md5:" + "a" * 32)
+    pod = importpod.build(pvc, req, EffectiveConfig(), SETTINGS)
+    assert pod["metadata"]["name"] == "importer-dv1"
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == "pvc-uid"
+    assert pod["spec"]["restartPolicy"] == "OnFailure"
+    c = pod["spec"]["containers"][0]
+    assert c["volumeMounts"] == [{"name": "cdi-data-vol", "mountPath": "/data"}]
+    assert "volumeDevices" not in c
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["securityContext"]["runAsNonRoot"] is True
+    assert c["resources"]["limits"] == {"cpu": "750m", "memory": "600M"}
+    assert c["ports"] == [{"name": "metrics", "containerPort": 8443, "protocol": "TCP"}]
+    env = {k: v.get("value") for k, v in env_of(pod).items()}
+    assert env[envvars.SOURCE] == "http"
+    assert env[envvars.ENDPOINT] == "https://h/a.qcow2"
+    assert env[envvars.IMAGE_SIZE] == "1090Mi"
+    assert env[envvars.OWNER_UID] == "pvc-uid"
+    assert env[envvars.FILESYSTEM_OVERHEAD] == "0.06"
+    assert env[envvars.CHECKSUM] == "md5:" + "a" * 32
+
+
+def test_block_import_pod_uses_a_device_and_no_overhead():
+    pod = importpod.build(f.pvc(mode="Block"), ImportRequest(SourceKind.NONE, ""),
+                          EffectiveConfig(), SETTINGS)
+    c = pod["spec"]["containers"][0]
+    assert c["volumeDevices"] == [{"name": "cdi-data-vol", "devicePath": "/dev/cdi-block-volume"}]
+    assert "volumeMounts" not in c
+    env = {k: v.get("value") for k, v in env_of(pod).items()}
+    assert env[envvars.SOURCE] == "blank"
+    assert env[envvars.FILESYSTEM_OVERHEAD] == "0"
+
+
+def test_credentials_come_only_from_secret_key_refs():
+    req = ImportRequest(SourceKind.HTTP, "http://h/x", secret="creds", cert_configmap="ca",
+                        extra_headers=("X-A: 1", "X-B: 2"), secret_extra_headers=("hdrs",))
+    pod = importpod.build(f.pvc(), req, EffectiveConfig(), SETTINGS)
+    env = env_of(pod)
+    assert env[envvars.ACCESS_KEY_ID]["valueFrom"] == {
+        "secretKeyRef": {"name": "creds", "key": "accessKeyId"}}
+    assert env[envvars.SECRET_KEY]["valueFrom"] == {
+        "secretKeyRef": {"name": "creds", "key": "secretKey"}}
+    assert env[envvars.CERT_DIR]["value"] == "/certs"
+    assert env["IMPORTER_EXTRA_HEADER_0"]["value"] == "X-A: 1"
+    assert env["IMPORTER_EXTRA_HEADER_1"]["value"] == "X-B: 2"
+    vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert vols["cdi-cert-vol"] == {"name": "cdi-cert-vol", "configMap": {"name": "ca"}}
+    assert vols["cdi-secret-extra-headers-vol-0"]["secret"] == {"secretName": "hdrs"}
+    mounts = {m["name"]: m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["cdi-cert-vol"] == "/certs"
+
+
+def test_cdiconfig_proxy_resources_and_insecure_registries_reach_the_pod():
+    cfg = effective({"spec": {
+        "importProxy": {"HTTPProxy": "http://proxy:3128", "noProxy": "local"},
+        "podResourceRequirements": {"limits": {"cpu": "2", "memory": "1Gi"}},
+        "insecureRegistries": ["reg.local:5000"],
+    }}, [])
+    req = ImportRequest(SourceKind.REGISTRY, "docker://reg.local:5000/img:1")
+    pod = importpod.build(f.pvc(), req, cfg, SETTINGS)
+    env = {k: v.get("value") for k, v in env_of(pod).items()}
+    assert env["http_proxy"] == env["HTTP_PROXY"] == "http://proxy:3128"
+    assert env["no_proxy"] == "local"
+    assert env[envvars.INSECURE_TLS] == "true"
+    assert env[envvars.INSECURE_REGISTRIES] == "reg.local:5000"
+    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "2", "memory": "1Gi"}}
