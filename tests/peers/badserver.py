@@ -6,7 +6,7 @@ URL whose query string selects misbehaviours, combinable:
 - `norange=1`      ignore Range, send no Accept-Ranges (and no validator)
 - `head=403|405`   refuse HEAD with that status
 - `drop_at=N,M`    on GETs, close the connection when the body reaches absolute offset N
-                   (each drop point fires once per URL), so resumption can be observed
+                   (each drop point fires once per URL, when reached), so resumption can be observed
 - `drop=rst`       drop with a TCP reset instead of a clean EOF
 - `extra_length=N` announce N more bytes in Content-Length than are sent (always)
 - `stall_at=N&stall=S&stall_times=K`  at offset N, go silent for S seconds (first K GETs)
@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -178,12 +179,8 @@ class _Handler(BaseHTTPRequestHandler):
         if "drop_at" in q:
             points = sorted(int(p) for p in q["drop_at"].split(","))
             with st.lock:
-                fired = st.fired.setdefault(self.path, set())
-                for p in points:
-                    if p > start and p not in fired:
-                        fired.add(p)
-                        drop_at = p
-                        break
+                fired = st.fired.get(self.path, set())
+                drop_at = next((p for p in points if p > start and p not in fired), None)
         stall_at: int | None = None
         if "stall_at" in q and self._count("stall") < int(q.get("stall_times", "1")):
             stall_at = int(q["stall_at"])
@@ -203,6 +200,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(payload[pos : pos + n])
                     pos += n
                 if drop_at is not None and pos == drop_at:
+                    # Fired only once reached: a client that hung up earlier (a probe) did
+                    # not see this drop.
+                    with st.lock:
+                        st.fired.setdefault(self.path, set()).add(drop_at)
                     self._drop(q.get("drop") == "rst")
                     return
                 if stall_at is not None and pos == stall_at:
@@ -226,6 +227,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = _State()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients hanging up mid-body is the normal case here (probes, drops, stalls).
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class BadServer:

@@ -1,0 +1,42 @@
+"""Payloads shared by the HTTP source tests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from importer.resume import ResumingReader
+from importer.sources.http import HttpSource
+
+
+@dataclass(frozen=True)
+class Payload:
+    path: Path
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def payload(tmp_path_factory: pytest.TempPathFactory) -> Payload:
+    """3 MiB and a bit of random bytes: several 1 MiB chunks and a ragged tail."""
+    data = os.urandom(3 * 1024 * 1024 + 12345)
+    path = tmp_path_factory.mktemp("payload") / "disk.img"
+    path.write_bytes(data)
+    return Payload(path, data)
+
+
+def sha256_through_reader(source: HttpSource) -> tuple[str, ResumingReader]:
+    """Read the whole body through ResumingReader (no real sleeping), hashing as it streams."""
+    reader = ResumingReader(source, source.info(), sleep=lambda _s: None)
+    digest = hashlib.sha256()
+    for chunk in reader:
+        assert len(chunk) <= 1024 * 1024
+        digest.update(chunk)
+    return digest.hexdigest(), reader
