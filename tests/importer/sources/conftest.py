@@ -1,15 +1,17 @@
-"""Payloads shared by the HTTP source tests."""
+"""Payloads and helpers shared by the HTTP source tests."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from importer.resume import ResumingReader
+from importer.sources.base import RandomAccess
 from importer.sources.http import HttpSource
 
 
@@ -40,3 +42,22 @@ def sha256_through_reader(source: HttpSource) -> tuple[str, ResumingReader]:
         assert len(chunk) <= 1024 * 1024
         digest.update(chunk)
     return digest.hexdigest(), reader
+
+
+def nbdkit_convert(access: RandomAccess, fmt: str, out: Path) -> None:
+    """What the converter does: nbdkit serves the URL read-only, qemu-img converts from it."""
+    cmd = [
+        "nbdkit", "-r", "-U", "-", "--exit-with-parent",
+        *(f"--filter={f}" for f in access.filters),
+        access.plugin, *access.params, *access.filter_params,
+        "--run", f"qemu-img convert -f {fmt} -O raw \"$nbd\" {out}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def assert_same_raw(out: Path, data: bytes) -> None:
+    """qemu's block layer rounds a raw export up to 512 bytes: the tail must be zeros."""
+    got = out.read_bytes()
+    assert got[: len(data)] == data
+    assert len(got) - len(data) < 512 and not got[len(data) :].strip(b"\0")
