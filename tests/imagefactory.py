@@ -11,6 +11,7 @@ checksums recomputed, so only the one field under test is wrong.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import struct
@@ -94,11 +95,7 @@ def convert(
 
 def qemu_info(path: Path, fmt: str) -> dict[str, object]:
     """`qemu-img info` with an explicit format (the tests never let qemu probe either)."""
-    import json
-
-    info: dict[str, object] = json.loads(
-        run("qemu-img", "info", "--output=json", "-f", fmt, path)
-    )
+    info: dict[str, object] = json.loads(run("qemu-img", "info", "--output=json", "-f", fmt, path))
     return info
 
 
@@ -208,9 +205,7 @@ def qcow2_truncated(directory: Path, length: int = 100 * KiB) -> Path:
     return truncated(convert(make_reference(directory, 1 * MiB), "qcow2"), length)
 
 
-def vmdk_descriptor_with_extents(
-    directory: Path, subformat: str = "twoGbMaxExtentSparse"
-) -> Path:
+def vmdk_descriptor_with_extents(directory: Path, subformat: str = "twoGbMaxExtentSparse") -> Path:
     """A VMDK text descriptor (and its extent files): `twoGbMaxExtentSparse` or `monolithicFlat`."""
     path = directory / f"descriptor-{subformat}.vmdk"
     run("qemu-img", "create", "-q", "-f", "vmdk", "-o", f"subformat={subformat}", path, "1M")

@@ -104,9 +104,7 @@ def inspect_vhd(read_at: ReadAt, file_size: int | None) -> ImageInfo:
     return ImageInfo(DiskFormat.VHD, size)
 
 
-def _check_dynamic_header(
-    read_at: ReadAt, offset: int, size: int, file_size: int | None
-) -> None:
+def _check_dynamic_header(read_at: ReadAt, offset: int, size: int, file_size: int | None) -> None:
     header = read_exact(read_at, offset, DYNAMIC_HEADER_SIZE, "VHD dynamic header")
     if header[:8] != DYNAMIC_COOKIE:
         raise invalid("VHD dynamic header has a bad cookie")

@@ -27,8 +27,11 @@ SUPPORTED: dict[str, tuple[str, str | None, dict[str, str | bool], DiskFormat]] 
     "qcow2-v3-compressed": ("qcow2", None, {"compress": True}, DiskFormat.QCOW2),
     "qcow2-v2-compressed": ("qcow2", None, {"compat": "0.10", "compress": True}, DiskFormat.QCOW2),
     "qcow2-zstd-compressed": (
-        "qcow2", None, {"compression_type": "zstd", "compress": True}, DiskFormat.QCOW2,
-    ),  # fmt: skip
+        "qcow2",
+        None,
+        {"compression_type": "zstd", "compress": True},
+        DiskFormat.QCOW2,
+    ),
     "qcow2-extended-l2": ("qcow2", None, {"extended_l2": "on"}, DiskFormat.QCOW2),
     "qcow2-small-clusters": ("qcow2", None, {"cluster_size": "512"}, DiskFormat.QCOW2),
     "vmdk-monolithic-sparse": ("vmdk", "monolithicSparse", {}, DiskFormat.VMDK),
