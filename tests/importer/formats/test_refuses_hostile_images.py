@@ -58,7 +58,7 @@ def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"a process was started during inspection: {args!r}")
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
     yield
 
 
