@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdicontract.reasons import Reason
-from importer.errors import ImportFailure
+from importer.errors import ImportFailure, TransientSourceError
 from importer.limits import CONVERT_LIMITS, INFO_LIMITS, Limits
 from importer.watchdog import Outcome, run_watched
 
@@ -137,6 +137,35 @@ def _limit_hit(outcome: Outcome, limits: Limits) -> bool:
     )
 
 
+_NBD_TRANSPORT_ERRORS = (
+    "Requested export not available",
+    "Failed to connect",
+    "Connection refused",
+    "Input/output error",
+    "server reported",
+    "Connection reset",
+)
+
+
+def info_failure(outcome: Outcome, filename: str, limits: Limits) -> ImportFailure:
+    """Why `qemu-img info` failed, as a reason (pure).
+
+    Over NBD, a source that stops answering or drops the connection is a network
+    problem worth a retry, not a bad image: it must not fail the DataVolume for good.
+    """
+    line = first_error_line(outcome.stderr_tail)
+    if is_nbd_uri(filename):
+        if outcome.timed_out:
+            return ImportFailure(
+                Reason.STALLED, f"qemu-img info got no answer within {limits.wall_seconds:g}s"
+            )
+        if any(e in line for e in _NBD_TRANSPORT_ERRORS):
+            return TransientSourceError(f"reading the image over NBD failed: {line}")
+    if _limit_hit(outcome, limits):
+        return ImportFailure(Reason.INVALID_IMAGE, "qemu-img info exceeded its resource limits")
+    return ImportFailure(Reason.INVALID_IMAGE, f"qemu-img info failed: {line}")
+
+
 def info(filename: str, fmt: str, *, limits: Limits = INFO_LIMITS) -> QemuInfo:
     """`qemu-img info` of `filename` (a path or NBD URI) read as `fmt`, never probed."""
     _check_format(fmt)
@@ -144,13 +173,7 @@ def info(filename: str, fmt: str, *, limits: Limits = INFO_LIMITS) -> QemuInfo:
         info_command(filename, fmt), limits=limits, capture_stdout=True, env=_env()
     )
     if outcome.returncode != 0:
-        if _limit_hit(outcome, limits):
-            raise ImportFailure(
-                Reason.INVALID_IMAGE, "qemu-img info exceeded its resource limits"
-            )
-        raise ImportFailure(
-            Reason.INVALID_IMAGE, f"qemu-img info failed: {first_error_line(outcome.stderr_tail)}"
-        )
+        raise info_failure(outcome, filename, limits)
     try:
         qi = parse_info(outcome.stdout)
     except ValueError as e:
@@ -318,7 +341,13 @@ def convert(
     failure: ImportFailure | None = None
     for _attempt in range(max(1, attempts)):
         with factory() as uri:
-            check_safe(info(uri, fmt))
+            try:
+                check_safe(info(uri, fmt))
+            except ImportFailure as e:
+                if remote and e.reason in (Reason.STALLED, Reason.NETWORK_ERROR):
+                    failure = e  # a fresh source on the next attempt may answer
+                    continue
+                raise
             argv = _source_cache(
                 convert_command(
                     uri, fmt, dest, create=create, target_is_zero=dest_exists_zeroed, direct=direct

@@ -1,0 +1,169 @@
+"""Pure decisions of the qemu-img runner: argv, progress parsing, failure mapping, safety."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdicontract.reasons import Reason
+from importer import qemu
+from importer.errors import ImportFailure
+from importer.nbd import command, public_url, scrub, secrets_of
+from importer.sources.base import RandomAccess
+from importer.watchdog import parse_progress
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("    (0.00/100%)\r", [0.0]),
+        ("    (12.34/100%)\r    (13.00/100%)\r", [12.34, 13.0]),
+        ("    (100.00/100%)\n", [100.0]),
+        ("no progress here", []),
+        ("(5/100%)", [5.0]),
+    ],
+    ids=["zero", "two-updates", "done", "none", "integer"],
+)
+def test_progress_is_parsed_from_qemu_img_p_output(text: str, values: list[float]) -> None:
+    assert parse_progress(text) == values
+
+
+def test_convert_always_names_the_source_format_and_raw_output() -> None:
+    argv = qemu.convert_command(
+        "/s.qcow2", "qcow2", "/d.img", create=True, target_is_zero=False, direct=True
+    )
+    assert argv[:2] == ["qemu-img", "convert"]
+    assert argv[argv.index("-f") + 1] == "qcow2"
+    assert argv[argv.index("-O") + 1] == "raw"
+    assert "-p" in argv
+    assert not {"-B", "-o", "-b"} & set(argv)
+    assert argv[-2:] == ["/s.qcow2", "/d.img"]
+
+
+@pytest.mark.parametrize(
+    ("create", "zero", "expect_n", "expect_tiz"),
+    [(True, False, False, False), (False, False, True, False), (False, True, True, True)],
+    ids=["new-file", "block-device", "pre-zeroed"],
+)
+def test_existing_targets_are_not_recreated(
+    create: bool, zero: bool, expect_n: bool, expect_tiz: bool
+) -> None:
+    argv = qemu.convert_command(
+        "/s", "vmdk", "/dev/x", create=create, target_is_zero=zero, direct=False
+    )
+    assert ("-n" in argv) is expect_n
+    assert ("--target-is-zero" in argv) is expect_tiz
+
+
+def test_cache_mode_follows_direct_io_support() -> None:
+    direct = qemu.convert_command("/s", "vdi", "/d", create=True, target_is_zero=False, direct=True)
+    cached = qemu.convert_command("/s", "vdi", "/d", create=True, target_is_zero=False, direct=False)
+    assert direct[direct.index("-t") + 1] == "none"
+    assert cached[cached.index("-t") + 1] == "writeback"
+
+
+def test_local_paths_cannot_smuggle_qemu_option_strings() -> None:
+    # "json:{...}" or "nbd:host:port" as a relative path would be parsed as options by qemu.
+    assert qemu.qemu_filename("json:{}").startswith("/")
+    assert qemu.qemu_filename("nbd:evil:10809").startswith("/")
+    assert qemu.qemu_filename("nbd+unix:///?socket=/x") == "nbd+unix:///?socket=/x"
+    argv = qemu.info_command("json:{}", "raw")
+    assert argv[-1].startswith("/")
+    assert argv[argv.index("-f") + 1] == "raw"
+
+
+def test_unknown_format_is_refused_before_running_anything() -> None:
+    with pytest.raises(ImportFailure) as e:
+        qemu.info("/nonexistent", "qed")
+    assert e.value.reason is Reason.UNSUPPORTED_FORMAT
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason"),
+    [
+        (["qemu-img: error while writing at byte 1048576: No space left on device"], Reason.NO_SPACE),
+        (["qemu-img: error while writing at byte 0: Disk quota exceeded"], Reason.NO_SPACE),
+        (["qemu-img: error while reading at byte 0: Input/output error"], Reason.CONVERSION_FAILED),
+        ([], Reason.CONVERSION_FAILED),
+    ],
+    ids=["enospc", "edquot", "read-error", "silent"],
+)
+def test_convert_failures_map_to_reasons(lines: list[str], reason: Reason) -> None:
+    got, message = qemu.classify_failure(lines, 1)
+    assert got is reason
+    if lines:
+        assert lines[0] in message
+
+
+def _qi(**doc: object) -> qemu.QemuInfo:
+    base: dict[str, object] = {"format": "qcow2", "virtual-size": 1 << 20, "filename": "/a"}
+    base.update(doc)
+    return qemu.parse_info(__import__("json").dumps(base).encode())
+
+
+@pytest.mark.parametrize(
+    ("doc", "unsafe"),
+    [
+        ({}, False),
+        ({"backing-filename": "/etc/shadow"}, True),
+        ({"format-specific": {"type": "qcow2", "data": {"data-file": "/dev/sda"}}}, True),
+        (
+            {"format-specific": {"type": "vmdk", "data": {"extents": [{"filename": "/a"}]}}},
+            False,
+        ),
+        (
+            {"format-specific": {"type": "vmdk", "data": {"extents": [{"filename": "/etc/x"}]}}},
+            True,
+        ),
+    ],
+    ids=["plain", "backing", "data-file", "vmdk-self-extent", "vmdk-external-extent"],
+)
+def test_images_referencing_other_files_are_unsafe(doc: dict[str, object], unsafe: bool) -> None:
+    qi = _qi(**{k.replace("_", "-"): v for k, v in doc.items()})
+    assert (qemu.unsafe_reason(qi) is not None) is unsafe
+    if unsafe:
+        with pytest.raises(ImportFailure) as e:
+            qemu.check_safe(qi)
+        assert e.value.reason is Reason.UNSAFE_IMAGE
+        assert "/etc" not in e.value.message and "/dev" not in e.value.message
+
+
+def test_malformed_info_output_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        qemu.parse_info(b'{"format": "qcow2"}')
+    with pytest.raises(ValueError):
+        qemu.parse_info(b"[]")
+
+
+def test_nbdkit_command_puts_filters_before_the_plugin() -> None:
+    access = RandomAccess(
+        "curl",
+        ("url=https://h/x",),
+        filters=("retry-request",),
+        filter_params=("retry-request-retries=3",),
+    )
+    argv = command(access, "/tmp/s")
+    assert argv.index("--filter=retry-request") < argv.index("curl")
+    assert "--readonly" in argv and "--foreground" in argv
+    assert argv[argv.index("--unix") + 1] == "/tmp/s"
+
+
+def test_secrets_on_the_nbdkit_command_line_are_scrubbed() -> None:
+    access = RandomAccess(
+        "curl",
+        (
+            "url=https://u:pw1@h/b/k?X-Amz-Signature=sig2&X-Amz-Credential=c",
+            "password=pw3",
+            "header=Authorization: Bearer tok4",
+            "password=+/run/secret/file",
+        ),
+    )
+    secrets = secrets_of(access)
+    text = (
+        "error fetching https://u:pw1@h/b/k?X-Amz-Signature=sig2&X-Amz-Credential=c "
+        "with pw3 and Authorization: Bearer tok4 from /run/secret/file"
+    )
+    clean = scrub(text, secrets)
+    for s in ("pw1", "sig2", "pw3", "tok4"):
+        assert s not in clean
+    assert "Authorization" in clean and "/run/secret/file" in clean
+    assert public_url("https://u:pw1@h:8443/b/k?sig=1") == "https://h:8443/b/k"
