@@ -221,14 +221,14 @@ def vmdk_delta(directory: Path) -> Path:
     return path
 
 
-def _vhd_checksum(block: bytes, field: int) -> bytes:
+def vhd_checksum(block: bytes, field: int) -> bytes:
     total = sum(block) - sum(block[field : field + 4])
     return struct.pack(">I", ~total & 0xFFFFFFFF)
 
 
 def _set_vhd_footer_type(footer: bytearray, disk_type: int) -> None:
     footer[60:64] = struct.pack(">I", disk_type)
-    footer[64:68] = _vhd_checksum(bytes(footer), 64)
+    footer[64:68] = vhd_checksum(bytes(footer), 64)
 
 
 def vhd_differencing(directory: Path) -> Path:
@@ -244,7 +244,7 @@ def vhd_differencing(directory: Path) -> Path:
     header = data[header_at : header_at + 1024]
     header[40:56] = uuid.uuid4().bytes  # parent unique id
     header[576:600] = struct.pack(">4sIIIQ", b"W2ku", 512, 18, 0, 0x10000)
-    header[36:40] = _vhd_checksum(bytes(header), 36)
+    header[36:40] = vhd_checksum(bytes(header), 36)
     data[header_at : header_at + 1024] = header
     path.write_bytes(data)
     return path
@@ -260,32 +260,42 @@ def vhd_fixed_footer(payload_size: int, disk_type: int = 2, creator: bytes = b"q
     struct.pack_into(">HBB", footer, 56, 1, 1, 1)
     struct.pack_into(">I", footer, 60, disk_type)
     footer[68:84] = uuid.uuid4().bytes
-    footer[64:68] = _vhd_checksum(bytes(footer), 64)
+    footer[64:68] = vhd_checksum(bytes(footer), 64)
     return bytes(footer)
+
+
+VHDX_METADATA_REGION = "8B7CA206-4790-4B9A-B8FE-575F050F886E"
+VHDX_FILE_PARAMETERS = "CAA16737-FA36-4D43-B3B6-33F0AA44E76B"
+VHDX_VIRTUAL_DISK_SIZE = "2FA54224-CD1B-4876-B211-5DBED83BF4B8"
+VHDX_LOGICAL_SECTOR_SIZE = "8141BF1D-A96F-4709-BA47-F233A8FAAB5F"
+
+
+def vhdx_metadata_entry(data: bytes, item: str) -> tuple[int, int]:
+    """(offset of the table entry, offset of the item) for metadata item `item` of a VHDX."""
+    region_guid = uuid.UUID(VHDX_METADATA_REGION).bytes_le
+    table = data[192 * KiB : 256 * KiB]
+    for i in range(struct.unpack_from("<I", table, 8)[0]):
+        entry = table[16 + 32 * i : 48 + 32 * i]
+        if entry[:16] == region_guid:
+            region = struct.unpack_from("<Q", entry, 16)[0]
+            break
+    else:
+        raise RuntimeError("VHDX without a metadata region")
+    item_guid = uuid.UUID(item).bytes_le
+    for i in range(struct.unpack_from("<H", data, region + 10)[0]):
+        at = region + 32 + 32 * i
+        if data[at : at + 16] == item_guid:
+            return at, region + struct.unpack_from("<I", data, at + 16)[0]
+    raise RuntimeError(f"VHDX without metadata item {item}")
 
 
 def vhdx_differencing(directory: Path) -> Path:
     """A VHDX whose file parameters set HasParent (the metadata region has no checksum)."""
     path = directory / "differencing.vhdx"
     run("qemu-img", "create", "-q", "-f", "vhdx", path, "1M")
-    data = path.read_bytes()
-    metadata_guid = uuid.UUID("8B7CA206-4790-4B9A-B8FE-575F050F886E").bytes_le
-    params_guid = uuid.UUID("CAA16737-FA36-4D43-B3B6-33F0AA44E76B").bytes_le
-    table = data[192 * KiB : 256 * KiB]
-    for i in range(struct.unpack_from("<I", table, 8)[0]):
-        entry = table[16 + 32 * i : 48 + 32 * i]
-        if entry[:16] == metadata_guid:
-            region = struct.unpack_from("<Q", entry, 16)[0]
-            break
-    else:
-        raise RuntimeError("qemu-img wrote a VHDX without a metadata region")
-    for i in range(struct.unpack_from("<H", data, region + 10)[0]):
-        entry = data[region + 32 + 32 * i : region + 64 + 32 * i]
-        if entry[:16] == params_guid:
-            item = region + struct.unpack_from("<I", entry, 16)[0]
-            flags = struct.unpack_from("<I", data, item + 4)[0]
-            return patch(path, item + 4, struct.pack("<I", flags | 2))
-    raise RuntimeError("qemu-img wrote a VHDX without file parameters")
+    _, item = vhdx_metadata_entry(path.read_bytes(), VHDX_FILE_PARAMETERS)
+    flags = struct.unpack_from("<I", path.read_bytes(), item + 4)[0]
+    return patch(path, item + 4, struct.pack("<I", flags | 2))
 
 
 def vdi_differencing(directory: Path) -> Path:
