@@ -338,6 +338,35 @@ def convert(
             raise ImportFailure(Reason.INVALID_CONFIG, f"block target {dest} missing") from e
     create = not dest_is_block and not dest_exists_zeroed
     direct = direct_io_supported(dest, dest_is_block=dest_is_block)
+    try:
+        _convert_attempts(
+            factory, fmt, dest, remote=remote, create=create, zeroed=dest_exists_zeroed,
+            direct=direct, on_progress=on_progress, stall_timeout=stall_timeout,
+            attempts=attempts, limits=limits, cancel=cancel,
+        )
+    except BaseException:
+        if create:
+            # qemu-img made this file; a partial conversion must not look like a disk.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dest)
+        raise
+
+
+def _convert_attempts(
+    factory: Callable[[], AbstractContextManager[str]],
+    fmt: str,
+    dest: str,
+    *,
+    remote: bool,
+    create: bool,
+    zeroed: bool,
+    direct: bool,
+    on_progress: Callable[[float], None] | None,
+    stall_timeout: float,
+    attempts: int,
+    limits: Limits,
+    cancel: threading.Event | None,
+) -> None:
     failure: ImportFailure | None = None
     for _attempt in range(max(1, attempts)):
         with factory() as uri:
@@ -350,7 +379,7 @@ def convert(
                 raise
             argv = _source_cache(
                 convert_command(
-                    uri, fmt, dest, create=create, target_is_zero=dest_exists_zeroed, direct=direct
+                    uri, fmt, dest, create=create, target_is_zero=zeroed, direct=direct
                 ),
                 uri,
             )

@@ -55,8 +55,10 @@ def test_existing_targets_are_not_recreated(
 
 
 def test_cache_mode_follows_direct_io_support() -> None:
-    direct = qemu.convert_command("/s", "vdi", "/d", create=True, target_is_zero=False, direct=True)
-    cached = qemu.convert_command("/s", "vdi", "/d", create=True, target_is_zero=False, direct=False)
+    direct = qemu.convert_command("/s", "vdi", "/d", create=True, target_is_zero=False,
+                                  direct=True)
+    cached = qemu.convert_command("/s", "vdi", "/d", create=True, target_is_zero=False,
+                                  direct=False)
     assert direct[direct.index("-t") + 1] == "none"
     assert cached[cached.index("-t") + 1] == "writeback"
 
@@ -80,7 +82,7 @@ def test_unknown_format_is_refused_before_running_anything() -> None:
 @pytest.mark.parametrize(
     ("lines", "reason"),
     [
-        (["qemu-img: error while writing at byte 1048576: No space left on device"], Reason.NO_SPACE),
+        (["qemu-img: error while writing at byte 1: No space left on device"], Reason.NO_SPACE),
         (["qemu-img: error while writing at byte 0: Disk quota exceeded"], Reason.NO_SPACE),
         (["qemu-img: error while reading at byte 0: Input/output error"], Reason.CONVERSION_FAILED),
         ([], Reason.CONVERSION_FAILED),
