@@ -1,0 +1,186 @@
+"""`cdi-controller`: the controller Deployment's process (webhook on every replica,
+reconciling on the leader only).
+
+Configuration comes from flags or the env vars the Deployment sets (CDI's names where CDI
+has them: IMPORTER_IMAGE, PULL_POLICY); it is parsed here once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from controller import importpod, kube, webhook
+from controller.leader import LeaderElector, Timing
+from controller.manager import Controller
+from controller.metrics import Metrics
+from controller.reconciler import Settings
+
+log = logging.getLogger("cdi-controller")
+LEASE_NAME = "cdi-controller-leader"
+
+
+@dataclass(frozen=True)
+class Options:
+    kubeconfig: str | None
+    namespace: str
+    identity: str
+    importer_image: str
+    pull_policy: str
+    metrics_addr: tuple[str, int]
+    webhook_addr: tuple[str, int] | None
+    leader_elect: bool
+    workers: int
+    lease_duration: float
+
+
+def _addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "0.0.0.0", int(port)  # noqa: S104 - the pod's own network namespace
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    env = os.environ
+    p = argparse.ArgumentParser(prog="cdi-controller", description=__doc__)
+    p.add_argument("--kubeconfig", default=None, help="default: in-cluster, else $KUBECONFIG")
+    p.add_argument("--namespace", default=env.get("CDI_NAMESPACE", "cdi"))
+    p.add_argument("--identity", default=env.get("POD_NAME") or socket.gethostname())
+    p.add_argument("--importer-image", default=env.get("IMPORTER_IMAGE",
+                                                       "cdi-py/importer:latest"))
+    p.add_argument("--pull-policy", default=env.get("PULL_POLICY", "IfNotPresent"))
+    p.add_argument("--metrics-addr", default=":8080")
+    p.add_argument("--webhook-addr", default=":8443", help="'off' to not serve the webhook")
+    p.add_argument("--no-leader-elect", action="store_true")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--lease-duration", type=float, default=15.0)
+    a = p.parse_args(argv)
+    return Options(
+        kubeconfig=a.kubeconfig,
+        namespace=a.namespace,
+        identity=a.identity,
+        importer_image=a.importer_image,
+        pull_policy=a.pull_policy,
+        metrics_addr=_addr(a.metrics_addr),
+        webhook_addr=None if a.webhook_addr == "off" else _addr(a.webhook_addr),
+        leader_elect=not a.no_leader_elect,
+        workers=a.workers,
+        lease_duration=a.lease_duration,
+    )
+
+
+async def _serve_webhook(client: kube.Kube, opts: Options, runner: list[web.AppRunner]) -> None:
+    """Set up TLS (retrying until the API lets us) and serve the webhook."""
+    assert opts.webhook_addr is not None
+    delay = 0.5
+    while True:
+        try:
+            serving = await webhook.ensure_tls(client, opts.namespace)
+            break
+        except (kube.ApiError, OSError, TimeoutError) as exc:
+            log.warning("webhook tls setup failed retry_in=%.1fs error=%s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+    r = web.AppRunner(webhook.app(), access_log=None)
+    await r.setup()
+    await web.TCPSite(r, *opts.webhook_addr, ssl_context=webhook.ssl_context(serving)).start()
+    runner.append(r)
+    log.info("webhook serving addr=%s:%d", *opts.webhook_addr)
+
+
+async def run(opts: Options) -> int:
+    metrics = Metrics()
+    ready = asyncio.Event()
+
+    async def metrics_handler(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.Response(text="ok") if ready.is_set() else web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, *opts.metrics_addr).start()
+    runners = [runner]
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    client = kube.Kube(kube.load_config(opts.kubeconfig))
+    elector = LeaderElector(client, opts.namespace, LEASE_NAME, opts.identity,
+                            timing=Timing(lease_duration=opts.lease_duration,
+                                          renew_deadline=opts.lease_duration * 2 / 3,
+                                          retry_period=max(opts.lease_duration / 7.5, 0.5)))
+    settings = Settings(pod=importpod.PodSettings(opts.importer_image, opts.pull_policy),
+                        instance=opts.identity)
+    code = 0
+    try:
+        if opts.webhook_addr is not None:
+            await _serve_webhook(client, opts, runners)
+        ready.set()
+        stopping = asyncio.create_task(stop.wait())
+        if opts.leader_elect:
+            acquiring = asyncio.create_task(elector.acquire())
+            await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                acquiring.cancel()
+                return 0
+        metrics.leader.set(1)
+        controller = Controller(client, settings, metrics, workers=opts.workers)
+        running = asyncio.create_task(controller.run())
+        watched = {running, stopping}
+        keeping = None
+        if opts.leader_elect:
+            keeping = asyncio.create_task(elector.keep())
+            watched.add(keeping)
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        if keeping is not None and keeping in done:
+            log.error("lost leadership; exiting so a fresh process competes again")
+            code = 1
+        elif running in done and running.exception() is not None:
+            log.error("controller stopped error=%s", running.exception())
+            code = 1
+        for t in (running, keeping, stopping):
+            if t is not None:
+                t.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        if keeping is not None:
+            await asyncio.gather(keeping, return_exceptions=True)
+        if code == 0 and opts.leader_elect:
+            with contextlib.suppress(kube.ApiError, OSError, TimeoutError):
+                await elector.release()
+    finally:
+        for r in runners:
+            await r.cleanup()
+        await client.close()
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""An informer: list, then watch from the list's resourceVersion, re-list on 410 Gone.
+
+It keeps a cache of the objects (without managedFields, which the controller never reads
+and which would triple its memory) and calls `on_change(old, new)` for every add, update
+and delete (new is None). Writes the controller makes are put into the cache at once
+(`upsert`) so the next reconcile never acts on the state from before its own write; a
+watch event older than the cached object is then ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from controller import kube
+from controller import objects as o
+from controller.objects import Obj
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+Handler = Callable[[Obj | None, Obj | None], None]
+
+
+def key_of(obj: Obj) -> Key:
+    return o.namespace(obj), o.name(obj)
+
+
+def _rv(obj: Obj | None) -> int:
+    text = str(o.meta(obj).get("resourceVersion", "0")) if obj else "0"
+    return int(text) if text.isdigit() else 0
+
+
+def _slim(obj: Obj) -> Obj:
+    o.meta(obj).pop("managedFields", None)
+    return obj
+
+
+class Informer:
+    def __init__(self, client: kube.Kube, resource: kube.Resource, on_change: Handler, *,
+                 label_selector: str | None = None, kind: str = "",
+                 api_version: str = "") -> None:
+        self.client = client
+        self.resource = resource
+        self.on_change = on_change
+        self.selector = label_selector
+        self.kind = kind
+        self.api_version = api_version
+        self.store: dict[Key, Obj] = {}
+        self.synced = asyncio.Event()
+        self.relists = 0
+
+    def get(self, namespace: str, name: str) -> Obj | None:
+        return self.store.get((namespace, name))
+
+    def items(self) -> list[Obj]:
+        return list(self.store.values())
+
+    def upsert(self, obj: Obj) -> None:
+        """Record an object the controller just wrote (if newer than the cached one)."""
+        obj.setdefault("kind", self.kind)
+        obj.setdefault("apiVersion", self.api_version)
+        k = key_of(obj)
+        old = self.store.get(k)
+        if _rv(obj) >= _rv(old):
+            self.store[k] = _slim(obj)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.store.pop((namespace, name), None)
+
+    def _params(self) -> dict[str, str]:
+        return {"labelSelector": self.selector} if self.selector else {}
+
+    async def _list(self) -> str:
+        doc = await self.client.list(self.resource.path(), self._params())
+        fresh: dict[Key, Obj] = {}
+        for item in doc.get("items") or []:
+            item.setdefault("kind", self.kind)
+            item.setdefault("apiVersion", self.api_version)
+            fresh[key_of(item)] = _slim(item)
+        old_store, self.store = self.store, fresh
+        for k, new in fresh.items():
+            old = old_store.get(k)
+            if old is None or _rv(old) != _rv(new):
+                self.on_change(old, new)
+        for k, old in old_store.items():
+            if k not in fresh:
+                self.on_change(old, None)
+        self.relists += 1
+        return str(o.meta(doc).get("resourceVersion", ""))
+
+    def _apply(self, event: Obj) -> str | None:
+        etype, obj = event.get("type"), event.get("object") or {}
+        rv = str(o.meta(obj).get("resourceVersion", ""))
+        if etype == "BOOKMARK":
+            return rv
+        obj.setdefault("kind", self.kind)
+        obj.setdefault("apiVersion", self.api_version)
+        k = key_of(obj)
+        old = self.store.get(k)
+        if etype == "DELETED":
+            self.store.pop(k, None)
+            self.on_change(old, None)
+        elif old is None or _rv(obj) > _rv(old):
+            self.store[k] = _slim(obj)
+            self.on_change(old, obj)
+        return rv
+
+    async def run(self) -> None:
+        """List and watch forever; errors re-list after a short backoff."""
+        backoff = 0.2
+        rv = ""
+        while True:
+            try:
+                if not rv:
+                    rv = await self._list()
+                    self.synced.set()
+                async for event in self.client.watch(self.resource.path(), rv, self._params()):
+                    rv = self._apply(event) or rv
+                    backoff = 0.2
+            except kube.Gone:
+                rv = ""  # too old: list again, diffing against the cache
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure means: start over
+                log.warning("watch failed resource=%s error=%s", self.resource.plural, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                rv = ""
