@@ -182,7 +182,9 @@ class NbdServer:
         if self._stderr is not None and self._proc is not None and exited(self._proc):
             self._stderr.join(2.0)
         tail = self.stderr_tail()
-        detail = f": {tail[-1]}" if tail else ""
+        # nbdkit ends with a generic "Use 'nbdkit --help'..." hint: the error line is earlier.
+        errors = [line for line in tail if "error" in line.lower()]
+        detail = f": {(errors or tail)[-1]}" if tail else ""
         raise ImportFailure(Reason.NETWORK_ERROR, f"{what}{detail}")
 
     def __exit__(
