@@ -419,6 +419,12 @@ class HttpSource:
         response, _final = self._request("GET", headers)
         try:
             self._check_body(response, offset)
+        except RestartRequired:
+            response.close()
+            # The probed size/validator no longer describe the object: the restarted
+            # transfer must call info() again and get fresh ones.
+            self._info = None
+            raise
         except BaseException:
             response.close()
             raise

@@ -6,7 +6,8 @@ URL whose query string selects misbehaviours, combinable:
 - `norange=1`      ignore Range, send no Accept-Ranges (and no validator)
 - `head=403|405`   refuse HEAD with that status
 - `drop_at=N,M`    on GETs, close the connection when the body reaches absolute offset N
-                   (each drop point fires once per URL, when reached), so resumption can be observed
+                   (each drop point fires once per URL, when reached; never on a
+                   `Range: bytes=0-0` probe), so resumption can be observed
 - `drop=rst`       drop with a TCP reset instead of a clean EOF
 - `extra_length=N` announce N more bytes in Content-Length than are sent (always)
 - `stall_at=N&stall=S&stall_times=K`  at offset N, go silent for S seconds (first K GETs)
@@ -176,7 +177,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         drop_at: int | None = None
-        if "drop_at" in q:
+        # One-byte probes (Range: bytes=0-0) never drop: when ranges are ignored they get
+        # the whole body, and whether the drop point was reached before the client hung up
+        # would be a race.
+        if "drop_at" in q and rng != "bytes=0-0":
             points = sorted(int(p) for p in q["drop_at"].split(","))
             with st.lock:
                 fired = st.fired.get(self.path, set())

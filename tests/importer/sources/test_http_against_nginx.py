@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,6 @@ def test_a_changed_file_is_not_resumed_into_a_mix(nginx: Nginx, tmp_path: Path) 
         # If-Range carries the old ETag: nginx answers 200 with the whole new file.
         with pytest.raises(RestartRequired):
             source.open(50_000)
+        # The restarted transfer probes again and sees the new object, not a cached one.
+        assert source.info().size == 200_000
+        assert sha256_through_reader(source)[0] == hashlib.sha256(b"b" * 200_000).hexdigest()

@@ -13,6 +13,7 @@ from importer.sources.base import SourceInfo
 from importer.sources.http import HttpOptions, HttpSource
 from tests.importer.sources.conftest import Payload, sha256_through_reader
 from tests.peers.badserver import BadServer
+from tests.peers.nginx import free_port
 
 MiB = 1024 * 1024
 
@@ -228,3 +229,22 @@ def test_extra_headers_and_user_agent_are_sent_on_every_request(
         assert r.headers["X-Token"] == "t0k" and r.headers["X-Other"] == "2"
         assert r.headers["User-Agent"] == "cdi-py-importer"
         assert r.headers["Accept-Encoding"] == "identity"
+
+
+@pytest.mark.parametrize("status", [401, 500, 404])
+def test_no_secret_from_the_url_reaches_an_error_message(bad: BadServer, status: int) -> None:
+    url = bad.url("disk.img", status=status, token="s3cr3t-token").replace(
+        "http://", "http://alice:pa55w0rd@"
+    )
+    with HttpSource(url, HttpOptions()) as source, pytest.raises(ImportFailure) as err:
+        source.info()
+    assert "s3cr3t-token" not in err.value.message
+    assert "pa55w0rd" not in err.value.message and "alice" not in err.value.message
+    assert bad.requests[0].headers["Authorization"].startswith("Basic ")
+
+
+def test_no_secret_reaches_a_connection_error_message() -> None:
+    url = f"http://alice:pa55w0rd@127.0.0.1:{free_port()}/x.img?sig=s3cr3t-token"
+    with HttpSource(url, HttpOptions()) as source, pytest.raises(TransientSourceError) as err:
+        source.open()
+    assert "s3cr3t-token" not in str(err.value) and "pa55w0rd" not in str(err.value)
