@@ -40,12 +40,14 @@ INFO_LIMITS = Limits(address_space=1 * GiB, cpu_seconds=30, wall_seconds=60.0)
 """What CDI used for `qemu-img info` (1 GiB, 30 s CPU), plus a wall limit so a source that
 never answers (an NBD export over a dead HTTP server) cannot hold the import forever."""
 
-CONVERT_LIMITS = Limits(address_space=4 * GiB, cpu_seconds=None, wall_seconds=None)
-"""`qemu-img convert -W -m 16` over NBD peaks at about 1.3 GiB of *virtual* memory on
-Debian's qemu 7.2 (mostly thread stacks and per-thread malloc arenas of its I/O pool;
-resident memory stays near 40 MiB). 4 GiB leaves room for larger coroutine buffers
-without letting a crafted image allocate without bound. No CPU or wall cap: a 500 GiB
-image legitimately converts for hours; the stall watchdog covers "no progress"."""
+CONVERT_LIMITS = Limits(address_space=2 * GiB, cpu_seconds=None, wall_seconds=None)
+"""Measured on Debian's qemu 7.2 with `convert -p -t none -W -m 16`: with MALLOC_ARENA_MAX=2
+(which importer.qemu always sets) it runs at 384 MiB of address space and fails at 256 MiB
+(its 16 coroutine buffers of 2 MiB plus thread stacks); *without* that variable it fails
+even at 1 GiB, because every thread of qemu's I/O pool reserves a 64 MiB malloc arena.
+2 GiB is 5x the need, yet still stops a crafted image from allocating without bound.
+No CPU or wall cap: a 500 GiB image legitimately converts for hours; the stall watchdog
+covers "no progress"."""
 
 
 def _load_prctl() -> Callable[..., int] | None:

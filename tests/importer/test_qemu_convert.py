@@ -245,3 +245,17 @@ def test_cancel_stops_a_running_conversion(random_raw: Path, tmp_path: Path) -> 
     assert e.value.reason is Reason.INTERNAL
     assert "cancelled" in e.value.message
     assert time.monotonic() - t0 < 10
+
+
+def test_a_tiny_address_space_limit_fails_convert_cleanly(
+    images: dict[str, Path], tmp_path: Path
+) -> None:
+    from importer.limits import Limits
+
+    dest = tmp_path / "out"
+    with pytest.raises(ImportFailure) as e:
+        qemu.convert(str(images["qcow2"]), "qcow2", str(dest), dest_is_block=False,
+                     limits=Limits(address_space=32 << 20, cpu_seconds=None, wall_seconds=None))
+    assert e.value.reason is Reason.CONVERSION_FAILED
+    assert e.value.message == "qemu-img convert exceeded its resource limits"
+    assert not dest.exists()
