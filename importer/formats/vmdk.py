@@ -74,9 +74,18 @@ def _check_embedded_descriptor(read_at: ReadAt, offset: int, sectors: int) -> No
     fields = parse_descriptor(text)
     create_type = fields.get("createType")
     if create_type not in SELF_CONTAINED_TYPES:
-        raise unsafe(f"VMDK createType {create_type!r} is not monolithicSparse/streamOptimized")
+        shown = _printable(create_type)
+        raise unsafe(f"VMDK createType {shown} is not monolithicSparse/streamOptimized")
     if fields.get("parentFileNameHint") or fields.get("parentCID", NO_PARENT).lower() != NO_PARENT:
         raise unsafe("VMDK image is a delta disk: it names a parent image")
+
+
+def _printable(value: str | None, limit: int = 32) -> str:
+    """An untrusted header string made safe and short for a one-line error message."""
+    if value is None:
+        return "(missing)"
+    cleaned = "".join(c if c.isascii() and c.isprintable() else "?" for c in value[:limit])
+    return repr(cleaned + ("..." if len(value) > limit else ""))
 
 
 def parse_descriptor(text: bytes) -> dict[str, str]:
