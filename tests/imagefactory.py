@@ -193,6 +193,17 @@ def qcow2_absurd_size(directory: Path, virtual_size: int = 1 << 56) -> Path:
     return patch(path, 24, struct.pack(">Q", virtual_size))
 
 
+def qcow2_oversized(directory: Path, virtual_size: int = 1 << 40) -> Path:
+    """A consistent qcow2 (L1 table sized to match) claiming `virtual_size`: valid, just big."""
+    reference = make_reference(directory, 1 * MiB)
+    path = directory / "oversized.qcow2"
+    shutil.copyfile(convert(reference, "qcow2"), path)
+    cluster_bits = struct.unpack_from(">I", path.read_bytes(), 20)[0]
+    per_l1_entry = (1 << cluster_bits) * ((1 << cluster_bits) // 8)
+    patch(path, 36, struct.pack(">I", -(-virtual_size // per_l1_entry)))
+    return patch(path, 24, struct.pack(">Q", virtual_size))
+
+
 def truncated(image: Path, length: int) -> Path:
     path = image.with_name(f"truncated-{length}-{image.name}")
     with image.open("rb") as src, path.open("wb") as dst:

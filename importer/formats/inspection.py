@@ -37,7 +37,7 @@ def inspect(fmt: DiskFormat, read_at: ReadAt, file_size: int | None) -> ImageInf
     files or allocate absurd tables, INVALID_IMAGE for truncated or corrupt headers,
     UNSUPPORTED_FORMAT for variants we do not convert.
     """
-    if fmt is DiskFormat.RAW:
+    if fmt == DiskFormat.RAW:
         return _inspect_raw(read_at, file_size)
     return _INSPECTORS[fmt](read_at, file_size)
 

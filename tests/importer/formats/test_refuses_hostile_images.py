@@ -10,7 +10,7 @@ import pytest
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure
-from importer.formats import HEAD_SIZE, detect, inspect
+from importer.formats import HEAD_SIZE, DiskFormat, detect, ensure_fits, inspect
 from tests import imagefactory
 
 Builder = Callable[[Path], Path]
@@ -132,3 +132,18 @@ def test_recognised_foreign_formats_are_unsupported_by_name(
 def test_the_no_process_guard_really_stops_processes(no_subprocess: None) -> None:
     with pytest.raises(AssertionError, match="process was started"):
         subprocess.run(["true"], check=False)
+
+
+def test_image_larger_than_the_volume_is_refused_before_qemu_img(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    path = imagefactory.qcow2_oversized(tmp_path, 1 << 40)
+    assert imagefactory.qemu_info(path, "qcow2")["virtual-size"] == 1 << 40
+    request.getfixturevalue("no_subprocess")
+
+    info = inspect(DiskFormat.QCOW2, imagefactory.read_at_file(path), path.stat().st_size)
+    assert info.virtual_size == 1 << 40
+    with pytest.raises(ImportFailure) as failure:
+        ensure_fits(info.virtual_size, 1 << 30)
+    assert failure.value.reason is Reason.IMAGE_TOO_LARGE
+    assert "DataVolume too small to contain image" in failure.value.message

@@ -370,3 +370,19 @@ def test_vhd_footer_with_bad_checksum_at_the_tail_is_just_raw_data(
     data[-512 + 64] ^= 0xFF
     info = inspect(DiskFormat.RAW, CountingReader(bytes(data)), len(data))
     assert (info.format, info.virtual_size, info.payload_size) == (DiskFormat.RAW, len(data), None)
+
+
+def test_stream_optimized_with_grain_directory_at_end_is_accepted(
+    samples: dict[str, Sample],
+) -> None:
+    """VMware writes streamOptimized files with the directory in a footer (GD_AT_END)."""
+    data = bytearray(samples["vmdk-stream-optimized"].path.read_bytes())
+    struct.pack_into("<Q", data, 56, 0xFFFFFFFFFFFFFFFF)
+    info = inspect(DiskFormat.VMDK, CountingReader(bytes(data)), len(data))
+    assert info.virtual_size == factory.REFERENCE_SIZE
+
+
+def test_inspect_accepts_the_format_as_its_string_value(samples: dict[str, Sample]) -> None:
+    data = samples["raw"].path.read_bytes()
+    info = inspect("raw", CountingReader(data), len(data))  # type: ignore[arg-type]
+    assert info.format is DiskFormat.RAW
