@@ -64,7 +64,8 @@ class RegistryClient:
         scheme = "http" if options.plain_http else "https"
         self._base = f"{scheme}://{ref.registry}/v2/{ref.repository}"
         self._session = requests.Session()
-        self._session.verify = False if options.insecure_tls else (options.ca_bundle or True)
+        # Passed on every request: requests lets REQUESTS_CA_BUNDLE override session.verify.
+        self._verify: bool | str = False if options.insecure_tls else (options.ca_bundle or True)
         self._authorization: str | None = None
         self._proxies: list[RangeProxy] = []
 
@@ -76,7 +77,9 @@ class RegistryClient:
 
     def _send(self, method: str, url: str, headers: dict[str, str], what: str) -> Any:
         try:
-            return self._session.request(method, url, headers=headers, stream=True, timeout=TIMEOUT)
+            return self._session.request(
+                method, url, headers=headers, stream=True, timeout=TIMEOUT, verify=self._verify
+            )
         except requests.exceptions.SSLError as exc:
             hint = (
                 ""
@@ -115,7 +118,9 @@ class RegistryClient:
         query = {"service": params.get("service", "")}
         query["scope"] = params.get("scope") or f"repository:{self.ref.repository}:pull"
         try:
-            resp = self._session.get(params["realm"], params=query, auth=creds, timeout=TIMEOUT)
+            resp = self._session.get(
+                params["realm"], params=query, auth=creds, timeout=TIMEOUT, verify=self._verify
+            )
         except requests.exceptions.SSLError as exc:
             raise ImportFailure(Reason.TLS_ERROR, f"{what}: token server TLS failed") from exc
         except requests.exceptions.RequestException as exc:
