@@ -44,8 +44,11 @@ def mark_bytes(offset: int, length: int = MARK_LENGTH) -> bytes:
     return (pattern * (length // len(pattern) + 1))[:length]
 
 
-def make_reference(directory: Path, size: int = REFERENCE_SIZE) -> Reference:
-    path = directory / "reference.raw"
+def make_reference(
+    directory: Path, size: int = REFERENCE_SIZE, name: str = "reference.raw"
+) -> Reference:
+    """The raw reference disk; give another `name` to keep several in one directory."""
+    path = directory / name
     marks = {off: mark_bytes(off) for off in MARK_OFFSETS if off + MARK_LENGTH <= size}
     with path.open("wb") as f:
         f.truncate(size)  # holes everywhere else
@@ -187,7 +190,7 @@ def patch(path: Path, offset: int, data: bytes) -> Path:
 
 def qcow2_absurd_size(directory: Path, virtual_size: int = 1 << 56) -> Path:
     """A qcow2 whose header claims `virtual_size` (the L1 table is left as it was)."""
-    reference = make_reference(directory, 1 * MiB)
+    reference = make_reference(directory, 1 * MiB, "absurd-size-source.raw")
     path = directory / "absurd-size.qcow2"
     shutil.copyfile(convert(reference, "qcow2"), path)
     return patch(path, 24, struct.pack(">Q", virtual_size))
@@ -195,7 +198,7 @@ def qcow2_absurd_size(directory: Path, virtual_size: int = 1 << 56) -> Path:
 
 def qcow2_oversized(directory: Path, virtual_size: int = 1 << 40) -> Path:
     """A consistent qcow2 (L1 table sized to match) claiming `virtual_size`: valid, just big."""
-    reference = make_reference(directory, 1 * MiB)
+    reference = make_reference(directory, 1 * MiB, "oversized-source.raw")
     path = directory / "oversized.qcow2"
     shutil.copyfile(convert(reference, "qcow2"), path)
     cluster_bits = struct.unpack_from(">I", path.read_bytes(), 20)[0]
@@ -213,7 +216,8 @@ def truncated(image: Path, length: int) -> Path:
 
 def qcow2_truncated(directory: Path, length: int = 100 * KiB) -> Path:
     """A qcow2 cut short: by default after its refcount table, before its L1 table."""
-    return truncated(convert(make_reference(directory, 1 * MiB), "qcow2"), length)
+    source = make_reference(directory, 1 * MiB, "truncated-source.raw")
+    return truncated(convert(source, "qcow2"), length)
 
 
 def vmdk_descriptor_with_extents(directory: Path, subformat: str = "twoGbMaxExtentSparse") -> Path:
