@@ -10,6 +10,8 @@ from controller import objects as o
 from controller.objects import Obj
 
 _PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+# Where CDI has its own name for a failure, users' tooling matches on it.
+_CDI_REASONS = {Reason.CHECKSUM_MISMATCH: "ChecksumError"}
 
 
 @dataclass(frozen=True)
@@ -79,5 +81,5 @@ def view(pod: Obj) -> PodView:
 def failure_reason(t: Termination) -> tuple[str, str]:
     """(reason, message) of a failed run: the typed report's, else the kubelet's."""
     if t.report is not None and t.report.reason is not Reason.COMPLETED:
-        return str(t.report.reason), t.report.message
+        return _CDI_REASONS.get(t.report.reason, str(t.report.reason)), t.report.message
     return (t.reason or "Error"), f"importer exited with code {t.exit_code}"
