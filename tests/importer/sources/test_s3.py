@@ -14,6 +14,7 @@ import pytest
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
+from importer.resume import ResumingReader
 from importer.sources.s3 import S3Options, S3Source, parse_s3_url, reason_for_code
 from tests.peers.s3 import S3Server, free_port
 
@@ -289,3 +290,14 @@ def test_random_access_over_https_with_ca(
     finally:
         src.close()
     assert out.read_bytes() == raw_image.read_bytes()
+
+
+def test_resuming_reader_carries_an_s3_import_across_a_drop(
+    s3_server: S3Server, raw_image: Path, cutting_proxy: Callable[..., Any]
+) -> None:
+    s3_server.put("images", "drop/resume.raw", raw_image)
+    proxy = cutting_proxy(s3_server.port, 5 << 20)
+    src = S3Source(f"http://127.0.0.1:{proxy.port}/images/drop/resume.raw", MOTO)
+    reader = ResumingReader(src, src.info(), sleep=lambda _: None)
+    assert _sha(reader) == hashlib.sha256(raw_image.read_bytes()).hexdigest()
+    assert reader.resumes == 1 and proxy.cuts == 1
