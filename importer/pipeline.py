@@ -17,7 +17,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from cdicontract.reasons import Reason
@@ -171,7 +171,7 @@ class ImportPipeline:
         st.reader = ResumingReader(
             self.source, st.info, on_resume=lambda _n, _e: self._on_resume()
         )
-        observers = [st.served.observe]
+        observers: list[Callable[[bytes], object]] = [st.served.observe]
         if st.hasher is not None:
             observers.append(st.hasher.update)
         served = tap(st.reader, *observers)

@@ -102,7 +102,7 @@ def test_matching_checksum_is_accepted(nginx, images: Images, tmp_path: Path, fm
 
 
 def test_https_with_a_custom_ca_and_basic_auth(nginx, images: Images, tmp_path: Path) -> None:
-    name = nginx.publish(images.make("qcow2"), "auth/secure.qcow2")
+    name = nginx.publish(images.make("qcow2"), "secure.qcow2")  # /auth/ aliases the docroot
     certs = tmp_path / "certs"
     certs.mkdir()
     (certs / "ca.pem").write_bytes(Path(nginx.ca_file).read_bytes())
@@ -112,7 +112,7 @@ def test_https_with_a_custom_ca_and_basic_auth(nginx, images: Images, tmp_path: 
     (secrets / "secretKey").write_text(nginx.auth_password)
     dest = tmp_path / "disk.img"
     r = run_importer(
-        "--endpoint", f"{nginx.https_url}/{name}", "--dest", str(dest),
+        "--endpoint", f"{nginx.https_url}/auth/{name}", "--dest", str(dest),
         "--cert-dir", str(certs), "--secret-dir", str(secrets),
     )
     assert r.returncode == 0, r.stderr
@@ -120,12 +120,12 @@ def test_https_with_a_custom_ca_and_basic_auth(nginx, images: Images, tmp_path: 
 
 
 def test_wrong_password_is_unauthorized_and_never_echoed(nginx, images: Images, tmp_path: Path) -> None:
-    name = nginx.publish(images.make("raw"), "auth/raw.img")
+    name = nginx.publish(images.make("raw"), "authraw.img")
     secrets = tmp_path / "secret"
     secrets.mkdir()
     (secrets / "accessKeyId").write_text(nginx.auth_user)
     (secrets / "secretKey").write_text("wrong-password-123")
-    r = run_importer("--endpoint", f"{nginx.http_url}/{name}", "--dest", str(tmp_path / "d.img"), "--secret-dir", str(secrets))
+    r = run_importer("--endpoint", f"{nginx.http_url}/auth/{name}", "--dest", str(tmp_path / "d.img"), "--secret-dir", str(secrets))
     assert r.returncode == 1
     assert r.report["reason"] == "Unauthorized"
     assert "wrong-password-123" not in r.stderr + str(r.report)
