@@ -97,7 +97,8 @@ def _phase(obs: Observed) -> str:
             return api.PHASE_PVC_BOUND
         return api.PHASE_PENDING
     v = view(pod)
-    if v.running or v.restarts > 0 or v.last_terminated is not None:
+    started = v.running or v.restarts > 0 or v.terminated is not None
+    if started or v.last_terminated is not None or v.phase in ("Succeeded", "Failed"):
         return api.PHASE_IMPORT_IN_PROGRESS
     return api.PHASE_IMPORT_SCHEDULED
 

@@ -97,7 +97,7 @@ def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool) -> ImportDecisi
 
     if o.deleting(pvc) or is_finished(pvc):
         retain = current.get(ann.POD_RETAIN_AFTER_COMPLETION) == "true" and not o.deleting(pvc)
-        return ImportDecision(delete_pod=pod is not None and not retain)
+        return ImportDecision(delete_pod=pod is not None and not o.deleting(pod) and not retain)
     if pod is None:
         if needs_consumer(pvc, wffc):
             return ImportDecision(waiting_for_consumer=True)

@@ -102,7 +102,9 @@ class Informer:
         if etype == "DELETED":
             self.store.pop(k, None)
             self.on_change(old, None)
-        elif old is None or _rv(obj) > _rv(old):
+        elif old is None or _rv(obj) >= _rv(old):
+            # Equal: the echo of our own write, already cached by `upsert` but not yet
+            # routed; the watch is what tells the others (owners) about it.
             self.store[k] = _slim(obj)
             self.on_change(old, obj)
         return rv

@@ -26,10 +26,13 @@ def cond(result, ctype):
     (f.pvc(annotations=IMPORT), f.pod(phase="Pending", state={"waiting": {}}), False,
      "ImportScheduled"),
     (f.pvc(annotations=IMPORT), f.pod(), False, "ImportInProgress"),
+    (f.pvc(annotations=IMPORT), f.pod(phase="Succeeded", state=f.terminated(0)), False,
+     "ImportInProgress"),
     (f.pvc(annotations={**IMPORT, P + "storage.pod.phase": "Succeeded"}), None, False,
      "Succeeded"),
     (f.pvc(annotations={**IMPORT, P + "storage.pod.phase": "Failed"}), None, False, "Failed"),
-], ids=["no-pvc", "pvc-pending", "wffc", "bound", "scheduled", "running", "succeeded",
+], ids=["no-pvc", "pvc-pending", "wffc", "bound", "scheduled", "running", "pod-done",
+         "succeeded",
         "failed"])
 def test_phase_follows_cdis_import_sequence(pvc, pod, wffc, phase):
     assert compute(pvc=pvc, pod=pod, wffc=wffc).phase == phase
