@@ -1,0 +1,356 @@
+"""``up`` and ``down`` of a local cluster, and a handle on a running one.
+
+Why one module backs both the command line and the pytest fixtures: a human's
+``hack/cluster up`` and a test session must start the very same thing, and ``down``
+must undo everything whoever started it did, including after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+import urllib3
+
+from localcluster import cgroups, controlplane, network, pki, processes, storage
+from localcluster.api import Api, Credentials
+from localcluster.layout import NODE_NAME, Layout, Network, State
+
+LOCK = Path("/run/lock/cdi-py-localcluster.lock")
+_OWNED = (
+    "pki", "etcd", "node", "storage", "logs", "kcm-certs", "scheduler-certs", "kubeconfig",
+    "controller-manager.kubeconfig", "scheduler.kubeconfig", "node.kubeconfig", "state.json",
+)  # fmt: skip
+DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be started; the message names the log to read."""
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def _global_lock() -> Iterator[None]:
+    """Serialise ``up``/``down`` of all clusters: they share the network index space."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
+    # Health checks of the controller manager and scheduler hit their self-signed certs.
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.2)
+    hint = f"; see {log}" if log else ""
+    raise ClusterError(f"timed out waiting for {what}{hint}")
+
+
+class Cluster:
+    """A local cluster rooted at a directory (default ``.cluster/``)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.layout = Layout(Path(root).resolve())
+
+    # -- facts about a running cluster ------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.layout.kubeconfig
+
+    @property
+    def node_log_dir(self) -> Path:
+        """Container logs: ``<ns>_<pod>_<uid>/<container>/<restart>.log``."""
+        return self.layout.pod_logs
+
+    @property
+    def state(self) -> State:
+        state = State.load(self.layout.state_file)
+        if state is None:
+            raise ClusterError(f"no cluster at {self.root}")
+        return state
+
+    @property
+    def network(self) -> Network:
+        return Network(self.state.index)
+
+    @property
+    def api_url(self) -> str:
+        return controlplane.api_url(self.network, self.state)
+
+    @property
+    def node_name(self) -> str:
+        return NODE_NAME
+
+    def api(self) -> Api:
+        p = self.layout.pki
+        return Api(Credentials(self.api_url, p / "ca.crt", p / "admin.crt", p / "admin.key"))
+
+    def kubernetes_client(self) -> Any:
+        """A ``kubernetes.client.ApiClient`` for the admin user."""
+        from kubernetes import client, config  # noqa: PLC0415 (optional, slow to import)
+
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
+        return client.ApiClient(cfg)
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the matching kubectl against this cluster; output captured as text."""
+        bins = controlplane.Binaries.locate()
+        return subprocess.run(
+            [str(bins.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            check=check,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
+        )
+
+    def pv_path(self, namespace: str, claim: str) -> Path:
+        """The host path backing a bound PVC: a directory (Filesystem) or a loop device."""
+        api = self.api()
+        pvc = api.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}")
+        volume = pvc["spec"].get("volumeName")
+        if not volume:
+            raise ClusterError(f"PVC {namespace}/{claim} is not bound")
+        pv = api.get(f"/api/v1/persistentvolumes/{volume}")
+        spec = pv["spec"]
+        path = (spec.get("local") or spec.get("hostPath") or {}).get("path")
+        if not path:
+            raise ClusterError(f"PV {volume} has no local path")
+        return Path(path)
+
+    def healthy(self) -> bool:
+        state = State.load(self.layout.state_file)
+        if state is None:
+            return False
+        if any(not processes.alive(state.pids.get(d, 0) or 0) for d in DAEMONS):
+            return False
+        try:
+            self._readyz()
+            node = self.api().get(f"/api/v1/nodes/{NODE_NAME}")
+        except Exception:
+            return False
+        return _node_ready(node)
+
+    def _readyz(self) -> None:
+        p = self.layout.pki
+        r = requests.get(
+            self.api_url + "/readyz",
+            verify=str(p / "ca.crt"),
+            cert=(str(p / "admin.crt"), str(p / "admin.key")),
+            timeout=3,
+        )
+        r.raise_for_status()
+
+    # -- up ------------------------------------------------------------------------------
+
+    def up(self, *, timeout: float = 120.0) -> None:
+        """Start everything, or reuse a healthy cluster already running here."""
+        if self.healthy():
+            return
+        bins = controlplane.Binaries.locate()
+        if not bins.complete():
+            raise ClusterError("control plane not built: run hack/build-control-plane first")
+        with _global_lock():
+            if State.load(self.layout.state_file) is not None or self.root.exists():
+                self._down_unlocked()
+            state = self._allocate()
+            self._start(bins, state, timeout)
+
+    def _allocate(self) -> State:
+        index = next(i for i in range(256) if not network.bridge_exists(Network(i)))
+        net = Network(index)
+        network.setup_bridge(net)
+        self.root.mkdir(parents=True, exist_ok=True)
+        state = State(
+            index=index,
+            api_port=_free_port(net.gateway),
+            etcd_port=_free_port(),
+            etcd_peer_port=_free_port(),
+            kcm_port=_free_port(),
+            scheduler_port=_free_port(),
+        )
+        state.save(self.layout.state_file)
+        return state
+
+    def _start(self, bins: controlplane.Binaries, state: State, timeout: float) -> None:
+        layout, net = self.layout, Network(state.index)
+        deadline = time.monotonic() + timeout
+        left = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
+        cg = cgroups.cluster_group(net.cgroup_name)
+        if cg is not None:
+            cgroups.make(cg)
+        keys = pki.create(layout.pki, apiserver_ips=(net.gateway, net.kubernetes_service_ip))
+        server = controlplane.api_url(net, state)
+        for name, stem in (
+            ("kubeconfig", "admin"),
+            ("controller-manager.kubeconfig", "controller-manager"),
+            ("scheduler.kubeconfig", "scheduler"),
+            ("node.kubeconfig", "node"),
+        ):
+            controlplane.write_kubeconfig(
+                layout.root / name,
+                server,
+                keys.ca_crt,
+                keys.path(f"{stem}.crt"),
+                keys.path(f"{stem}.key"),
+                stem,
+            )
+
+        def launch(name: str, argv: list[str]) -> None:
+            state.pids[name] = processes.start(name, argv, layout.logs, cgroup=cg)
+            state.save(layout.state_file)
+
+        launch("etcd", controlplane.etcd_argv(bins, layout, state))
+        _wait(
+            "etcd",
+            lambda: requests.get(f"http://127.0.0.1:{state.etcd_port}/health", timeout=2).ok,
+            left(),
+            layout.logs / "etcd.log",
+        )
+        launch("kube-apiserver", controlplane.apiserver_argv(bins, layout, net, state))
+
+        def api_ready() -> bool:
+            self._readyz()
+            return True
+
+        _wait("kube-apiserver /readyz", api_ready, left(), layout.logs / "kube-apiserver.log")
+        launch("kube-controller-manager", controlplane.controller_manager_argv(bins, layout, state))
+        launch("kube-scheduler", controlplane.scheduler_argv(bins, layout, state))
+        agent_env = dict(os.environ)
+        agent_env["PYTHONPATH"] = os.pathsep.join(
+            [str(controlplane.HACK), str(controlplane.HACK.parent)]
+            + ([agent_env["PYTHONPATH"]] if agent_env.get("PYTHONPATH") else [])
+        )
+        agent_env["PYTHONUNBUFFERED"] = "1"
+        state.pids["node-agent"] = processes.start(
+            "node-agent",
+            [sys.executable, "-m", "localcluster.agent", "--dir", str(layout.root)],
+            layout.logs,
+            cgroup=cg,
+            env=agent_env,
+        )
+        state.save(layout.state_file)
+
+        for name, port in (
+            ("kube-controller-manager", state.kcm_port),
+            ("kube-scheduler", state.scheduler_port),
+        ):
+            _wait(
+                f"{name} /healthz",
+                lambda port=port: (
+                    requests.get(  # type: ignore[misc]
+                        f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2
+                    ).ok
+                ),
+                left(),
+                layout.logs / f"{name}.log",
+            )
+        api = self.api()
+        _wait(
+            "the node and the provisioner",
+            lambda: (
+                layout.agent_ready.exists() and _node_ready(api.get(f"/api/v1/nodes/{NODE_NAME}"))
+            ),
+            left(),
+            layout.logs / "node-agent.log",
+        )
+        # The service-account and root-CA controllers have run once pods can be made.
+        _wait(
+            "the default service account",
+            lambda: (
+                api.get_or_none("/api/v1/namespaces/default/serviceaccounts/default") is not None
+                and api.get_or_none("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
+                is not None
+            ),
+            left(),
+            layout.logs / "kube-controller-manager.log",
+        )
+        for name in DAEMONS:
+            if not processes.alive(state.pids[name]):
+                raise ClusterError(f"{name} exited; see {layout.logs / (name + '.log')}")
+
+    # -- down ----------------------------------------------------------------------------
+
+    def down(self) -> None:
+        with _global_lock():
+            self._down_unlocked()
+
+    def _down_unlocked(self) -> None:
+        state = State.load(self.layout.state_file)
+        # The agent first: it stops pods gracefully; then the control plane.
+        if state is not None:
+            for name in reversed(DAEMONS):
+                pid = state.pids.get(name)
+                if pid:
+                    processes.stop(pid)
+            net = Network(state.index)
+            cg = cgroups.cluster_group(net.cgroup_name)
+            if cg is not None:
+                cgroups.kill(cg)
+            mem = cgroups.memory_v1_root()
+            if mem is not None:
+                cgroups.kill(mem / net.cgroup_name)
+            network.teardown(net)
+        storage.release_all(self.layout.storage)
+        if self.root.exists():
+            _unmount_below(self.root)
+            # Only what `up` makes: DIR may be a directory the user cares about.
+            for name in _OWNED:
+                p = self.root / name
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.root.rmdir()
+
+
+def _unmount_below(root: Path) -> None:
+    """Lazily unmount anything still mounted under ``root`` (deepest first)."""
+    mounts = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            target = line.split()[1].replace("\\040", " ")
+            if target == str(root) or target.startswith(str(root) + "/"):
+                mounts.append(target)
+    for target in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+
+
+def _node_ready(node: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in node.get("status", {}).get("conditions", [])
+    )

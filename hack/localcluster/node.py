@@ -1,0 +1,131 @@
+"""The Node object: registration, Ready status and lease heartbeats.
+
+Why: the scheduler only places pods on a registered, Ready node without the
+not-ready taint, and the node lifecycle controller taints and evicts a node whose
+Lease in ``kube-node-lease`` stops being renewed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+import time
+
+from localcluster.api import Api, ApiError, Obj
+from localcluster.layout import NODE_NAME
+from localcluster.podstatus import now
+
+log = logging.getLogger(__name__)
+
+CAPACITY = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+LEASE_SECONDS = 40
+
+
+def _micro_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _conditions() -> list[Obj]:
+    t = now()
+    base = [
+        ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+        ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+        ("PIDPressure", "False", "KubeletHasSufficientPID"),
+        ("Ready", "True", "KubeletReady"),
+    ]
+    return [
+        {
+            "type": k,
+            "status": s,
+            "reason": r,
+            "message": r,
+            "lastHeartbeatTime": t,
+            "lastTransitionTime": t,
+        }
+        for k, s, r in base
+    ]
+
+
+def status(address: str) -> Obj:
+    return {
+        "capacity": CAPACITY,
+        "allocatable": CAPACITY,
+        "conditions": _conditions(),
+        "addresses": [
+            {"type": "InternalIP", "address": address},
+            {"type": "Hostname", "address": NODE_NAME},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "architecture": "amd64",
+            "operatingSystem": "linux",
+            "osImage": "cdi-py simulated node",
+            "kernelVersion": "",
+            "kubeletVersion": "v1.37.2",
+            "kubeProxyVersion": "",
+            "containerRuntimeVersion": "cdipy://1",
+            "machineID": "",
+            "systemUUID": "",
+            "bootID": "",
+        },
+    }
+
+
+def register(api: Api, address: str) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE_NAME,
+            "labels": {
+                "kubernetes.io/hostname": NODE_NAME,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node-role.kubernetes.io/worker": "",
+            },
+        },
+    }
+    try:
+        api.create("/api/v1/nodes", body)
+    except ApiError as e:
+        if e.status != 409:
+            raise
+    api.merge_patch(f"/api/v1/nodes/{NODE_NAME}/status", {"status": status(address)})
+    _renew_lease(api)
+
+
+def _renew_lease(api: Api) -> None:
+    path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE_NAME}"
+    spec = {
+        "holderIdentity": NODE_NAME,
+        "leaseDurationSeconds": LEASE_SECONDS,
+        "renewTime": _micro_now(),
+    }
+    try:
+        api.merge_patch(path, {"spec": spec})
+    except ApiError as e:
+        if e.status != 404:
+            raise
+        api.create(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": NODE_NAME},
+                "spec": spec,
+            },
+        )
+
+
+def heartbeat(api: Api, address: str, stop: threading.Event, period: float = 10.0) -> None:
+    """Renew the lease every period and refresh the Ready condition."""
+    while not stop.wait(period):
+        try:
+            _renew_lease(api)
+            api.merge_patch(
+                f"/api/v1/nodes/{NODE_NAME}/status", {"status": {"conditions": _conditions()}}
+            )
+        except Exception as e:
+            log.warning("heartbeat failed error=%s", e)
+            time.sleep(1)

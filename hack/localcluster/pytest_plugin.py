@@ -1,0 +1,155 @@
+"""Pytest fixtures for tests that need the real control plane: ``cluster``, ``namespace``.
+
+Why a plugin: every component's tests (controller, upload, clone) share one cluster per
+test session, started by the same code as ``hack/cluster up``. Importing this module
+has no side effects; the cluster starts only when a test asks for it.
+
+- ``cluster`` (session): a :class:`ClusterHandle` with ``kubeconfig``, ``api_url``,
+  ``kubectl(*args)``, ``client()`` (a ``kubernetes.client.ApiClient``),
+  ``core()`` (``CoreV1Api``), ``node_log_dir``, ``pv_path(ns, pvc)``, ``api()``.
+  Set ``CDI_PY_CLUSTER_DIR`` to reuse a cluster started with ``hack/cluster up``
+  (it is then left running); otherwise the session starts its own under a temporary
+  directory and stops it at the end, failing if anything is left behind.
+- ``namespace`` (function): a fresh namespace name whose ``default`` ServiceAccount
+  exists; deleted after the test.
+
+Tests using them carry ``@pytest.mark.cluster``; under xdist they all run in one worker
+(``xdist_group("cluster")``) so one cluster serves them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcluster import storage
+from localcluster.cluster import Cluster
+
+
+class ClusterHandle:
+    """What a test needs of the running cluster."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self.root = cluster.root
+        self.kubeconfig: Path = cluster.kubeconfig
+        self.api_url: str = cluster.api_url
+        self.node_name: str = cluster.node_name
+        self.node_log_dir: Path = cluster.node_log_dir
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return self._cluster.kubectl(*args, check=check, input=input, timeout=timeout)
+
+    def client(self) -> Any:
+        """A fresh ``kubernetes.client.ApiClient`` authenticated as the admin."""
+        return self._cluster.kubernetes_client()
+
+    def core(self) -> Any:
+        from kubernetes import client  # noqa: PLC0415 (optional, slow to import)
+
+        return client.CoreV1Api(self.client())
+
+    def api(self) -> Any:
+        """The small dict-based client the node agent uses (``localcluster.api.Api``)."""
+        return self._cluster.api()
+
+    def pv_path(self, namespace: str, claim: str) -> Path:
+        """Host path behind a bound PVC: the mounted directory, or the loop device."""
+        return self._cluster.pv_path(namespace, claim)
+
+    def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
+        """The latest run's log of a container (``hack/cluster logs`` as a function)."""
+        dirs = sorted(
+            self.node_log_dir.glob(f"{namespace}_{pod}_*"), key=lambda p: p.stat().st_mtime
+        )
+        if not dirs:
+            return ""
+        cdirs = sorted(dirs[-1].iterdir())
+        cdir = next(
+            (d for d in cdirs if d.name == container),
+            cdirs[0] if container is None and cdirs else None,
+        )
+        if cdir is None:
+            return ""
+        runs = sorted(cdir.glob("*.log"), key=lambda p: int(p.stem))
+        return runs[-1].read_text(errors="replace") if runs else ""
+
+
+def leftovers(root: Path) -> list[str]:
+    """Processes, mounts and loop devices a cluster at ``root`` left behind."""
+    found: list[str] = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        target = line.split()[1]
+        if target.startswith(str(root)):
+            found.append(f"mount {target}")
+    found += [f"loop device {d}" for d in storage.loops_under(root)]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(root) in cmdline:
+            found.append(f"process {proc.name}: {cmdline[:120]}")
+    return found
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster: needs the local Kubernetes control plane (hack/cluster)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("cluster") is not None:
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[ClusterHandle]:
+    reuse = os.environ.get("CDI_PY_CLUSTER_DIR")
+    if reuse:
+        c = Cluster(reuse)
+        c.up()
+        yield ClusterHandle(c)
+        return
+    root = Path(tempfile.mkdtemp(prefix="cdi-py-cluster-"))
+    c = Cluster(root)
+    try:
+        c.up()
+        yield ClusterHandle(c)
+    finally:
+        c.down()
+        left = leftovers(root)
+        shutil.rmtree(root, ignore_errors=True)
+        if left:
+            pytest.fail("hack/cluster down left behind: " + "; ".join(left))
+
+
+@pytest.fixture
+def namespace(cluster: ClusterHandle) -> Iterator[str]:
+    api = cluster.api()
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    api.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    deadline = time.monotonic() + 30
+    while api.get_or_none(f"/api/v1/namespaces/{name}/serviceaccounts/default") is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no default ServiceAccount in {name}")
+        time.sleep(0.1)
+    yield name
+    api.delete(f"/api/v1/namespaces/{name}")
