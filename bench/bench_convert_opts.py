@@ -131,6 +131,11 @@ def main() -> int:
                    f"--run 'qemu-img convert {qopts} -f qcow2 -O raw $nbd {out}'")
             return lambda: subprocess.run(cmd, shell=True, check=True)
 
+        def arena_run(qopts: str) -> Callable[[], None]:
+            cmd = (f"MALLOC_ARENA_MAX=2 nbdkit -r -U - curl url={url} "
+                   f"--run 'qemu-img convert {qopts} -f qcow2 -O raw $nbd {out}'")
+            return lambda: subprocess.run(cmd, shell=True, check=True)
+
         def scratch() -> None:
             s = work / "scratch.qcow2"
             subprocess.run(["curl", "-sf", "-o", str(s), url], check=True)
@@ -148,6 +153,8 @@ def main() -> int:
         run("reference: nbdkit curl --run qemu-img convert", nbd_run(""))
         run("scratch: curl download + qemu-img convert", scratch)
         run("ours: NbdServer + qemu.convert", ours())
+        run("nbdkit curl, qemu-img -W -m 16 -t none", nbd_run("-W -m 16 -t none"))
+        run("nbdkit curl, same + MALLOC_ARENA_MAX=2", arena_run("-W -m 16 -t none"))
         if not args.quick:
             for q in ("-W", "-m 16", "-W -m 16", "-t none", "-m 16 -t none",
                       "-W -t none", "-W -m 16 -t none"):
