@@ -177,7 +177,13 @@ class ImportPipeline:
         served = tap(st.reader, *observers)
         magic, served = peek(served, COMPRESSION_MAGIC_BYTES)
         st.compression = detect_compression(magic)
-        st.stream = decompress(served, st.compression, limit=st.usable)
+        # The decompressor's cap is the loosest any path needs (a qcow2 container may exceed
+        # its disk a little); each path then enforces its own exact limit.
+        limit = None
+        if st.usable is not None:
+            exact = self.config.content_type is ContentType.ARCHIVE
+            limit = st.usable if exact else int(st.usable * SCRATCH_SLACK) + SCRATCH_EXTRA
+        st.stream = decompress(served, st.compression, limit=limit)
 
     def _on_served(self, n: int) -> None:
         self._check_cancel()
@@ -226,7 +232,9 @@ class ImportPipeline:
         target = self._begin_target()
         tail = Tail(512)
         try:
-            written = copy_raw(tap(st.stream, tail.observe), target, limit=st.usable)
+            # 512 bytes of slack: a fixed VHD's footer is not part of the disk.
+            limit = None if st.usable is None else st.usable + 512
+            written = copy_raw(tap(st.stream, tail.observe), target, limit=limit)
             if st.hasher is not None:
                 st.hasher.verify()
         except RestartRequired as e:
@@ -234,8 +242,14 @@ class ImportPipeline:
         image_size = written
         payload = formats.vhd_fixed_payload(tail.data) if written >= 1024 else None
         if payload is not None and payload <= written - 512:
+            # A fixed VHD is raw data plus a 512-byte footer: drop the footer.
             st.fmt = formats.DiskFormat.VHD
             image_size = payload
+            target.write_at(payload, bytes(written - payload))
+            if not target.is_block:
+                os.truncate(target.qemu_output(), payload)
+        if st.usable is not None and image_size > st.usable:
+            formats.ensure_fits(image_size, st.usable)
         st.image_size = st.virtual_size = image_size
         target.commit(image_size, st.usable, preallocate=self.config.preallocation)
         st.target_begun = False
