@@ -192,12 +192,16 @@ def allocated(p: Path) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--size-gib", type=int, default=4)
     ap.add_argument("--fill-gib", type=float, default=1.0)
     ap.add_argument("--cases", default="qcow2,gz,xz")
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--workdir", default=None, help="where outputs go (default: a temp dir in the cache)")
+    ap.add_argument(
+        "--workdir", default=None, help="where outputs go (default: a temp dir in the cache)"
+    )
     args = ap.parse_args()
 
     imgs = build_images(args.size_gib, args.fill_gib)
@@ -216,20 +220,28 @@ def main() -> int:
         for _ in range(args.repeat):
             if "qcow2" in cases:
                 out = work / "out.img"
-                ours = timed([*importer, "--endpoint", f"{url}/disk.qcow2", "--dest", str(out)], out, sync=False)
+                ours = timed(
+                    [*importer, "--endpoint", f"{url}/disk.qcow2", "--dest", str(out)],
+                    out,
+                    sync=False,
+                )
                 check_same(ref, out)
                 peak_tree, peak_main = max(peak_tree, ours.rss_tree), max(peak_main, ours.rss_main)
                 nbd = timed(
                     f"nbdkit -r -U - curl url={url}/disk.qcow2 "
                     f"--run 'qemu-img convert -f qcow2 -O raw $nbd {out}'",
-                    out, sync=True, shell=True,
+                    out,
+                    sync=True,
+                    shell=True,
                 )
                 check_same(ref, out)
                 scratch = work / "scratch.qcow2"
                 cdi = timed(
                     f"curl -sf -o {scratch} {url}/disk.qcow2 && sync -f {scratch} && "
                     f"qemu-img convert -f qcow2 -O raw {scratch} {out}",
-                    out, sync=True, shell=True,
+                    out,
+                    sync=True,
+                    shell=True,
                 )
                 scratch.unlink()
                 check_same(ref, out)
@@ -239,25 +251,48 @@ def main() -> int:
                 if case not in cases:
                     continue
                 out = work / "out.img"
-                ours = timed([*importer, "--endpoint", f"{url}/disk.raw.{case}", "--dest", str(out)], out, sync=False)
+                ours = timed(
+                    [*importer, "--endpoint", f"{url}/disk.raw.{case}", "--dest", str(out)],
+                    out,
+                    sync=False,
+                )
                 check_same(ref, out)
                 sparse = allocated(out)
                 peak_tree, peak_main = max(peak_tree, ours.rss_tree), max(peak_main, ours.rss_main)
-                base = timed(f"curl -sf {url}/disk.raw.{case} | {tool} -dc > {out}", out, sync=True, shell=True)
+                base = timed(
+                    f"curl -sf {url}/disk.raw.{case} | {tool} -dc > {out}",
+                    out,
+                    sync=True,
+                    shell=True,
+                )
                 check_same(ref, out)
-                rows.append((f"raw.{case} vs curl|{tool} -dc", ours.seconds, base.seconds, target, f"ours: {sparse}; baseline: {allocated(out)}"))
+                rows.append(
+                    (
+                        f"raw.{case} vs curl|{tool} -dc",
+                        ours.seconds,
+                        base.seconds,
+                        target,
+                        f"ours: {sparse}; baseline: {allocated(out)}",
+                    )
+                )
     finally:
         nginx.terminate()
         nginx.wait()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nimage: {args.size_gib} GiB ext4, {ref.stat().st_blocks * 512 / 2**30:.2f} GiB allocated")
+    print(
+        f"\nimage: {args.size_gib} GiB ext4, {ref.stat().st_blocks * 512 / 2**30:.2f} GiB allocated"
+    )
     print(f"{'case':34} {'ours s':>8} {'base s':>8} {'ratio':>6} {'target':>7}  ok")
     for name, ours_s, base_s, target, note in rows:
         ratio = ours_s / base_s
-        print(f"{name:34} {ours_s:8.2f} {base_s:8.2f} {ratio:6.2f} {'<=' + str(target):>7}  {'yes' if ratio <= target else 'NO'}  {note}")
-    print(f"importer peak RSS: {peak_main / 2**20:.0f} MiB (python process), "
-          f"{peak_tree / 2**20:.0f} MiB (whole tree incl. qemu-img/nbdkit); target <= 128 MiB")
+        print(
+            f"{name:34} {ours_s:8.2f} {base_s:8.2f} {ratio:6.2f} {'<=' + str(target):>7}  {'yes' if ratio <= target else 'NO'}  {note}"
+        )
+    print(
+        f"importer peak RSS: {peak_main / 2**20:.0f} MiB (python process), "
+        f"{peak_tree / 2**20:.0f} MiB (whole tree incl. qemu-img/nbdkit); target <= 128 MiB"
+    )
     return 0
 
 

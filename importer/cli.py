@@ -99,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse(args, os.environ, isatty=sys.stderr.isatty())
     except ImportFailure as e:
         print(f"cdi-importer: {e.message}", file=sys.stderr)
-        _write_report(os.environ.get("IMPORTER_TERMINATION_LOG"), TerminationReport(e.reason, e.message))
+        _write_report(
+            os.environ.get("IMPORTER_TERMINATION_LOG"), TerminationReport(e.reason, e.message)
+        )
         return EXIT_USAGE
 
     cancel = threading.Event()

@@ -81,7 +81,9 @@ def _parse_metrics(text: str) -> MetricsAddr | None:
         return None
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ImportFailure(Reason.INVALID_CONFIG, f"--metrics-addr must be HOST:PORT, got {text!r}")
+        raise ImportFailure(
+            Reason.INVALID_CONFIG, f"--metrics-addr must be HOST:PORT, got {text!r}"
+        )
     return MetricsAddr(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - a pod's port
 
 
@@ -111,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", help="target file, block device, or directory for archives")
     p.add_argument("--content-type", help="kubevirt (a disk image) or archive (a tar)")
     p.add_argument("--size", help="requested volume size, bytes or a quantity like 10Gi")
-    p.add_argument("--checksum", help="ALG:HEX over the bytes as served (md5, sha1, sha256, sha512)")
+    p.add_argument(
+        "--checksum", help="ALG:HEX over the bytes as served (md5, sha1, sha256, sha512)"
+    )
     p.add_argument("--cert-dir", help="directory with a CA bundle for HTTPS")
     p.add_argument("--insecure-tls", action="store_true", default=None)
     p.add_argument("--extra-header", action="append", default=None, metavar="'Name: value'")

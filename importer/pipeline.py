@@ -13,6 +13,7 @@ failure aborts the target, so no half-written image is left at the destination.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -72,6 +73,7 @@ class ImportPipeline:
         progress: Progress,
         workdir: str,
         source: Source | None,
+        *,
         target: Target | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
@@ -166,11 +168,9 @@ class ImportPipeline:
         st, cfg = self.state, self.config
         assert self.source is not None and st.info is not None
         self._close_stream()
-        st.served = Counter(lambda n: self._on_served(n))
+        st.served = Counter(self._on_served)
         st.hasher = cfg.checksum.hasher() if cfg.checksum else None
-        st.reader = ResumingReader(
-            self.source, st.info, on_resume=lambda _n, _e: self._on_resume()
-        )
+        st.reader = ResumingReader(self.source, st.info, on_resume=lambda _n, _e: self._on_resume())
         observers: list[Callable[[bytes], object]] = [st.served.observe]
         if st.hasher is not None:
             observers.append(st.hasher.update)
@@ -401,10 +401,8 @@ class ImportPipeline:
         path = self.state.scratch_path
         if path:
             self.state.scratch_path = None
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            except FileNotFoundError:
-                pass
 
     # ---- result -------------------------------------------------------------------------
 
@@ -470,4 +468,3 @@ def _os_failure(e: OSError, doing: str) -> ImportFailure:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return ImportFailure(Reason.NO_SPACE, f"no space left while {doing}")
     return ImportFailure(Reason.INTERNAL, f"{doing} failed: {e.strerror}")
-

@@ -6,7 +6,9 @@ import re
 from collections.abc import Iterable
 
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-_SIGNED_QUERY = re.compile(r"(?i)([?&](?:X-Amz-Signature|X-Amz-Credential|Signature|token|sig)=)[^&\s]+")
+_SIGNED_QUERY = re.compile(
+    r"(?i)([?&](?:X-Amz-Signature|X-Amz-Credential|Signature|token|sig)=)[^&\s]+"
+)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

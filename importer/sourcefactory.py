@@ -9,7 +9,13 @@ from importer.config import ImporterConfig, SourceKind
 from importer.errors import ImportFailure
 from importer.sources.base import Source
 
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+}
 
 
 def node_architecture() -> str:

@@ -1,1 +1,1 @@
-"""Where image bytes come from. Each source delivers bytes and metadata, and reads no environment."""
+"""Where image bytes come from. A source delivers bytes and metadata; it reads no environment."""

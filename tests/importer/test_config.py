@@ -14,10 +14,26 @@ def cfg(argv: list[str], environ: dict[str, str] | None = None):
 def test_flags(tmp_path: Path) -> None:
     c = cfg(
         [
-            "--source", "http", "--endpoint", "http://h/x.img", "--dest", str(tmp_path / "d"),
-            "--size", "10Gi", "--checksum", "sha256:" + "ab" * 32, "--extra-header", "A: b",
-            "--extra-header", "X-Y:  z", "--insecure-tls", "--preallocation",
-            "--metrics-addr", "127.0.0.1:0", "--filesystem-overhead", "0.1",
+            "--source",
+            "http",
+            "--endpoint",
+            "http://h/x.img",
+            "--dest",
+            str(tmp_path / "d"),
+            "--size",
+            "10Gi",
+            "--checksum",
+            "sha256:" + "ab" * 32,
+            "--extra-header",
+            "A: b",
+            "--extra-header",
+            "X-Y:  z",
+            "--insecure-tls",
+            "--preallocation",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--filesystem-overhead",
+            "0.1",
         ]
     )
     assert c.source is SourceKind.HTTP
@@ -65,7 +81,10 @@ def test_cdi_environment_is_read_like_the_importer_pod_sets_it(tmp_path: Path) -
 
 
 def test_flags_win_over_environment(tmp_path: Path) -> None:
-    c = cfg(["--endpoint", "http://flag", "--dest", str(tmp_path / "x")], {"IMPORTER_ENDPOINT": "http://env"})
+    c = cfg(
+        ["--endpoint", "http://flag", "--dest", str(tmp_path / "x")],
+        {"IMPORTER_ENDPOINT": "http://env"},
+    )
     assert c.endpoint == "http://flag"
     assert c.metrics is None  # not in a pod
 

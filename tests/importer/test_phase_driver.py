@@ -6,7 +6,9 @@ from importer.errors import ImportFailure
 
 
 def test_walks_phases_until_complete() -> None:
-    walked = drive({Phase.INFO: lambda: Phase.TRANSFER_RAW, Phase.TRANSFER_RAW: lambda: Phase.COMPLETE})
+    walked = drive(
+        {Phase.INFO: lambda: Phase.TRANSFER_RAW, Phase.TRANSFER_RAW: lambda: Phase.COMPLETE}
+    )
     assert walked == [Phase.INFO, Phase.TRANSFER_RAW, Phase.COMPLETE]
 
 

@@ -74,7 +74,17 @@ class Images:
                 shutil.copyfile(self.reference, path)
             else:
                 subprocess.run(
-                    ["qemu-img", "convert", "-f", "raw", "-O", fmt, *opts, str(self.reference), str(path)],
+                    [
+                        "qemu-img",
+                        "convert",
+                        "-f",
+                        "raw",
+                        "-O",
+                        fmt,
+                        *opts,
+                        str(self.reference),
+                        str(path),
+                    ],
                     check=True,
                 )
         out = compress(path, compression)
@@ -101,7 +111,15 @@ def run_importer(*args: str, env: dict[str, str] | None = None, timeout: float =
     full_env.pop("KUBERNETES_SERVICE_HOST", None)
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "importer.cli", "--no-progress", "--termination-log", str(report), *args],
+        [
+            sys.executable,
+            "-m",
+            "importer.cli",
+            "--no-progress",
+            "--termination-log",
+            str(report),
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,

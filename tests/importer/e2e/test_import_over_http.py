@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.importer.e2e.conftest import FORMATS, MiB, REF_SIZE, Images, run_importer, same_disk
+from tests.importer.e2e.conftest import FORMATS, REF_SIZE, Images, MiB, run_importer, same_disk
 
 COMPRESSIONS = ["none", "gz", "xz", "zst", "bz2"]
 
@@ -31,7 +31,9 @@ def test_every_format_and_compression_lands_as_the_same_raw_disk(
     src = images.make(fmt, compression)
     name = nginx.publish(src, f"m/{src.name}")
     dest = tmp_path / "disk.img"
-    r = run_importer("--source", "http", "--endpoint", f"{nginx.http_url}/{name}", "--dest", str(dest))
+    r = run_importer(
+        "--source", "http", "--endpoint", f"{nginx.http_url}/{name}", "--dest", str(dest)
+    )
     assert r.returncode == 0, r.stderr
     assert r.report["reason"] == "Completed"
     expected_fmt = FORMATS[fmt][0]
@@ -49,13 +51,17 @@ def test_every_format_and_compression_lands_as_the_same_raw_disk(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("fmt", "compression"), [("raw", "gz"), ("raw", "none"), ("qcow2", "none"), ("vmdk", "xz")])
+@pytest.mark.parametrize(
+    ("fmt", "compression"), [("raw", "gz"), ("raw", "none"), ("qcow2", "none"), ("vmdk", "xz")]
+)
 def test_block_device_target_gets_the_image_and_zeroes_elsewhere(
     nginx, images: Images, loop_device: Path, fmt: str, compression: str
 ) -> None:
     src = images.make(fmt, compression)
     name = nginx.publish(src, f"b/{src.name}")
-    r = run_importer("--source", "http", "--endpoint", f"{nginx.http_url}/{name}", "--dest", str(loop_device))
+    r = run_importer(
+        "--source", "http", "--endpoint", f"{nginx.http_url}/{name}", "--dest", str(loop_device)
+    )
     assert r.returncode == 0, r.stderr
     assert same_disk(images.reference, loop_device, prefix_only=True)
     with open(loop_device, "rb") as f:
@@ -68,7 +74,9 @@ def test_block_device_target_gets_the_image_and_zeroes_elsewhere(
 def test_file_target_grows_to_the_usable_size(nginx, images: Images, tmp_path: Path) -> None:
     name = nginx.publish(images.make("qcow2"), "grow/disk.qcow2")
     dest = tmp_path / "disk.img"
-    r = run_importer("--endpoint", f"{nginx.http_url}/{name}", "--dest", str(dest), "--size", "64Mi")
+    r = run_importer(
+        "--endpoint", f"{nginx.http_url}/{name}", "--dest", str(dest), "--size", "64Mi"
+    )
     assert r.returncode == 0, r.stderr
     # CDI's rule: usable = 64 MiB / 1.06, rounded down to 1 MiB.
     assert dest.stat().st_size == 60 * MiB
@@ -76,7 +84,9 @@ def test_file_target_grows_to_the_usable_size(nginx, images: Images, tmp_path: P
 
 
 @pytest.mark.parametrize("fmt", ["raw", "qcow2"])
-def test_too_small_volume_is_refused_before_writing(nginx, images: Images, tmp_path: Path, fmt: str) -> None:
+def test_too_small_volume_is_refused_before_writing(
+    nginx, images: Images, tmp_path: Path, fmt: str
+) -> None:
     name = nginx.publish(images.make(fmt, "gz" if fmt == "raw" else "none"), f"small/{fmt}")
     dest = tmp_path / "disk.img"
     r = run_importer("--endpoint", f"{nginx.http_url}/{name}", "--dest", str(dest), "--size", "8Mi")
@@ -93,7 +103,12 @@ def test_checksum_mismatch_leaves_no_image(nginx, images: Images, tmp_path: Path
     dest = tmp_path / "disk.img"
     dest.write_bytes(b"previous content")
     r = run_importer(
-        "--endpoint", f"{nginx.http_url}/{name}", "--dest", str(dest), "--checksum", "sha256:" + "0" * 64
+        "--endpoint",
+        f"{nginx.http_url}/{name}",
+        "--dest",
+        str(dest),
+        "--checksum",
+        "sha256:" + "0" * 64,
     )
     assert r.returncode == 3, r.stderr
     assert r.report["reason"] == "ChecksumMismatch"
@@ -107,7 +122,14 @@ def test_matching_checksum_is_accepted(nginx, images: Images, tmp_path: Path, fm
     digest = hashlib.sha512(src.read_bytes()).hexdigest()
     name = nginx.publish(src, f"oksum/{fmt}")
     dest = tmp_path / "disk.img"
-    r = run_importer("--endpoint", f"{nginx.http_url}/{name}", "--dest", str(dest), "--checksum", f"sha512:{digest}")
+    r = run_importer(
+        "--endpoint",
+        f"{nginx.http_url}/{name}",
+        "--dest",
+        str(dest),
+        "--checksum",
+        f"sha512:{digest}",
+    )
     assert r.returncode == 0, r.stderr
     assert r.report["checksum"] == "sha512"
     assert same_disk(images.reference, dest)
@@ -124,31 +146,54 @@ def test_https_with_a_custom_ca_and_basic_auth(nginx, images: Images, tmp_path: 
     (secrets / "secretKey").write_text(nginx.auth_password)
     dest = tmp_path / "disk.img"
     r = run_importer(
-        "--endpoint", f"{nginx.https_url}/auth/{name}", "--dest", str(dest),
-        "--cert-dir", str(certs), "--secret-dir", str(secrets),
+        "--endpoint",
+        f"{nginx.https_url}/auth/{name}",
+        "--dest",
+        str(dest),
+        "--cert-dir",
+        str(certs),
+        "--secret-dir",
+        str(secrets),
     )
     assert r.returncode == 0, r.stderr
     assert same_disk(images.reference, dest)
 
 
-def test_wrong_password_is_unauthorized_and_never_echoed(nginx, images: Images, tmp_path: Path) -> None:
+def test_wrong_password_is_unauthorized_and_never_echoed(
+    nginx, images: Images, tmp_path: Path
+) -> None:
     name = nginx.publish(images.make("raw"), "authraw.img")
     secrets = tmp_path / "secret"
     secrets.mkdir()
     (secrets / "accessKeyId").write_text(nginx.auth_user)
     (secrets / "secretKey").write_text("wrong-password-123")
-    r = run_importer("--endpoint", f"{nginx.http_url}/auth/{name}", "--dest", str(tmp_path / "d.img"), "--secret-dir", str(secrets))
+    r = run_importer(
+        "--endpoint",
+        f"{nginx.http_url}/auth/{name}",
+        "--dest",
+        str(tmp_path / "d.img"),
+        "--secret-dir",
+        str(secrets),
+    )
     assert r.returncode == 1
     assert r.report["reason"] == "Unauthorized"
     assert "wrong-password-123" not in r.stderr + str(r.report)
 
 
-def test_untrusted_certificate_is_a_tls_error_unless_insecure(nginx, images: Images, tmp_path: Path) -> None:
+def test_untrusted_certificate_is_a_tls_error_unless_insecure(
+    nginx, images: Images, tmp_path: Path
+) -> None:
     name = nginx.publish(images.make("raw", "gz"), "tls/raw.gz")
     r = run_importer("--endpoint", f"{nginx.https_url}/{name}", "--dest", str(tmp_path / "a.img"))
     assert r.returncode != 0
     assert r.report["reason"] == "TLSError"
-    r = run_importer("--endpoint", f"{nginx.https_url}/{name}", "--dest", str(tmp_path / "b.img"), "--insecure-tls")
+    r = run_importer(
+        "--endpoint",
+        f"{nginx.https_url}/{name}",
+        "--dest",
+        str(tmp_path / "b.img"),
+        "--insecure-tls",
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -176,17 +221,26 @@ def test_dropped_connections_are_resumed_byte_identical(
     assert ranges == [f"bytes={n}-" for n in map(int, drops.split(","))]
 
 
-def test_server_without_ranges_restarts_from_zero(bad_server, images: Images, tmp_path: Path) -> None:
+def test_server_without_ranges_restarts_from_zero(
+    bad_server, images: Images, tmp_path: Path
+) -> None:
     payload = images.make("raw", "gz").read_bytes()
     bad_server.add("norange", payload)
     dest = tmp_path / "disk.img"
-    r = run_importer("--endpoint", bad_server.url("norange", norange=1, drop_at=len(payload) // 3), "--dest", str(dest))
+    r = run_importer(
+        "--endpoint",
+        bad_server.url("norange", norange=1, drop_at=len(payload) // 3),
+        "--dest",
+        str(dest),
+    )
     assert r.returncode == 0, r.stderr
     assert same_disk(images.reference, dest)
     assert len(bad_server.requests_for("norange", "GET")) >= 2
 
 
-def test_qcow2_from_a_server_without_ranges_goes_through_scratch(bad_server, images: Images, tmp_path: Path) -> None:
+def test_qcow2_from_a_server_without_ranges_goes_through_scratch(
+    bad_server, images: Images, tmp_path: Path
+) -> None:
     bad_server.add("q", images.make("qcow2").read_bytes())
     dest = tmp_path / "disk.img"
     r = run_importer("--endpoint", bad_server.url("q", norange=1), "--dest", str(dest))
@@ -204,9 +258,11 @@ def test_blank_image_is_sparse_and_of_the_usable_size(tmp_path: Path) -> None:
     assert dest.stat().st_blocks == 0
 
 
-def test_hostile_qcow2_with_a_backing_file_is_refused(nginx, images: Images, tmp_path: Path) -> None:
+def test_hostile_qcow2_with_a_backing_file_is_refused(
+    nginx, images: Images, tmp_path: Path
+) -> None:
     evil = tmp_path / "evil.qcow2"
-    os.system(  # noqa: S605 - test setup with fixed arguments
+    os.system(
         f"qemu-img create -q -f qcow2 -b /etc/hostname -F raw {evil} 16M"
     )
     name = nginx.publish(evil, "evil/backing.qcow2")
