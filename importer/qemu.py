@@ -317,7 +317,7 @@ def convert(
     The caller checks the image first (`info` + `check_safe`); convert re-checks cheaply
     with the same source so that it can never follow a backing file on its own.
     Raises ImportFailure: STALLED after `attempts` stalled runs, NO_SPACE, CONVERSION_FAILED,
-    INTERNAL when cancelled.
+    CANCELLED when cancelled.
     """
     _check_format(fmt)
     factory: Callable[[], AbstractContextManager[str]]
@@ -396,7 +396,7 @@ def _convert_attempts(
                 on_progress(100.0)
             return
         if outcome.cancelled:
-            raise ImportFailure(Reason.INTERNAL, "conversion cancelled")
+            raise ImportFailure(Reason.CANCELLED, "conversion cancelled")
         if outcome.stalled:
             failure = ImportFailure(
                 Reason.STALLED,
