@@ -104,6 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
 
+    if config.insecure_tls:
+        # The user asked for it; one warning per request would drown the log.
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        log.warning("TLS verification is disabled for this import")
     cancel = threading.Event()
     try:
         with _cancel_on_signals(cancel):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-
 from cdicontract.reasons import Reason
 from importer.config import ImporterConfig, SourceKind
 from importer.errors import ImportFailure
@@ -57,7 +55,11 @@ def build_source(config: ImporterConfig, workdir: str) -> Source:
             ),
         )
     if config.source is SourceKind.REGISTRY:
-        from importer.sources.registry.source import RegistryOptions, RegistrySource
+        from importer.sources.registry.source import (
+            RegistryOptions,
+            RegistrySource,
+            node_architecture,
+        )
 
         return RegistrySource(
             config.endpoint,

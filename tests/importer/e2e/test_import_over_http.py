@@ -262,9 +262,7 @@ def test_hostile_qcow2_with_a_backing_file_is_refused(
     nginx, images: Images, tmp_path: Path
 ) -> None:
     evil = tmp_path / "evil.qcow2"
-    os.system(
-        f"qemu-img create -q -f qcow2 -b /etc/hostname -F raw {evil} 16M"
-    )
+    os.system(f"qemu-img create -q -f qcow2 -b /etc/hostname -F raw {evil} 16M")
     name = nginx.publish(evil, "evil/backing.qcow2")
     out = tmp_path / "out"
     out.mkdir()
