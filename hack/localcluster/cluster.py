@@ -116,7 +116,7 @@ class Cluster:
 
     def kubernetes_client(self) -> Any:
         """A ``kubernetes.client.ApiClient`` for the admin user."""
-        from kubernetes import client, config  # noqa: PLC0415 (optional, slow to import)
+        from kubernetes import client, config  # optional and slow to import
 
         cfg = client.Configuration()
         config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)

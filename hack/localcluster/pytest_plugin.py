@@ -56,7 +56,7 @@ class ClusterHandle:
         return self._cluster.kubernetes_client()
 
     def core(self) -> Any:
-        from kubernetes import client  # noqa: PLC0415 (optional, slow to import)
+        from kubernetes import client  # optional and slow to import
 
         return client.CoreV1Api(self.client())
 

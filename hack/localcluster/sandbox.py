@@ -117,6 +117,16 @@ def argv(spec: Spec, netns: str | None, info_fd: str) -> list[str]:
     bw += layout.args
     bw += ["--ro-bind", "/sys", "/sys", "--proc", "/proc", "--dev", "/dev"]
     bw += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/run"]
+    # Parents bwrap would create itself get mode 0700; a non-root user must traverse them.
+    made: set[Path] = set()
+    for real in sorted(targets, key=lambda t: len(t.parts)):
+        for parent in reversed(real.parents):
+            if len(parent.parts) < 3 or parent in made:
+                continue
+            fresh = parent.parts[1] in _FRESH
+            if fresh or not parent.exists():
+                bw += ["--perms", "0755", "--dir", str(parent)]
+                made.add(parent)
     for m, real in sorted(zip(spec.mounts, targets, strict=True), key=lambda x: len(x[1].parts)):
         if m.device:
             op = "--dev-bind"

@@ -18,13 +18,16 @@ HACK = Path(__file__).resolve().parents[2] / "hack"
 
 def test_up_is_idempotent_and_down_leaves_nothing(tmp_path):
     root = tmp_path / "c"
-    run = lambda *a: subprocess.run(
-        [str(HACK / "cluster"), *a, "--dir", str(root)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+
+    def run(*args):
+        return subprocess.run(
+            [str(HACK / "cluster"), *args, "--dir", str(root)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
     run("up")
     assert "reused healthy cluster" in run("up").stdout
     c = Cluster(root)

@@ -71,7 +71,9 @@ def test_block_claim_appears_as_a_device_at_the_requested_path(cluster, namespac
     wait_for("bound", _bound(api, namespace, "blk"), 60)
     manifest = pod(
         "blockwriter",
-        "test -b /dev/cdi-block-volume && printf 'QFI\\373' | dd of=/dev/cdi-block-volume conv=notrunc 2>/dev/null && blockdev --getsize64 /dev/cdi-block-volume",
+        "test -b /dev/cdi-block-volume"
+        " && printf 'QFI\\373' | dd of=/dev/cdi-block-volume conv=notrunc 2>/dev/null"
+        " && blockdev --getsize64 /dev/cdi-block-volume",
         container={
             "volumeDevices": [{"name": "d", "devicePath": "/dev/cdi-block-volume"}],
             "securityContext": {"runAsUser": 107},
@@ -132,7 +134,11 @@ def test_secret_configmap_and_token_volumes(cluster, namespace):
         f"/api/v1/namespaces/{namespace}/configmaps",
         {"metadata": {"name": "certs"}, "data": {"ca.pem": "PEM"}},
     )
-    script = "cat /s/accessKeyId /certs/ca.pem; echo; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token; cat /info/name"
+    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+    script = (
+        f"cat /s/accessKeyId /certs/ca.pem; echo; cat {sa}/namespace; echo;"
+        f" test -s {sa}/token && echo token; cat /info/name"
+    )
     manifest = pod(
         "vols",
         script,
