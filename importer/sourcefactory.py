@@ -7,20 +7,6 @@ from importer.config import ImporterConfig, SourceKind
 from importer.errors import ImportFailure
 from importer.sources.base import Source
 
-_ARCH = {
-    "x86_64": "amd64",
-    "aarch64": "arm64",
-    "armv7l": "arm",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-}
-
-
-def node_architecture() -> str:
-    machine = platform.machine()
-    return _ARCH.get(machine, machine)
-
-
 def build_source(config: ImporterConfig, workdir: str) -> Source:
     """`workdir` is a private temp dir for files a source needs (a CA bundle, a password file)."""
     ca_bundle: str | None = None
