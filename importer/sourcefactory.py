@@ -7,6 +7,7 @@ from importer.config import ImporterConfig, SourceKind
 from importer.errors import ImportFailure
 from importer.sources.base import Source
 
+
 def build_source(config: ImporterConfig, workdir: str) -> Source:
     """`workdir` is a private temp dir for files a source needs (a CA bundle, a password file)."""
     ca_bundle: str | None = None
