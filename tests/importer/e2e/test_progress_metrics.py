@@ -1,0 +1,74 @@
+"""Progress is visible while an import runs: Prometheus over HTTPS, as CDI's controller scrapes it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+import urllib3
+
+from tests.importer.e2e.conftest import MiB
+from tests.peers.nginx import free_port
+
+
+def scrape(port: int) -> str | None:
+    try:
+        r = requests.get(f"https://127.0.0.1:{port}/metrics", verify=False, timeout=2)
+    except requests.RequestException:
+        return None
+    return r.text if r.ok else None
+
+
+def test_progress_counter_grows_while_the_transfer_is_paused_midway(
+    bad_server, tmp_path: Path
+) -> None:
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    payload = os.urandom(8 * MiB)
+    bad_server.add("paused", payload)
+    port = free_port()
+    url = bad_server.url("paused", stall_at=len(payload) // 2, stall=4, stall_times=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMPORTER_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "importer.cli",
+            "--no-progress",
+            "--endpoint",
+            url,
+            "--dest",
+            str(tmp_path / "disk.img"),
+            "--metrics-addr",
+            f"127.0.0.1:{port}",
+            "--owner-uid",
+            "uid-42",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen: list[float] = []
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            text = scrape(port)
+            if text:
+                m = re.search(
+                    r'^kubevirt_cdi_import_progress_total\{ownerUID="uid-42"\} (\S+)$', text, re.M
+                )
+                if m:
+                    seen.append(float(m.group(1)))
+                assert "cdi_importer_throughput_bytes_per_second" in text
+            time.sleep(0.2)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+    # While the server was silent half-way, the scraped value sat near 50%.
+    assert any(40.0 <= v <= 60.0 for v in seen), seen
+    assert seen == sorted(seen)
+    assert (tmp_path / "disk.img").read_bytes() == payload
