@@ -202,9 +202,12 @@ def main() -> int:
     ap.add_argument(
         "--workdir", default=None, help="where outputs go (default: a temp dir in the cache)"
     )
+    ap.add_argument("--prepare-only", action="store_true", help="build the cached images, stop")
     args = ap.parse_args()
 
     imgs = build_images(args.size_gib, args.fill_gib)
+    if args.prepare_only:
+        return 0
     ref = imgs["raw"]
     work = Path(tempfile.mkdtemp(prefix="bench-run-", dir=args.workdir or CACHE))
     www = work / "www"
