@@ -50,6 +50,9 @@ class Agent:
         if mem is not None:
             try:
                 self.memory_cgroup = cgroups.make(mem / self.net.cgroup_name)
+                # `down` may run from another cgroup: tell it where ours is.
+                layout.node.mkdir(parents=True, exist_ok=True)
+                (layout.node / "memory-cgroup").write_text(str(self.memory_cgroup))
             except OSError:
                 self.memory_cgroup = None
         self.workers: dict[str, PodWorker] = {}

@@ -319,9 +319,8 @@ class Cluster:
             cg = cgroups.cluster_group(net.cgroup_name)
             if cg is not None:
                 cgroups.kill(cg)
-            mem = cgroups.memory_v1_root()
-            if mem is not None:
-                cgroups.kill(mem / net.cgroup_name)
+            with contextlib.suppress(OSError):
+                cgroups.kill(Path((self.layout.node / "memory-cgroup").read_text().strip()))
             network.teardown(net)
         storage.release_all(self.layout.storage)
         if self.root.exists():

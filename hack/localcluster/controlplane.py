@@ -10,11 +10,10 @@ account and token, endpoints and slices, replicaset/deployment, root CA publishe
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from localcluster.layout import Layout, Network, State
 
@@ -58,7 +57,8 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, u
         "contexts": [{"name": "cdi-py", "context": {"cluster": "cdi-py", "user": user}}],
         "current-context": "cdi-py",
     }
-    path.write_text(yaml.safe_dump(config))
+    # JSON is YAML: no YAML library needed to write it.
+    path.write_text(json.dumps(config, indent=2))
 
 
 def api_url(net: Network, state: State) -> str:

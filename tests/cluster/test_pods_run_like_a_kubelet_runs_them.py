@@ -288,3 +288,48 @@ def test_deletion_sends_sigterm_then_removes_the_pod(cluster, namespace):
         30,
     )
     assert "got TERM" in cluster.logs(namespace, "graceful")
+
+
+def test_exceeding_the_memory_limit_is_oom_killed(cluster, namespace):
+    hog = "python3 -c 'x = bytearray(400 * 1024 * 1024); print(len(x))'"
+    manifest = pod("hog", hog, container={"resources": {"limits": {"memory": "64Mi"}}})
+    _create(cluster, namespace, manifest)
+    p = wait_for("Failed", phase(cluster.api(), namespace, "hog", "Failed"), 60)
+    state = p["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (state["reason"], state["exitCode"]) == ("OOMKilled", 137)
+
+
+def test_init_containers_run_first_and_exec_probes_gate_readiness(cluster, namespace):
+    api = cluster.api()
+    manifest = pod(
+        "staged",
+        "sleep 2; touch /work/ready; sleep 3600",
+        restart="Always",
+        initContainers=[
+            {
+                "name": "init",
+                "image": "cdi-py/testutil",
+                "command": ["sh", "-c", "echo init > /work/log"],
+                "volumeMounts": [{"name": "w", "mountPath": "/work"}],
+            },
+        ],
+        volumes=[{"name": "w", "emptyDir": {}}],
+        container={
+            "volumeMounts": [{"name": "w", "mountPath": "/work"}],
+            "readinessProbe": {"exec": {"command": ["cat", "/work/ready"]}, "periodSeconds": 1},
+        },
+    )
+    _create(cluster, namespace, manifest)
+    running = wait_for("Running", phase(api, namespace, "staged", "Running"), 60)
+    assert (
+        running["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"]
+        == "Completed"
+    )
+
+    def ready():
+        p = api.get(f"/api/v1/namespaces/{namespace}/pods/staged")
+        return p["status"]["containerStatuses"][0]["ready"] and p
+
+    p = wait_for("ready", ready, 30)
+    conditions = {c["type"]: c["status"] for c in p["status"]["conditions"]}
+    assert conditions["Ready"] == "True" and conditions["Initialized"] == "True"
