@@ -65,6 +65,11 @@ error_log stderr info;
 events {{ worker_connections 256; }}
 http {{
     access_log /dev/stdout;
+    client_body_temp_path /tmp/client_body;
+    proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
     default_type application/octet-stream;
     types {{ }}
     sendfile on;

@@ -100,8 +100,9 @@ def test_wrong_checksum_fails_for_good_with_checksum_error(cdi, namespace, image
     assert running["reason"] == "ChecksumError"
     assert running["message"]
     assert any(e["reason"] == "ImportFailed" for e in cdi.events(namespace, "badsum"))
-    # No pod keeps restarting.
-    assert cdi.api.get_or_none(f"/api/v1/namespaces/{namespace}/pods/importer-badsum") is None
+    # No pod keeps restarting: it is deleted once the failure is recorded.
+    wait_for("importer pod deleted", lambda: cdi.api.get_or_none(
+        f"/api/v1/namespaces/{namespace}/pods/importer-badsum") is None, timeout=45)
 
 
 def test_image_larger_than_the_volume_fails_with_a_clear_message(cdi, namespace, images):
