@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 import socket
@@ -119,7 +120,9 @@ class Cluster:
         from kubernetes import client, config  # optional and slow to import
 
         cfg = client.Configuration()
-        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig), client_configuration=cfg
+        )
         return client.ApiClient(cfg)
 
     def kubectl(
@@ -183,6 +186,9 @@ class Cluster:
         if not bins.complete():
             raise ClusterError("control plane not built: run hack/build-control-plane first")
         with _global_lock():
+            # Another process may have started it while we waited for the lock.
+            if self.healthy():
+                return
             if State.load(self.layout.state_file) is not None or self.root.exists():
                 self._down_unlocked()
             state = self._allocate()
@@ -207,7 +213,10 @@ class Cluster:
     def _start(self, bins: controlplane.Binaries, state: State, timeout: float) -> None:
         layout, net = self.layout, Network(state.index)
         deadline = time.monotonic() + timeout
-        left = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
+
+        def left() -> float:
+            return max(1.0, deadline - time.monotonic())
+
         cg = cgroups.cluster_group(net.cgroup_name)
         if cg is not None:
             cgroups.make(cg)
@@ -269,11 +278,7 @@ class Cluster:
         ):
             _wait(
                 f"{name} /healthz",
-                lambda port=port: (
-                    requests.get(  # type: ignore[misc]
-                        f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2
-                    ).ok
-                ),
+                functools.partial(_healthz, port),
                 left(),
                 layout.logs / f"{name}.log",
             )
@@ -346,6 +351,10 @@ def _unmount_below(root: Path) -> None:
                 mounts.append(target)
     for target in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+
+
+def _healthz(port: int) -> bool:
+    return requests.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).ok
 
 
 def _node_ready(node: dict[str, Any]) -> bool:

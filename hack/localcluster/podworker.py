@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import logging
 import os
 import shutil
@@ -427,13 +428,9 @@ class PodWorker(threading.Thread):
         st.terminated = None
         st.ready = "readinessProbe" not in c
         if "readinessProbe" in c:
-            slot.prober = Prober(
-                c["readinessProbe"], c, lambda cmd, t, s=slot: self._exec_in(s, cmd, t)
-            )
+            slot.prober = Prober(c["readinessProbe"], c, functools.partial(self._exec_in, slot))
         if "livenessProbe" in c:
-            slot.liveness = Prober(
-                c["livenessProbe"], c, lambda cmd, t, s=slot: self._exec_in(s, cmd, t)
-            )
+            slot.liveness = Prober(c["livenessProbe"], c, functools.partial(self._exec_in, slot))
             slot.liveness.result = True
         log.info(
             "container started pod=%s/%s container=%s argv=%s",

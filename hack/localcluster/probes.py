@@ -81,7 +81,7 @@ class Prober:
         delay = self.spec.get("initialDelaySeconds", 0)
         period = self.spec.get("periodSeconds", 10)
         now = time.monotonic()
-        return now - self.started >= delay and now - self.last >= period
+        return bool(now - self.started >= delay and now - self.last >= period)
 
     def run(self, pod_ip: str) -> bool:
         """Probe once if due; return the current (thresholded) result."""

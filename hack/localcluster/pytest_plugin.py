@@ -55,6 +55,8 @@ class ClusterHandle:
         """A fresh ``kubernetes.client.ApiClient`` authenticated as the admin."""
         return self._cluster.kubernetes_client()
 
+    kubernetes_client = client
+
     def core(self) -> Any:
         from kubernetes import client  # optional and slow to import
 
@@ -114,7 +116,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("cluster") is not None:
+        fixtures = getattr(item, "fixturenames", ())
+        if item.get_closest_marker("cluster") is not None or "cluster" in fixtures:
             item.add_marker(pytest.mark.xdist_group("cluster"))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import threading
@@ -158,7 +159,7 @@ class ServiceProxy:
                 continue
             try:
                 server = await asyncio.start_server(
-                    lambda r, w, t=target: self._handle(r, w, t),
+                    functools.partial(self._handle, target=target),
                     host=key[0],
                     port=key[1],
                     reuse_address=True,
@@ -203,6 +204,7 @@ class ServiceProxy:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        *,
         target: tuple[str, str, str],
     ) -> None:
         endpoints = self._endpoints(*target)

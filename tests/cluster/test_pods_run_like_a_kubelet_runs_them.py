@@ -276,11 +276,12 @@ def test_deletion_sends_sigterm_then_removes_the_pod(cluster, namespace):
         namespace,
         pod(
             "graceful",
-            "trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.1; done",
+            "trap 'echo got TERM; exit 0' TERM; echo armed; while :; do sleep 0.1; done",
             restart="Always",
         ),
     )
-    wait_for("Running", phase(api, namespace, "graceful", "Running"), 60)
+    # Running means started, not that the shell has set its trap yet.
+    wait_for("trap set", lambda: "armed" in cluster.logs(namespace, "graceful"), 60)
     api.delete(f"/api/v1/namespaces/{namespace}/pods/graceful")
     wait_for(
         "pod gone",
