@@ -14,7 +14,7 @@ import signal
 import threading
 from pathlib import Path
 
-from localcluster import cgroups, node
+from localcluster import cgroups, logserver, node
 from localcluster.api import Api, Credentials, Obj
 from localcluster.controlplane import HACK, api_url
 from localcluster.informer import Informer
@@ -33,6 +33,7 @@ class Agent:
             raise SystemExit(f"no cluster state in {layout.root}")
         self.layout = layout
         self.net = Network(state.index)
+        self.kubelet_port = state.kubelet_port
         self.repo_root = HACK.parent
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -109,7 +110,10 @@ class Agent:
     def run(self) -> None:
         self.layout.node.mkdir(parents=True, exist_ok=True)
         self.layout.agent_ready.unlink(missing_ok=True)
-        node.register(self.api, self.net.gateway)
+        logserver.serve(
+            self.net.gateway, self.kubelet_port, self.layout.pki, self.layout.pod_logs, self.stop
+        )
+        node.register(self.api, self.net.gateway, self.kubelet_port)
         threading.Thread(
             target=node.heartbeat, args=(self.api, self.net.gateway, self.stop), daemon=True
         ).start()

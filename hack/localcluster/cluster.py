@@ -206,6 +206,7 @@ class Cluster:
             etcd_peer_port=_free_port(),
             kcm_port=_free_port(),
             scheduler_port=_free_port(),
+            kubelet_port=_free_port(net.gateway),
         )
         state.save(self.layout.state_file)
         return state

@@ -105,6 +105,7 @@ class State:
     etcd_peer_port: int
     kcm_port: int
     scheduler_port: int
+    kubelet_port: int = 0
     pids: dict[str, int] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:

@@ -47,7 +47,7 @@ def _conditions() -> list[Obj]:
     ]
 
 
-def status(address: str) -> Obj:
+def status(address: str, port: int) -> Obj:
     return {
         "capacity": CAPACITY,
         "allocatable": CAPACITY,
@@ -56,7 +56,7 @@ def status(address: str) -> Obj:
             {"type": "InternalIP", "address": address},
             {"type": "Hostname", "address": NODE_NAME},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
         "nodeInfo": {
             "architecture": "amd64",
             "operatingSystem": "linux",
@@ -72,7 +72,7 @@ def status(address: str) -> Obj:
     }
 
 
-def register(api: Api, address: str) -> None:
+def register(api: Api, address: str, port: int) -> None:
     body = {
         "apiVersion": "v1",
         "kind": "Node",
@@ -91,7 +91,7 @@ def register(api: Api, address: str) -> None:
     except ApiError as e:
         if e.status != 409:
             raise
-    api.merge_patch(f"/api/v1/nodes/{NODE_NAME}/status", {"status": status(address)})
+    api.merge_patch(f"/api/v1/nodes/{NODE_NAME}/status", {"status": status(address, port)})
     _renew_lease(api)
 
 

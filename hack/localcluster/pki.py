@@ -168,11 +168,19 @@ def create(root: Path, *, apiserver_ips: tuple[str, ...]) -> Pki:
         # The simulated node also provisions volumes and proxies services, so it acts
         # with admin rights rather than the Node authorizer's narrow ones.
         "node": ("system:node:cdi-node", "system:masters"),
+        # The API server's identity towards the node's log endpoint, as kubeadm's.
+        "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", "system:masters"),
     }
     for stem, (cn, org) in clients.items():
         key, cert = _issue(ca_key, ca_cert, cn, org=org, client=True)
         _write_key(pki.path(f"{stem}.key"), key)
         _write_cert(pki.path(f"{stem}.crt"), cert)
+
+    key, cert = _issue(
+        ca_key, ca_cert, "cdi-node", server_names=("cdi-node",), server_ips=apiserver_ips[:1]
+    )
+    _write_key(pki.path("kubelet.key"), key)
+    _write_cert(pki.path("kubelet.crt"), cert)
 
     fp_key, fp_cert = _make_ca("cdi-py-front-proxy-ca")
     _write_key(pki.path("front-proxy-ca.key"), fp_key)

@@ -334,3 +334,17 @@ def test_init_containers_run_first_and_exec_probes_gate_readiness(cluster, names
     p = wait_for("ready", ready, 30)
     conditions = {c["type"]: c["status"] for c in p["status"]["conditions"]}
     assert conditions["Ready"] == "True" and conditions["Initialized"] == "True"
+
+
+def test_kubectl_logs_reads_current_and_previous_runs(cluster, namespace):
+    _create(cluster, namespace, pod("talker", "echo run; exit 1", restart="OnFailure"))
+    api = cluster.api()
+
+    def restarted():
+        p = api.get(f"/api/v1/namespaces/{namespace}/pods/talker")
+        statuses = p.get("status", {}).get("containerStatuses", [])
+        return statuses and statuses[0]["restartCount"] >= 1
+
+    wait_for("a restart", restarted, 60)
+    out = cluster.kubectl("logs", "-n", namespace, "talker", "--previous").stdout
+    assert out == "run\n"
