@@ -140,6 +140,7 @@ async def run(opts: Options) -> int:
         ready.set()
         stopping = asyncio.create_task(stop.wait())
         if opts.leader_elect:
+            log.info("waiting for leadership lease=%s identity=%s", LEASE_NAME, opts.identity)
             acquiring = asyncio.create_task(elector.acquire())
             await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set():
