@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from tests.cluster.helpers import wait_for
 from tests.controller.e2e.conftest import deployment_available, dv_manifest
@@ -81,3 +82,14 @@ def test_deleting_a_datavolume_mid_import_removes_its_pvc_and_pod(cdi, namespace
                     f"/api/v1/namespaces/{namespace}/pods/importer-gone") is None)
 
     wait_for("pvc and pod deleted", all_gone, timeout=60)
+
+
+def test_controller_serves_its_prometheus_metrics(cdi, namespace):
+    cdi.create_dv(namespace, dv_manifest("m", {"blank": {}}, size="16Mi"))
+    cdi.wait_phase(namespace, "m", "Succeeded", "Failed")
+    pod = controller_pods(cdi.api)[0]
+    text = requests.get(f"http://{pod['status']['podIP']}:8080/metrics", timeout=5).text
+    assert "kubevirt_cdi_datavolume_pending" in text
+    assert 'cdi_controller_reconcile_total{kind="dv",result="ok"}' in text
+    assert "cdi_controller_reconcile_duration_seconds_bucket" in text
+    assert "cdi_controller_leader 1.0" in text
