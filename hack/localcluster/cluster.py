@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import json
 import os
 import shutil
 import socket
@@ -28,6 +29,8 @@ from localcluster.api import Api, Credentials
 from localcluster.layout import NODE_NAME, Layout, Network, State
 
 LOCK = Path("/run/lock/cdi-py-localcluster.lock")
+# One file per running cluster of this machine: its directory and owner process.
+REGISTRY = Path("/run/cdi-py-localcluster")
 _OWNED = (
     "pki", "etcd", "node", "storage", "logs", "kcm-certs", "scheduler-certs", "kubeconfig",
     "controller-manager.kubeconfig", "scheduler.kubeconfig", "node.kubeconfig", "state.json",
@@ -67,7 +70,13 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path | None
             if check():
                 return
         time.sleep(0.2)
-    hint = f"; see {log}" if log else ""
+    hint = ""
+    if log is not None:
+        # CI shows only this message: carry the end of the log that explains it.
+        tail = ""
+        with contextlib.suppress(OSError):
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        hint = f"; end of {log}:\n{tail}"
     raise ClusterError(f"timed out waiting for {what}{hint}")
 
 
@@ -178,8 +187,12 @@ class Cluster:
 
     # -- up ------------------------------------------------------------------------------
 
-    def up(self, *, timeout: float = 120.0) -> None:
-        """Start everything, or reuse a healthy cluster already running here."""
+    def up(self, *, timeout: float = 120.0, owner_pid: int = 0) -> None:
+        """Start everything, or reuse a healthy cluster already running here.
+
+        ``owner_pid``: a process (a test session) whose death makes this cluster an
+        orphan that the next ``up`` of any cluster on this machine tears down.
+        """
         if self.healthy():
             return
         bins = controlplane.Binaries.locate()
@@ -189,14 +202,28 @@ class Cluster:
             # Another process may have started it while we waited for the lock.
             if self.healthy():
                 return
+            _reap_orphans()
             if State.load(self.layout.state_file) is not None or self.root.exists():
                 self._down_unlocked()
-            state = self._allocate()
-            self._start(bins, state, timeout)
+            state = self._allocate(owner_pid)
+            try:
+                self._start(bins, state, timeout)
+            except BaseException:
+                # Leave no half-started cluster; keep its logs for the post-mortem.
+                self._down_unlocked(keep_logs=True)
+                raise
 
-    def _allocate(self) -> State:
-        index = next(i for i in range(256) if not network.bridge_exists(Network(i)))
+    def _allocate(self, owner_pid: int) -> State:
+        index = next(
+            i
+            for i in range(256)
+            if not network.bridge_exists(Network(i)) and not (REGISTRY / f"{i}.json").exists()
+        )
         net = Network(index)
+        REGISTRY.mkdir(parents=True, exist_ok=True)
+        (REGISTRY / f"{index}.json").write_text(
+            json.dumps({"root": str(self.root), "owner_pid": owner_pid})
+        )
         network.setup_bridge(net)
         self.root.mkdir(parents=True, exist_ok=True)
         state = State(
@@ -313,7 +340,7 @@ class Cluster:
         with _global_lock():
             self._down_unlocked()
 
-    def _down_unlocked(self) -> None:
+    def _down_unlocked(self, keep_logs: bool = False) -> None:
         state = State.load(self.layout.state_file)
         # The agent first: it stops pods gracefully; then the control plane.
         if state is not None:
@@ -328,11 +355,14 @@ class Cluster:
             with contextlib.suppress(OSError):
                 cgroups.kill(Path((self.layout.node / "memory-cgroup").read_text().strip()))
             network.teardown(net)
+            (REGISTRY / f"{state.index}.json").unlink(missing_ok=True)
         storage.release_all(self.layout.storage)
         if self.root.exists():
             _unmount_below(self.root)
             # Only what `up` makes: DIR may be a directory the user cares about.
             for name in _OWNED:
+                if keep_logs and name in ("logs", "state.json"):
+                    continue
                 p = self.root / name
                 if p.is_dir() and not p.is_symlink():
                     shutil.rmtree(p, ignore_errors=True)
@@ -340,6 +370,23 @@ class Cluster:
                     p.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 self.root.rmdir()
+
+
+def _reap_orphans() -> None:
+    """Tear down clusters whose owning test session died without its teardown."""
+    if not REGISTRY.is_dir():
+        return
+    for entry in REGISTRY.glob("*.json"):
+        try:
+            info = json.loads(entry.read_text())
+            index = int(entry.stem)
+        except (OSError, ValueError):
+            continue
+        owner = int(info.get("owner_pid") or 0)
+        if owner and not processes.alive(owner):
+            Cluster(info["root"])._down_unlocked()
+            network.teardown(Network(index))
+            entry.unlink(missing_ok=True)
 
 
 def _unmount_below(root: Path) -> None:

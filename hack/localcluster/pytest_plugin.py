@@ -132,7 +132,7 @@ def cluster() -> Iterator[ClusterHandle]:
     root = Path(tempfile.mkdtemp(prefix="cdi-py-cluster-"))
     c = Cluster(root)
     try:
-        c.up()
+        c.up(owner_pid=os.getpid())
         yield ClusterHandle(c)
     finally:
         c.down()
