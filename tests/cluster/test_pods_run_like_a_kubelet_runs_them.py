@@ -348,3 +348,28 @@ def test_kubectl_logs_reads_current_and_previous_runs(cluster, namespace):
     wait_for("a restart", restarted, 60)
     out = cluster.kubectl("logs", "-n", namespace, "talker", "--previous").stdout
     assert out == "run\n"
+
+
+def test_failing_liveness_probe_restarts_the_container(cluster, namespace):
+    manifest = pod(
+        "unhealthy",
+        "sleep 3600",
+        restart="Always",
+        container={
+            "livenessProbe": {
+                "exec": {"command": ["false"]},
+                "periodSeconds": 1,
+                "failureThreshold": 1,
+            }
+        },
+    )
+    _create(cluster, namespace, manifest)
+    api = cluster.api()
+
+    def restarted():
+        p = api.get(f"/api/v1/namespaces/{namespace}/pods/unhealthy")
+        statuses = p.get("status", {}).get("containerStatuses", [])
+        return statuses and statuses[0]["restartCount"] >= 1 and statuses[0]
+
+    status = wait_for("a restart", restarted, 60)
+    assert status["lastState"]["terminated"]["exitCode"] in (137, 143)

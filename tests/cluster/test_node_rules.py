@@ -1,0 +1,64 @@
+"""Pure rules of the simulated node: image table, env expansion, DNS names, quantities."""
+
+from __future__ import annotations
+
+import pytest
+from localcluster import images, podenv, serviceproxy
+
+
+@pytest.mark.parametrize(
+    ("image", "repo"),
+    [
+        ("cdi-py/importer", "cdi-py/importer"),
+        ("cdi-py/importer:v1.2", "cdi-py/importer"),
+        ("cdi-py/importer@sha256:abc", "cdi-py/importer"),
+        ("docker.io/library/busybox:1.36", "busybox"),
+        ("localhost:5000/cdi-py/cloner:latest", "localhost:5000/cdi-py/cloner"),
+    ],
+)
+def test_image_repository(image, repo):
+    assert images.repository(image) == repo
+
+
+def test_unknown_image_is_a_pull_error():
+    with pytest.raises(images.ImagePullError):
+        images.argv_for("quay.io/kubevirt/cdi-importer:v1.66", None, None)
+
+
+def test_command_replaces_the_entry_point_and_args_follow():
+    argv = images.argv_for("cdi-py/testutil", ["sh", "-c"], ["echo hi"])
+    assert argv[0].endswith("/sh") and argv[1:] == ["-c", "echo hi"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("$(A)-$(B)", "1-2"),
+        ("$(MISSING)", "$(MISSING)"),
+        ("$$(A)", "$(A)"),
+        ("plain", "plain"),
+    ],
+)
+def test_env_expansion(value, expected):
+    assert podenv.expand(value, {"A": "1", "B": "2"}) == expected
+
+
+@pytest.mark.parametrize(
+    ("q", "value"),
+    [("600M", 600e6), ("750m", 0.75), ("1Gi", 2**30), ("64Mi", 64 * 2**20), ("2", 2)],
+)
+def test_quantities(q, value):
+    assert podenv.quantity(q) == value
+
+
+def test_hosts_name_services_in_every_cluster_form():
+    svcs = [
+        {"metadata": {"name": "up", "namespace": "a"}, "spec": {"clusterIP": "10.201.0.9"}},
+        {"metadata": {"name": "hl", "namespace": "a"}, "spec": {"clusterIP": "None"}},
+    ]
+    assert serviceproxy.hosts_lines(svcs, "a") == [
+        "10.201.0.9\tup.a.svc.cluster.local up.a.svc up.a up"
+    ]
+    assert serviceproxy.hosts_lines(svcs, "b") == [
+        "10.201.0.9\tup.a.svc.cluster.local up.a.svc up.a"
+    ]
