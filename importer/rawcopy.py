@@ -137,6 +137,7 @@ class _prefetched:
         if self._thread is None:
             return
         self._stop.set()
-        # A producer blocked in a network read only notices when the read returns; the
-        # caller closing the stream ends it. Don't wait forever for that here.
-        self._thread.join(timeout=10)
+        # A producer blocked in a network read only notices when the read returns (or the
+        # source's read timeout fires). On failure or cancellation don't wait for that: the
+        # daemon thread ends with its read, and a pod being deleted must exit promptly.
+        self._thread.join(timeout=10 if exc_info[0] is None else 0.5)
