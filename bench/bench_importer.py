@@ -75,13 +75,14 @@ def build_images(size_gib: int, fill_gib: float) -> dict[str, Path]:
     for name, cmd in {
         "qcow2": f"qemu-img convert -f raw -O qcow2 {ref} {{out}}",
         "raw.gz": f"pigz -6 -c {ref} > {{out}}",
-        "raw.xz": f"xz -T2 -3 -c {ref} > {{out}}",
+        "raw.xz": f"xz -T2 -2 -c {ref} > {{out}}",
     }.items():
         p = d / f"disk.{name}"
         if not p.exists():
             print(f"making {p.name} ...", flush=True)
-            sh(cmd.format(out=f"{p}.tmp"))
-            os.rename(f"{p}.tmp", p)
+            tmp = f"{p}.tmp.{os.getpid()}"  # concurrent runs never share a half-made file
+            sh(cmd.format(out=tmp))
+            os.rename(tmp, p)
         out[name] = p
     return out
 
