@@ -123,7 +123,7 @@ def images(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[I
                                       "metadata": {"name": ns}})
     wait_for("default SA", lambda: api.get_or_none(
         f"/api/v1/namespaces/{ns}/serviceaccounts/default"), timeout=30)
-    server = imageserver.start(api, ns, work / "docroot", slow_rate="1m")
+    server = imageserver.start(api, ns, work / "docroot", slow_rate="4m")
     server.publish(ref.path, "disk.raw")
     server.publish(qcow2, "disk.qcow2")
     server.publish(xz, "disk.raw.xz")
