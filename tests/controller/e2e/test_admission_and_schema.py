@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.controller.e2e.conftest import dv_manifest
+from tests.controller.e2e.conftest import ROOT, dv_manifest
 
 pytestmark = [pytest.mark.cluster]
 
@@ -74,3 +74,15 @@ def test_short_names_and_category(cdi, namespace):
         assert cdi.kubectl("-n", namespace, "get", name, check=False).returncode == 0, name
     cdi.create_dv(namespace, dv_manifest("cat", {"blank": {}}, size="16Mi"))
     assert "datavolume.cdi.kubevirt.io/cat" in cdi.kubectl("-n", namespace, "get", "all").stdout
+
+
+def test_every_example_manifest_is_accepted_by_the_api_server(cdi, namespace):
+    examples = sorted((ROOT / "examples").glob("*.yaml"))
+    assert len(examples) >= 6
+    for path in examples:
+        if path.name.startswith("cdiconfig"):
+            continue
+        text = path.read_text().replace("DEMO_HTTP_HOST", "images.example.svc")
+        r = cdi.kubectl("-n", namespace, "apply", "--dry-run=server", "-f", "-", input=text,
+                        check=False)
+        assert r.returncode == 0, (path.name, r.stderr)
