@@ -64,6 +64,7 @@ class ImportState:
     target_begun: bool = False
     restarts: int = 0
     resumes_before: int = 0
+    ranged: bool = False
 
 
 class ImportPipeline:
@@ -314,6 +315,7 @@ class ImportPipeline:
             if hash_job is not None:
                 hash_job.stop()
         st.image_size = virtual
+        st.ranged = True
         target.commit(virtual, st.usable, preallocate=self.config.preallocation)
         st.target_begun = False
         return Phase.COMPLETE
@@ -409,7 +411,15 @@ class ImportPipeline:
     def _report(self) -> TerminationReport:
         st = self.state
         elapsed = max(1e-6, time.monotonic() - self._started)
-        transferred = st.served.count
+        transferred: int | None = st.served.count
+        extra: dict[str, str] = {}
+        rate_of = transferred
+        if st.ranged:
+            # qemu-img read the source through nbdkit's range requests; we did not count
+            # those bytes, so say how it was read and rate the disk bytes produced instead.
+            transferred = None
+            rate_of = st.image_size
+            extra["read"] = "ranged (qemu-img through nbdkit, no scratch copy)"
         return TerminationReport(
             reason=Reason.COMPLETED,
             message="Import Complete",
@@ -419,11 +429,12 @@ class ImportPipeline:
             bytes_transferred=transferred,
             bytes_written=st.image_size,
             duration_seconds=round(elapsed, 3),
-            throughput_bytes_per_second=round(transferred / elapsed, 1) if transferred else None,
+            throughput_bytes_per_second=round(rate_of / elapsed, 1) if rate_of else None,
             scratch_used=st.scratch_reason is not None and st.fmt is not formats.DiskFormat.RAW,
             scratch_reason=st.scratch_reason,
             resumes=st.resumes_before + (st.reader.resumes if st.reader else 0),
             checksum=str(self.config.checksum.algorithm) if self.config.checksum else None,
+            extra=extra,
         )
 
 
