@@ -195,7 +195,8 @@ class ServiceProxy:
             if port is None:
                 continue
             for ep in s.get("endpoints") or []:
-                if (ep.get("conditions") or {}).get("ready", True) is False:
+                conditions = ep.get("conditions") or {}
+                if conditions.get("ready", True) is False or conditions.get("terminating"):
                     continue
                 found += [(addr, int(port)) for addr in ep.get("addresses", [])]
         return found
@@ -208,13 +209,18 @@ class ServiceProxy:
         target: tuple[str, str, str],
     ) -> None:
         endpoints = self._endpoints(*target)
-        if not endpoints:
-            writer.close()
-            return
-        host, port = random.choice(endpoints)
-        try:
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
-        except (TimeoutError, OSError):
+        random.shuffle(endpoints)
+        # Like kube-proxy's userspace mode: an endpoint that refuses or does not answer
+        # (a pod just gone, its slice not yet updated) costs a retry, not the request.
+        for host, port in endpoints:
+            try:
+                up_reader, up_writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port), 3
+                )
+                break
+            except (TimeoutError, OSError):
+                continue
+        else:
             writer.close()
             return
 
