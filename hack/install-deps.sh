@@ -27,12 +27,15 @@ if ((${#missing[@]})); then
   systemctl disable --now docker-registry nginx >/dev/null 2>&1 || true
 fi
 
-# Python: the project and its test extras, in the interpreter on PATH.
+# Python: the project (editable, from THIS checkout) and its test extras, in the
+# interpreter on PATH. The console scripts (cdi-importer, cdi-controller, ...) are what the
+# simulated node runs, so they must import this checkout's code, not another clone's.
 stamp_dir="${XDG_CACHE_HOME:-$HOME/.cache}/cdi-py"
 mkdir -p "$stamp_dir"
-stamp="$stamp_dir/pip-$(sha256sum pyproject.toml | cut -c1-16)"
-if [[ ! -e "$stamp" ]] || ! command -v cdi-importer >/dev/null; then
-  echo "install-deps: pip install -e .[test]" >&2
-  python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+stamp="$stamp_dir/pip-$( (cat pyproject.toml; pwd) | sha256sum | cut -c1-16)"
+installed_from=$(cd / && python3 -c 'import importer, os; print(os.path.dirname(os.path.dirname(os.path.abspath(importer.__file__))))' 2>/dev/null || true)
+if [[ ! -e "$stamp" ]] || [[ "$installed_from" != "$(pwd)" ]] || ! command -v cdi-importer >/dev/null; then
+  echo "install-deps: pip install -e .[test] (from $(pwd))" >&2
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
   touch "$stamp"
 fi
