@@ -318,6 +318,16 @@ class PodWorker(threading.Thread):
 
     # -- containers --------------------------------------------------------------------
 
+    def _pod_with_addresses(self) -> Obj:
+        """The pod as the API will show it once our status lands (for fieldRefs)."""
+        status = dict(self.pod.get("status", {}))
+        if self.view.pod_ip:
+            status["podIP"] = self.view.pod_ip
+            status["podIPs"] = [{"ip": self.view.pod_ip}]
+        status["hostIP"] = self.view.host_ip
+        status["hostIPs"] = [{"ip": self.view.host_ip}]
+        return {**self.pod, "status": status}
+
     def _base_env(self) -> dict[str, str]:
         svc = self.ctx.net.kubernetes_service_ip
         env = {
@@ -358,7 +368,7 @@ class PodWorker(threading.Thread):
             self._start_error(slot, f'exec: "{e.args[0]}": executable file not found in $PATH')
             return
         try:
-            env = EnvResolver(self.ctx.api, self.pod).resolve(c, self._base_env())
+            env = EnvResolver(self.ctx.api, self._pod_with_addresses()).resolve(c, self._base_env())
         except (ConfigError, ApiError) as e:
             st.waiting_reason = "CreateContainerConfigError"
             st.waiting_message = str(e)
