@@ -17,16 +17,15 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from localcluster import images, network, sandbox
-from localcluster.api import Api, ApiError, Obj
+from localcluster import launcher, network
+from localcluster.api import ApiError, Obj
 from localcluster.container import Process
-from localcluster.layout import Layout, Network
-from localcluster.podenv import ConfigError, EnvResolver, expand, quantity
+from localcluster.layout import Layout
+from localcluster.podenv import ConfigError
 from localcluster.podstatus import ContainerState, PodView, now, terminated
 from localcluster.podvolumes import NotReady, Ownership, Volume, VolumeBuilder
 from localcluster.probes import Prober
@@ -37,21 +36,17 @@ MAX_MESSAGE = 4096
 FALLBACK_LINES, FALLBACK_BYTES = 80, 2048
 
 
-class NodeContext(Protocol):
-    api: Api
+class NodeContext(launcher.Runtime, Protocol):
+    """What a pod worker needs of the node agent."""
+
     layout: Layout
-    net: Network
-    repo_root: Path
     backoff_base: float
     backoff_max: float
-    unified_cgroup: Path | None
-    memory_cgroup: Path | None
 
     def allocate_ip(self, uid: str) -> str: ...
     def release_ip(self, uid: str) -> None: ...
     def register_hosts(self, pod: Obj, path: Path) -> None: ...
     def forget_hosts(self, uid: str) -> None: ...
-    def service_env(self, namespace: str) -> dict[str, str]: ...
 
 
 @dataclass
@@ -64,9 +59,7 @@ class _Slot:
     started_at: str = ""
     restart_at: float = 0.0
     backoff: float = 0.0
-    term_file: Path | None = None
-    log_file: Path | None = None
-    env: dict[str, str] | None = None
+    launched: launcher.Launched | None = None
     prober: Prober | None = None
     liveness: Prober | None = None
     done: bool = False  # terminated and will not restart
@@ -164,16 +157,12 @@ class PodWorker(threading.Thread):
             else:
                 log.warning("status update failed pod=%s/%s error=%s", self.ns, self.pod_name, e)
 
-    def _ownership(self) -> tuple[Ownership, int | None, int | None, list[int]]:
-        psc = self.pod["spec"].get("securityContext") or {}
-        uids = {
-            (c.get("securityContext") or {}).get("runAsUser", psc.get("runAsUser"))
-            for c in self.pod["spec"]["containers"]
-        }
+    def _ownership(self) -> Ownership:
+        """Whose the volumes must be: one runAsUser shared by all containers, fsGroup."""
+        uids = {launcher.identity(self.pod, c)[0] for c in self.pod["spec"]["containers"]}
         uid = next(iter(uids)) if len(uids) == 1 else None
-        fs_group = psc.get("fsGroup")
-        groups = list(psc.get("supplementalGroups", []))
-        return Ownership(uid=uid, fs_group=fs_group), uid, psc.get("runAsGroup"), groups
+        fs_group = (self.pod["spec"].get("securityContext") or {}).get("fsGroup")
+        return Ownership(uid=uid, fs_group=fs_group)
 
     # -- the main loop -----------------------------------------------------------------
 
@@ -208,7 +197,7 @@ class PodWorker(threading.Thread):
 
     def _setup(self) -> bool:
         """Volumes, then the network namespace; False if the pod went away meanwhile."""
-        own, _, _, _ = self._ownership()
+        own = self._ownership()
         self.dir.mkdir(parents=True, exist_ok=True)
         while True:
             if self._deleting():
@@ -328,185 +317,55 @@ class PodWorker(threading.Thread):
         status["hostIPs"] = [{"ip": self.view.host_ip}]
         return {**self.pod, "status": status}
 
-    def _base_env(self) -> dict[str, str]:
-        svc = self.ctx.net.kubernetes_service_ip
-        env = {
-            "PATH": images.search_path(),
-            "HOSTNAME": self.pod_name,
-            "KUBERNETES_SERVICE_HOST": svc,
-            "KUBERNETES_SERVICE_PORT": "443",
-            "KUBERNETES_SERVICE_PORT_HTTPS": "443",
-            "KUBERNETES_PORT": f"tcp://{svc}:443",
-            "KUBERNETES_PORT_443_TCP": f"tcp://{svc}:443",
-            "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
-            "KUBERNETES_PORT_443_TCP_PORT": "443",
-            "KUBERNETES_PORT_443_TCP_ADDR": svc,
-        }
-        if self.pod["spec"].get("enableServiceLinks", True):
-            env.update(self.ctx.service_env(self.ns))
-        return env
-
     def _start(self, slot: _Slot) -> None:
-        c = slot.spec
-        st = slot.state
+        c, st = slot.spec, slot.state
+        sb = launcher.PodSandbox(
+            pod=self._pod_with_addresses(),
+            pod_dir=self.dir,
+            log_dir=self.log_dir,
+            netns=self.netns,
+            volumes=self.volumes,
+            key=self.key,
+        )
         try:
-            argv = images.argv_for(c["image"], c.get("command"), c.get("args"))
-        except images.ImagePullError as e:
-            st.waiting_reason = (
-                "ImagePullBackOff"
-                if st.waiting_reason in ("ErrImagePull", "ImagePullBackOff")
-                else "ErrImagePull"
-            )
-            st.waiting_message = (
-                str(e)
-                if st.waiting_reason == "ErrImagePull"
-                else f'Back-off pulling image "{c["image"]}"'
-            )
+            launched = launcher.launch(self.ctx, sb, c, st.restart_count)
+        except launcher.Waiting as e:
+            reason, message = e.reason, e.message
+            if reason == "ErrImagePull" and st.waiting_reason in (
+                "ErrImagePull",
+                "ImagePullBackOff",
+            ):
+                reason, message = "ImagePullBackOff", f'Back-off pulling image "{c["image"]}"'
+            st.waiting_reason, st.waiting_message = reason, message
             slot.restart_at = time.monotonic() + 2.0
             return
-        except FileNotFoundError as e:
-            self._start_error(slot, f'exec: "{e.args[0]}": executable file not found in $PATH')
+        except launcher.StartError as e:
+            st.terminated = terminated(128, "StartError", now(), str(e), "")
+            st.running_since = None
+            self._after_exit(slot, 128, restartable=self.policy != "Never")
             return
-        try:
-            env = EnvResolver(self.ctx.api, self._pod_with_addresses()).resolve(c, self._base_env())
-        except (ConfigError, ApiError) as e:
-            st.waiting_reason = "CreateContainerConfigError"
-            st.waiting_message = str(e)
-            slot.restart_at = time.monotonic() + 1.0
-            return
-        argv = [argv[0], *(expand(a, env) for a in argv[1:])]
-        psc = self.pod["spec"].get("securityContext") or {}
-        csc = c.get("securityContext") or {}
-        uid = csc.get("runAsUser", psc.get("runAsUser"))
-        gid = csc.get("runAsGroup", psc.get("runAsGroup"))
-        groups = [
-            g for g in [psc.get("fsGroup"), *psc.get("supplementalGroups", [])] if g is not None
-        ]
-        if uid not in (None, 0):
-            env.setdefault("HOME", "/")
-        else:
-            env.setdefault("HOME", "/root")
-
-        cid = uuid.uuid4().hex
-        cdir = self.dir / "containers" / c["name"]
-        cdir.mkdir(parents=True, exist_ok=True)
-        term = cdir / f"termination-log-{st.restart_count}"
-        term.write_bytes(b"")
-        term.chmod(0o666)
-        mounts = self._mounts(c, cdir)
-        mounts.append(sandbox.Mount(term, c.get("terminationMessagePath", "/dev/termination-log")))
-        hosts = self.dir / "hosts"
-        mounts.append(sandbox.Mount(hosts, "/etc/hosts", read_only=True))
-        mounts.append(sandbox.Mount(self.dir / "resolv.conf", "/etc/resolv.conf", read_only=True))
-        spec = sandbox.Spec(
-            argv=argv,
-            hostname=self.pod["spec"].get("hostname") or self.pod_name,
-            mounts=mounts,
-            workdir=c.get("workingDir") or "/",
-            uid=uid,
-            gid=gid,
-            groups=groups,
-            extra_roots=[self.ctx.repo_root],
-        )
-        limit = (c.get("resources") or {}).get("limits", {}).get("memory")
-        slot.log_file = self.log_dir / c["name"] / f"{st.restart_count}.log"
-        unified = (
-            self.ctx.unified_cgroup / f"{self.key}-{cid[:8]}" if self.ctx.unified_cgroup else None
-        )
-        memory = (
-            self.ctx.memory_cgroup / f"{self.key}-{cid[:8]}" if self.ctx.memory_cgroup else None
-        )
-        try:
-            slot.proc = Process(
-                sandbox.argv(spec, self.netns, "{INFO_FD}"),
-                env,
-                slot.log_file,
-                unified,
-                memory,
-                int(quantity(limit)) if limit else None,
-            )
-        except OSError as e:
-            self._start_error(slot, str(e))
-            return
-        slot.env = env
-        slot.term_file = term
+        slot.launched = launched
+        slot.proc = launched.proc
         slot.started_at = now()
-        st.container_id = f"cdipy://{cid}"
+        st.container_id = launched.container_id
         st.running_since = slot.started_at
         st.waiting_reason = ""
         st.waiting_message = ""
         st.terminated = None
         st.ready = "readinessProbe" not in c
+        run_in = functools.partial(launcher.exec_in, launched, self.pod, c)
         if "readinessProbe" in c:
-            slot.prober = Prober(c["readinessProbe"], c, functools.partial(self._exec_in, slot))
+            slot.prober = Prober(c["readinessProbe"], c, run_in)
         if "livenessProbe" in c:
-            slot.liveness = Prober(c["livenessProbe"], c, functools.partial(self._exec_in, slot))
+            slot.liveness = Prober(c["livenessProbe"], c, run_in)
             slot.liveness.result = True
         log.info(
             "container started pod=%s/%s container=%s argv=%s",
             self.ns,
             self.pod_name,
             c["name"],
-            argv,
+            launched.argv,
         )
-
-    def _start_error(self, slot: _Slot, message: str) -> None:
-        st = slot.state
-        st.terminated = terminated(128, "StartError", now(), message, "")
-        st.running_since = None
-        self._after_exit(slot, 128, restartable=self.policy != "Never")
-
-    def _mounts(self, c: Obj, cdir: Path) -> list[sandbox.Mount]:
-        mounts = []
-        for vm in c.get("volumeMounts", []):
-            vol = self.volumes.get(vm["name"])
-            if vol is None:
-                continue
-            src = vol.path / vm["subPath"] if vm.get("subPath") else vol.path
-            if vm.get("subPath") and not src.exists():
-                src.mkdir(parents=True, exist_ok=True)
-            mounts.append(sandbox.Mount(src, vm["mountPath"], read_only=bool(vm.get("readOnly"))))
-        for vd in c.get("volumeDevices", []):
-            vol = self.volumes.get(vd["name"])
-            if vol is None:
-                continue
-            mounts.append(
-                sandbox.Mount(self._device_node(vol, cdir), vd["devicePath"], device=True)
-            )
-        return mounts
-
-    def _device_node(self, vol: Volume, cdir: Path) -> Path:
-        """A private node of the block device, owned so the container's user can open it."""
-        st = os.stat(vol.path)
-        node = cdir / f"dev-{vol.name}"
-        with contextlib.suppress(FileNotFoundError):
-            node.unlink()
-        try:
-            os.mknod(node, 0o660 | (st.st_mode & 0o170000), st.st_rdev)
-        except OSError:
-            return vol.path
-        own, uid, _, _ = self._ownership()
-        os.chown(node, uid or 0, own.fs_group if own.fs_group is not None else (uid or 0))
-        return node
-
-    def _exec_in(self, slot: _Slot, cmd: list[str], timeout: float) -> int:
-        if slot.proc is None or not slot.proc.child_pid:
-            return 1
-        csc = slot.spec.get("securityContext") or {}
-        psc = self.pod["spec"].get("securityContext") or {}
-        uid = csc.get("runAsUser", psc.get("runAsUser"))
-        argv = ["nsenter", "-t", str(slot.proc.child_pid), "-m", "-n", "-u", "-i", "--"]
-        if uid not in (None, 0):
-            argv += [
-                "setpriv",
-                f"--reuid={uid}",
-                f"--regid={csc.get('runAsGroup', psc.get('runAsGroup', uid))}",
-                "--clear-groups",
-                "--",
-            ]
-        return subprocess.run(
-            [*argv, *cmd], env=slot.env, capture_output=True, timeout=timeout, check=False
-        ).returncode
 
     def _probe(self, slot: _Slot) -> None:
         ip = self.view.pod_ip or ""
@@ -519,14 +378,15 @@ class PodWorker(threading.Thread):
             self._kill(slot, float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)))
 
     def _termination_message(self, slot: _Slot, rc: int) -> str:
-        msg = _tail(slot.term_file, MAX_MESSAGE) if slot.term_file else ""
+        launched = slot.launched
+        msg = _tail(launched.term_file, MAX_MESSAGE) if launched else ""
         if (
             not msg
             and rc != 0
             and slot.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError"
-            and slot.log_file
+            and launched
         ):
-            lines = _tail(slot.log_file, 64 * 1024).splitlines()[-FALLBACK_LINES:]
+            lines = _tail(launched.log_file, 64 * 1024).splitlines()[-FALLBACK_LINES:]
             msg = "\n".join(lines)[-FALLBACK_BYTES:]
         return msg
 
