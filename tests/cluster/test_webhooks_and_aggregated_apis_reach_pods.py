@@ -102,7 +102,11 @@ def hook_service(cluster, namespace):
         container={
             "env": [{"name": "SERVER", "value": SERVER}],
             "volumeMounts": [{"name": "tls", "mountPath": "/tls"}],
-            "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
+            # An HTTPS probe: the kubelet does not verify the certificate.
+            "readinessProbe": {
+                "httpGet": {"scheme": "HTTPS", "path": f"/apis/{GROUP}/v1", "port": 8443},
+                "periodSeconds": 1,
+            },
         },
     )
     api.create(f"/api/v1/namespaces/{namespace}/pods", manifest)
