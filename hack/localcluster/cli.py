@@ -4,7 +4,8 @@ hack/cluster up [--dir DIR]        start (or reuse) a cluster; default DIR .clus
 hack/cluster down [--dir DIR]      stop it and remove every trace
 hack/cluster status [--dir DIR]    exit 0 if healthy
 hack/cluster kubectl ARGS...       the matching kubectl against it
-hack/cluster logs NS/POD [-c NAME] [--previous]   a container's log
+hack/cluster logs NS/POD [-c NAME] [--previous]   a container's log (or kubectl logs)
+hack/cluster exec NS/POD [-c NAME] -- CMD...      run CMD in a running container
 hack/cluster env [--dir DIR]       shell exports (KUBECONFIG, PATH with kubectl)
 """
 
@@ -87,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("up", "down", "status", "env"):
         p = sub.add_parser(name)
         p.add_argument("--dir", type=Path, default=_dir_from_env())
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("target", help="NS/POD")
+    p.add_argument("-c", "--container")
+    p.add_argument("--dir", type=Path, default=_dir_from_env())
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     p = sub.add_parser("logs")
     p.add_argument("target", help="NS/POD")
     p.add_argument("-c", "--container")
@@ -108,6 +114,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export KUBECONFIG={cluster.kubeconfig}")
         print(f"export PATH={Binaries.locate().k8s}:$PATH")
         return 0
+    if args.cmd == "exec":
+        ns, _, pod = args.target.partition("/")
+        if not pod:
+            ns, pod = "default", ns
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            parser.error("exec needs a command after --")
+        try:
+            done = cluster.exec(
+                ns,
+                pod,
+                command,
+                container=args.container,
+                check=False,
+                capture=False,
+                timeout=24 * 3600,
+            )
+        except ClusterError as e:
+            print(f"cluster: {e}", file=sys.stderr)
+            return 1
+        return done.returncode
     return cmd_logs(cluster, args.target, args.container, args.previous)
 
 

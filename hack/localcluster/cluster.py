@@ -24,7 +24,7 @@ from typing import Any
 import requests
 import urllib3
 
-from localcluster import cgroups, controlplane, network, pki, processes, storage
+from localcluster import cgroups, controlplane, launcher, network, pki, processes, storage
 from localcluster.api import Api, Credentials
 from localcluster.layout import NODE_NAME, Layout, Network, State
 
@@ -146,6 +146,40 @@ class Cluster:
             text=True,
             input=input,
             timeout=timeout,
+        )
+
+    def exec(
+        self,
+        namespace: str,
+        pod: str,
+        cmd: list[str],
+        *,
+        container: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        capture: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``cmd`` in a running container, as its user, with its environment.
+
+        What ``kubectl exec`` would do; that needs the kubelet's streaming API, which
+        the simulated node does not serve, so this enters the sandbox directly.
+        """
+        obj = self.api().get(f"/api/v1/namespaces/{namespace}/pods/{pod}")
+        names = [c["name"] for c in obj["spec"]["containers"]]
+        name = container or names[0]
+        runtime = self.layout.node / "pods" / obj["metadata"]["uid"] / "containers" / name
+        try:
+            info = json.loads((runtime / "runtime.json").read_text())
+        except (OSError, ValueError) as e:
+            raise ClusterError(f"container {name} of {namespace}/{pod} is not running") from e
+        pid = int(info["pid"] or 0)
+        if not pid or not processes.alive(pid):
+            raise ClusterError(f"container {name} of {namespace}/{pod} is not running")
+        raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        env = dict(e.decode(errors="replace").split("=", 1) for e in raw if b"=" in e)
+        argv = [*launcher.enter_argv(pid, info.get("uid"), info.get("gid")), *cmd]
+        return subprocess.run(
+            argv, env=env, check=check, capture_output=capture, text=True, timeout=timeout
         )
 
     def pv_path(self, namespace: str, claim: str) -> Path:

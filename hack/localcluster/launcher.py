@@ -11,6 +11,7 @@ cannot start is *terminated* with ``StartError``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import uuid
@@ -185,7 +186,18 @@ def launch(rt: Runtime, sb: PodSandbox, c: Obj, restart_count: int) -> Launched:
         )
     except OSError as e:
         raise StartError(str(e)) from e
+    # For `hack/cluster exec`, which runs in another process than this agent.
+    (cdir / "runtime.json").write_text(json.dumps({"pid": proc.child_pid, "uid": uid, "gid": gid}))
     return Launched(proc, env, argv, term, log_file, f"cdipy://{cid}")
+
+
+def enter_argv(pid: int, uid: int | None, gid: int | None) -> list[str]:
+    """The prefix that runs a command inside container ``pid``'s sandbox, as its user."""
+    argv = ["nsenter", "-t", str(pid), "-m", "-n", "-u", "-i", "--"]
+    if uid not in (None, 0):
+        group = gid if gid is not None else uid
+        argv += ["setpriv", f"--reuid={uid}", f"--regid={group}", "--clear-groups", "--"]
+    return argv
 
 
 def exec_in(launched: Launched, pod: Obj, c: Obj, cmd: list[str], timeout: float) -> int:
@@ -194,10 +206,10 @@ def exec_in(launched: Launched, pod: Obj, c: Obj, cmd: list[str], timeout: float
     if not pid:
         return 1
     uid, gid, _ = identity(pod, c)
-    argv = ["nsenter", "-t", str(pid), "-m", "-n", "-u", "-i", "--"]
-    if uid not in (None, 0):
-        group = gid if gid is not None else uid
-        argv += ["setpriv", f"--reuid={uid}", f"--regid={group}", "--clear-groups", "--"]
     return subprocess.run(
-        [*argv, *cmd], env=launched.env, capture_output=True, timeout=timeout, check=False
+        [*enter_argv(pid, uid, gid), *cmd],
+        env=launched.env,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
     ).returncode

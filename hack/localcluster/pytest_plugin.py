@@ -66,6 +66,12 @@ class ClusterHandle:
         """The small dict-based client the node agent uses (``localcluster.api.Api``)."""
         return self._cluster.api()
 
+    def exec(
+        self, namespace: str, pod: str, *cmd: str, container: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in a running container (what ``kubectl exec`` would do)."""
+        return self._cluster.exec(namespace, pod, list(cmd), container=container, check=check)
+
     def pv_path(self, namespace: str, claim: str) -> Path:
         """Host path behind a bound PVC: the mounted directory, or the loop device."""
         return self._cluster.pv_path(namespace, claim)

@@ -373,3 +373,29 @@ def test_failing_liveness_probe_restarts_the_container(cluster, namespace):
 
     status = wait_for("a restart", restarted, 60)
     assert status["lastState"]["terminated"]["exitCode"] in (137, 143)
+
+
+def test_exec_runs_in_the_container_as_its_user(cluster, namespace):
+    manifest = pod(
+        "target",
+        "echo inside > /tmp/mark; sleep 3600",
+        restart="Always",
+        container={
+            "securityContext": {"runAsUser": 107},
+            "env": [{"name": "FLAVOUR", "value": "x"}],
+        },
+    )
+    _create(cluster, namespace, manifest)
+    wait_for("Running", phase(cluster.api(), namespace, "target", "Running"), 60)
+    wait_for(
+        "marked",
+        lambda: (
+            cluster.exec(namespace, "target", "test", "-f", "/tmp/mark", check=False).returncode
+            == 0
+        ),
+        30,
+    )
+    out = cluster.exec(
+        namespace, "target", "sh", "-c", "id -u; cat /tmp/mark; echo $FLAVOUR"
+    ).stdout
+    assert out.split() == ["107", "inside", "x"]
