@@ -19,6 +19,7 @@ from typing import IO, Protocol, cast
 import zstandard
 
 from cdicontract.reasons import Reason
+from importer import xzblocks
 from importer.errors import ImportFailure
 
 try:
@@ -192,12 +193,8 @@ def decompress(
     elif compression is Compression.GZIP:
         out = _decode_members(chunks, _MultiMember("gzip", _gzip_member(prefer_isal)))
     elif compression is Compression.XZ:
-        out = _decode_members(
-            chunks,
-            _MultiMember(
-                "xz", lambda: lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
-            ),
-        )
+        # Sized blocks (xz -T, pixz) decode on two threads; single-block streams as before.
+        out = xzblocks.decode_xz(chunks, memlimit=XZ_MEMLIMIT, out_chunk=OUTPUT_CHUNK, limit=limit)
     elif compression is Compression.BZIP2:
         out = _decode_members(chunks, _MultiMember("bzip2", bz2.BZ2Decompressor))
     else:  # pragma: no cover - exhaustive enum
