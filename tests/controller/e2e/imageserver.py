@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from controller import certs
 from tests.cluster.helpers import TESTUTIL, wait_for
 
@@ -108,25 +110,22 @@ def start(api: Any, namespace: str, docroot: Path, *, slow_rate: str = "2m") -> 
                             "-e", "stderr"],
                 "volumeMounts": [{"name": "config", "mountPath": "/config"},
                                  {"name": "docroot", "mountPath": "/srv/images"}],
-                "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
             }],
             "volumes": [{"name": "config", "configMap": {"name": "images-nginx"}},
                         {"name": "docroot", "hostPath": {"path": str(docroot),
                                                          "type": "Directory"}}],
         },
     })
-    api.create(f"/api/v1/namespaces/{namespace}/services", {
+    svc = api.create(f"/api/v1/namespaces/{namespace}/services", {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "images"},
         "spec": {"selector": {"app": "images"},
                  "ports": [{"name": "http", "port": 80, "targetPort": 8080},
                            {"name": "https", "port": 443, "targetPort": 8443}]},
     })
 
-    def ready() -> bool:
-        pod = api.get(f"/api/v1/namespaces/{namespace}/pods/images")
-        conds = pod.get("status", {}).get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
-
-    wait_for("image server ready", ready, timeout=60)
+    # Ready when nginx answers through the Service (the host reaches ClusterIPs as pods do).
+    url = f"http://{svc['spec']['clusterIP']}/"
+    wait_for("image server answering",
+             lambda: requests.get(url, timeout=2).status_code in (200, 403, 404), timeout=60)
     return ImageServer(namespace, docroot, f"http://images.{namespace}.svc",
                        f"https://images.{namespace}.svc", serving.ca_pem)

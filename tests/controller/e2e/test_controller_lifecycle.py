@@ -49,7 +49,7 @@ def test_two_replicas_elect_one_leader_and_stay_available(cdi, namespace):
     api.merge_patch(DEPLOY, {"spec": {"replicas": 2}})
     try:
         wait_for("two ready replicas", lambda: deployment_available(api)
-                 and len(controller_pods(api)) == 2, timeout=60)
+                 and len(controller_pods(api)) == 2, timeout=120)
         names = {p["metadata"]["name"] for p in controller_pods(api)}
         holder = wait_for("lease holder", lambda: api.get(LEASE)["spec"].get("holderIdentity")
                           in names and api.get(LEASE)["spec"]["holderIdentity"], timeout=30)
@@ -62,11 +62,11 @@ def test_two_replicas_elect_one_leader_and_stay_available(cdi, namespace):
         # The standby takes over when the leader goes.
         api.delete(f"/api/v1/namespaces/cdi/pods/{holder}", {"gracePeriodSeconds": 0})
         new = wait_for("new leader", lambda: (h := api.get(LEASE)["spec"].get(
-            "holderIdentity")) not in (None, holder) and h, timeout=60)
+            "holderIdentity")) not in (None, holder) and h, timeout=90)
         assert new != holder
     finally:
         api.merge_patch(DEPLOY, {"spec": {"replicas": 1}})
-        wait_for("one replica", lambda: len(controller_pods(api)) == 1, timeout=60)
+        wait_for("one replica", lambda: len(controller_pods(api)) == 1, timeout=120)
 
 
 def test_deleting_a_datavolume_mid_import_removes_its_pvc_and_pod(cdi, namespace, images):
