@@ -40,7 +40,16 @@ class Cdi:
         return self.cluster.kubectl(*args, check=check, input=input)
 
     def create_dv(self, ns: str, dv: dict[str, Any]) -> dict[str, Any]:
-        return self.api.create(DV_PATH.format(ns=ns), dv)  # type: ignore[no-any-return]
+        # Right after a controller pod goes (another test killed it), the Service may
+        # still route the webhook call to it for a moment; clients retry such 500s.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                return self.api.create(DV_PATH.format(ns=ns), dv)  # type: ignore[no-any-return]
+            except Exception as exc:
+                if "failed calling webhook" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def dv(self, ns: str, name: str) -> dict[str, Any] | None:
         return self.api.get_or_none(f"{DV_PATH.format(ns=ns)}/{name}")  # type: ignore[no-any-return]

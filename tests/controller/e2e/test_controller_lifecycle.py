@@ -66,7 +66,8 @@ def test_two_replicas_elect_one_leader_and_stay_available(cdi, namespace):
         assert new != holder
     finally:
         api.merge_patch(DEPLOY, {"spec": {"replicas": 1}})
-        wait_for("one replica", lambda: len(controller_pods(api)) == 1, timeout=120)
+        wait_for("one replica", lambda: len(controller_pods(api)) == 1
+                 and deployment_available(api), timeout=120)
 
 
 def test_deleting_a_datavolume_mid_import_removes_its_pvc_and_pod(cdi, namespace, images):
