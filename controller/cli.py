@@ -43,6 +43,7 @@ class Options:
     leader_elect: bool
     workers: int
     lease_duration: float
+    drain_seconds: float
 
 
 def _addr(text: str) -> tuple[str, int]:
@@ -64,6 +65,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--no-leader-elect", action="store_true")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--lease-duration", type=float, default=15.0)
+    p.add_argument("--drain-seconds", type=float, default=3.0,
+                   help="keep serving the webhook this long after SIGTERM")
     a = p.parse_args(argv)
     return Options(
         kubeconfig=a.kubeconfig,
@@ -76,6 +79,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         leader_elect=not a.no_leader_elect,
         workers=a.workers,
         lease_duration=a.lease_duration,
+        drain_seconds=a.drain_seconds,
     )
 
 
@@ -171,6 +175,10 @@ async def run(opts: Options) -> int:
             with contextlib.suppress(kube.ApiError, OSError, TimeoutError):
                 await elector.release()
     finally:
+        if stop.is_set():
+            # Keep answering admission calls while the endpoint is being removed from the
+            # Service, so a rollout does not fail requests mid-flight.
+            await asyncio.sleep(opts.drain_seconds)
         for r in runners:
             await r.cleanup()
         await client.close()
