@@ -339,7 +339,8 @@ class XzBlockDecoder:
         if self._limit is not None and self._announced + bh.uncompressed > self._limit:
             return None  # streamed, so the limit cuts it off at the exact byte
         dictionary = min(bh.dict_size, bh.uncompressed) if bh.dict_size else bh.uncompressed
-        return bh.compressed + bh.uncompressed + dictionary
+        cost = bh.compressed + bh.uncompressed + dictionary
+        return cost if cost <= WINDOW_BUDGET else None
 
     def _drain(self, room: int) -> Iterator[bytes]:
         """Yield finished blocks, oldest first, until the window has `room` bytes and a slot."""
