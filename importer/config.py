@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from cdicontract import envvars as env
+from cdicontract import importpod
 from cdicontract.reasons import Reason
 from importer.checksum import Checksum
 from importer.errors import ImportFailure
@@ -100,6 +101,31 @@ def _read_secret_dir(path: str) -> tuple[str | None, str | None]:
             ) from e
 
     return read("accessKeyId"), read("secretKey")
+
+
+def _read_secret_headers(directory: str) -> list[str]:
+    """Header lines from mounted Secrets: one sub-directory per Secret, one file per line.
+
+    Kubernetes mounts each Secret key as a file next to hidden `..data` links; those and
+    any other dot-files are skipped. Order is stable (by Secret, then key).
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    lines: list[str] = []
+    for secret in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+        files = [secret] if secret.is_file() else sorted(secret.iterdir())
+        for f in files:
+            if f.name.startswith(".") or not f.is_file():
+                continue
+            try:
+                text = f.read_text().strip()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ImportFailure(
+                    Reason.INVALID_CONFIG, f"cannot read extra-header secret file {f.name}"
+                ) from e
+            lines += [line.strip() for line in text.splitlines() if line.strip()]
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,6 +223,9 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
             key=lambda k: (len(k), k),
         )
         headers = [environ[k] for k in numbered]
+    secret_headers_dir = environ.get(importpod.SECRET_EXTRA_HEADERS_DIR, "")
+    if secret_headers_dir:
+        headers += _read_secret_headers(secret_headers_dir)
     for h in headers:
         name, sep, _ = h.partition(":")
         if not sep or not name.strip() or any(c.isspace() for c in name.strip()):

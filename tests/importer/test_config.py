@@ -120,3 +120,18 @@ def test_archive_defaults_to_the_data_dir() -> None:
     c = cfg(["--endpoint", "http://h/a.tar", "--content-type", "archive"])
     assert c.content_type is ContentType.ARCHIVE
     assert c.dest == "/data"
+
+
+def test_secret_extra_headers_are_read_from_mounted_secrets(tmp_path: Path) -> None:
+    root = tmp_path / "extraheaders"
+    (root / "secret0").mkdir(parents=True)
+    (root / "secret1").mkdir()
+    (root / "secret0" / "token").write_text("Authorization: Bearer s3cr3t-token\n")
+    (root / "secret0" / "..data").mkdir()  # kubelet's hidden link dir is skipped
+    (root / "secret1" / "a").write_text("X-A: 1")
+    c = cfg(
+        ["--endpoint", "http://h", "--dest", "x"],
+        {"IMPORTER_EXTRA_HEADER_0": "X-Plain: p", "IMPORTER_SECRET_EXTRA_HEADERS_DIR": str(root)},
+    )
+    assert c.extra_headers == ("X-Plain: p", "Authorization: Bearer s3cr3t-token", "X-A: 1")
+    assert "Bearer s3cr3t-token" in c.secrets()
