@@ -21,42 +21,20 @@ are, except setuid/setgid, which a volume of user data has no business carrying.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import posixpath
 import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure
+from importer.streams import ChunkReader
 
 CHUNK = 1 << 20
 _MODE_MASK = 0o1777  # permission bits and sticky; setuid/setgid dropped on purpose
-
-
-class ChunkReader(io.RawIOBase):
-    """A read-only file object over byte chunks (what tarfile's stream mode wants)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._it: Iterator[bytes] = iter(chunks)
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buf:
-            try:
-                self._buf = next(self._it)
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
 
 
 def _unsafe(message: str) -> ImportFailure:

@@ -7,6 +7,7 @@ can drive them with lists.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable, Iterator
 
 
@@ -69,3 +70,31 @@ class Counter:
         self.count += len(chunk)
         if self._on_change:
             self._on_change(len(chunk))
+
+
+class ChunkReader(io.RawIOBase):
+    """A read-only file object over byte chunks (what tarfile and the decompressors want).
+
+    Keeps an offset into the current chunk instead of slicing it: tarfile reads 10 KiB at
+    a time, and re-slicing a 1 MiB chunk for each read copies it a hundred times.
+    """
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it: Iterator[bytes] = iter(chunks)
+        self._buf = memoryview(b"")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while self._pos >= len(self._buf):
+            try:
+                self._buf = memoryview(next(self._it))
+            except StopIteration:
+                return 0
+            self._pos = 0
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return n

@@ -32,3 +32,18 @@ def test_tap_shows_every_chunk_in_order() -> None:
     out = list(tap([b"a", b"bc"], seen.append, c.observe))
     assert out == seen == [b"a", b"bc"]
     assert c.count == 3
+
+
+def test_chunk_reader_reads_across_chunks_in_any_piece_size() -> None:
+    import io
+
+    from importer.streams import ChunkReader
+
+    data = bytes(range(256)) * 300
+    chunks = [data[i : i + 997] for i in range(0, len(data), 997)]
+    for size in (1, 7, 512, 10240, 100_000):
+        r = io.BufferedReader(ChunkReader(iter(chunks)), buffer_size=size)
+        out = bytearray()
+        while piece := r.read(size):
+            out += piece
+        assert bytes(out) == data

@@ -28,6 +28,7 @@ from isal import igzip
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure
+from importer.streams import ChunkReader, tap
 
 CHUNK = 1 << 20
 DISK_DIR = "disk"
@@ -110,32 +111,18 @@ def apply_whiteouts(scan: LayerScan, visibility: Visibility) -> None:
     visibility.disk_opaque = visibility.disk_opaque or scan.opaque
 
 
-class DigestReader(io.RawIOBase):
+class DigestReader(ChunkReader):
     """Raw blob chunks as a file object, hashing and counting everything read."""
 
     def __init__(self, chunks: Iterable[bytes], digest: str, size: int) -> None:
-        self._it = iter(chunks)
-        self._buf = b""
         self._hash = hashlib.sha256()
         self._digest = digest
         self._size = size
         self.count = 0
+        super().__init__(tap(chunks, self._hash.update, self._count))
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buf:
-            try:
-                self._buf = next(self._it)
-            except StopIteration:
-                return 0
-            self._hash.update(self._buf)
-            self.count += len(self._buf)
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
+    def _count(self, chunk: bytes) -> None:
+        self.count += len(chunk)
 
     def drain_and_verify(self) -> None:
         while self.read(CHUNK):
