@@ -25,7 +25,7 @@ class ApiError(Exception):
     """An API call answered with an error status."""
 
     def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"HTTP {status}: {body[:300]}")
+        super().__init__(f"HTTP {status}: {body[:1000]}")
         self.status = status
         self.body = body
 

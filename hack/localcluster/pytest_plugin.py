@@ -9,7 +9,8 @@ has no side effects; the cluster starts only when a test asks for it.
   ``core()`` (``CoreV1Api``), ``node_log_dir``, ``pv_path(ns, pvc)``, ``api()``.
   Set ``CDI_PY_CLUSTER_DIR`` to reuse a cluster started with ``hack/cluster up``
   (it is then left running); otherwise the session starts its own under a temporary
-  directory and stops it at the end, failing if anything is left behind.
+  directory and stops it at the end, failing if anything is left behind. Set
+  ``CDI_PY_KEEP_CLUSTER_LOGS=DIR`` to keep its daemon and container logs.
 - ``namespace`` (function): a fresh namespace name whose ``default`` ServiceAccount
   exists; deleted after the test.
 
@@ -137,10 +138,17 @@ def cluster() -> Iterator[ClusterHandle]:
         return
     root = Path(tempfile.mkdtemp(prefix="cdi-py-cluster-"))
     c = Cluster(root)
+    keep = os.environ.get("CDI_PY_KEEP_CLUSTER_LOGS")
     try:
         c.up(owner_pid=os.getpid())
         yield ClusterHandle(c)
     finally:
+        if keep:
+            # For a post-mortem: daemon and container logs outlive the cluster.
+            dest = Path(keep) / root.name
+            for src, name in ((c.layout.logs, "daemons"), (c.layout.pod_logs, "containers")):
+                if src.is_dir():
+                    shutil.copytree(src, dest / name, dirs_exist_ok=True)
         c.down()
         left = leftovers(root)
         shutil.rmtree(root, ignore_errors=True)

@@ -221,6 +221,11 @@ class ServiceProxy:
             except (TimeoutError, OSError):
                 continue
         else:
+            log.info(
+                "no endpoint answered service=%s/%s port=%s endpoints=%s",
+                *target,
+                endpoints,
+            )
             writer.close()
             return
 
