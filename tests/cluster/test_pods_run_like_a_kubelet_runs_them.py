@@ -399,3 +399,19 @@ def test_exec_runs_in_the_container_as_its_user(cluster, namespace):
         namespace, "target", "sh", "-c", "id -u; cat /tmp/mark; echo $FLAVOUR"
     ).stdout
     assert out.split() == ["107", "inside", "x"]
+
+
+def test_a_service_created_later_resolves_in_running_pods(cluster, namespace):
+    _create(cluster, namespace, pod("early", "sleep 3600", restart="Always"))
+    wait_for("Running", phase(cluster.api(), namespace, "early", "Running"), 60)
+    svc = cluster.api().create(
+        f"/api/v1/namespaces/{namespace}/services",
+        {"metadata": {"name": "late"}, "spec": {"ports": [{"port": 80}]}},
+    )
+    lookup = "import socket; print(socket.gethostbyname('late'))"
+
+    def resolved():
+        out = cluster.exec(namespace, "early", "python3", "-c", lookup, check=False).stdout
+        return out.strip() == svc["spec"]["clusterIP"]
+
+    wait_for("late resolves", resolved, 30)
