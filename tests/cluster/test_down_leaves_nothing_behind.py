@@ -6,7 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from localcluster import cgroups, network
 from localcluster.cluster import Cluster
+from localcluster.layout import Network, State
 from localcluster.pytest_plugin import leftovers
 
 from tests.cluster.helpers import phase, pod, pvc, wait_for
@@ -51,6 +53,13 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path):
     )
     wait_for("Running", phase(api, "default", "sleeper", "Running"), 60)
     assert leftovers(root), "the running cluster should be visible to the leak check"
+    net = Network(State.load(c.layout.state_file).index)
     run("down")
     assert leftovers(root) == []
     assert not root.exists()
+    netns = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True, text=True)
+    netns = netns.stdout
+    assert f"{net.bridge}-" not in netns
+    assert not network.bridge_exists(net)
+    group = cgroups.cluster_group(net.cgroup_name)
+    assert group is None or not group.exists()
