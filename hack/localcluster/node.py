@@ -26,6 +26,10 @@ def _micro_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# The conditions never change while the agent lives: they last changed when it started.
+_SINCE = now()
+
+
 def _conditions() -> list[Obj]:
     t = now()
     base = [
@@ -41,7 +45,7 @@ def _conditions() -> list[Obj]:
             "reason": r,
             "message": r,
             "lastHeartbeatTime": t,
-            "lastTransitionTime": t,
+            "lastTransitionTime": _SINCE,
         }
         for k, s, r in base
     ]
