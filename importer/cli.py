@@ -21,7 +21,6 @@ from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
 from importer.config import ImporterConfig, SourceKind, parse
 from importer.errors import ImportFailure
-from importer.metricsserver import serve_metrics
 from importer.pipeline import ImportPipeline
 from importer.progress import ImportMetrics, Progress
 from importer.redact import redact
@@ -79,6 +78,8 @@ def run(config: ImporterConfig, cancel: threading.Event) -> TerminationReport:
     with contextlib.ExitStack() as stack:
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="cdi-importer-"))
         if metrics is not None and config.metrics is not None:
+            from importer.metricsserver import serve_metrics  # HTTPS + cert: only when asked
+
             stack.enter_context(serve_metrics(metrics.registry, config.metrics, workdir))
         progress = _progress(config, metrics)
         stack.callback(progress.close)

@@ -51,11 +51,12 @@ covers "no progress"."""
 
 
 def _load_prctl() -> Callable[..., int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
+    # CDLL(None) is the running process, which has libc loaded: no `ldconfig -p` subprocess
+    # (find_library runs one, costing a process start on every importer run).
+    try:
+        fn: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
         return None
-    libc = ctypes.CDLL(name, use_errno=True)
-    fn: Callable[..., int] = libc.prctl
     return fn
 
 

@@ -14,6 +14,7 @@ failure aborts the target, so no half-written image is left at the destination.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import threading
@@ -36,6 +37,8 @@ from importer.resume import ResumingReader
 from importer.sources.base import Source, SourceInfo
 from importer.streams import Counter, Tail, peek, tap
 from importer.targets import Target, select_target
+
+log = logging.getLogger(__name__)
 
 MAX_RESTARTS = 3
 COMPRESSION_MAGIC_BYTES = 512
@@ -104,7 +107,11 @@ class ImportPipeline:
             Phase.EXTRACT_ARCHIVE: self._extract_archive,
         }
         try:
-            drive(handlers, allowed_visits=lambda p: 1 + self.state.restarts)
+            drive(
+                handlers,
+                allowed_visits=lambda p: 1 + self.state.restarts,
+                on_phase=lambda p: log.info("phase %s", p),
+            )
         except BaseException:
             self._abort()
             raise
