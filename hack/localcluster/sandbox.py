@@ -13,6 +13,7 @@ rebuilt one level at a time so the mount point can be created.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field
@@ -49,13 +50,35 @@ class Spec:
     extra_roots: list[Path] = field(default_factory=list)
 
 
+# The product's packages: with an editable install their source is wherever the checkout
+# is (CI clones into a fresh folder, possibly under /tmp), not on sys.path.
+_PRODUCT_PACKAGES = ("cdicontract", "importer", "controller", "uploadproxy")
+
+
+def _product_roots() -> set[Path]:
+    roots: set[Path] = set()
+    for name in _PRODUCT_PACKAGES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.origin:
+            roots.add(Path(spec.origin).resolve().parent.parent)
+    return roots
+
+
 def _needed_host_paths(extra: list[Path]) -> list[Path]:
     """Paths outside the usual directories that the container's Python needs."""
     paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent, *extra}
+    paths |= _product_roots()
     for p in sys.path:
         if p and os.path.isabs(p) and os.path.exists(p):
             paths.add(Path(p))
     return sorted(paths)
+
+
+def _under_fresh(p: Path) -> bool:
+    return len(p.parts) > 1 and p.parts[1] in _FRESH
 
 
 def _realpath(target: str) -> Path:
@@ -117,8 +140,17 @@ def argv(spec: Spec, netns: str | None, info_fd: str) -> list[str]:
     bw += layout.args
     bw += ["--ro-bind", "/sys", "/sys", "--proc", "/proc", "--dev", "/dev"]
     bw += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/run"]
-    # Parents bwrap would create itself get mode 0700; a non-root user must traverse them.
+    # Needed host paths under /tmp or /run (e.g. a checkout in /tmp) go on top of the fresh
+    # tmpfs, with traversable parents.
     made: set[Path] = set()
+    for p in sorted(k for k in keep if _under_fresh(k) and k.parts[1] in ("tmp", "run")):
+        for parent in reversed(p.parents):
+            if len(parent.parts) < 3 or parent in made:
+                continue
+            bw += ["--perms", "0755", "--dir", str(parent)]
+            made.add(parent)
+        bw += ["--ro-bind", str(p), str(p)]
+    # Parents bwrap would create itself get mode 0700; a non-root user must traverse them.
     for real in sorted(targets, key=lambda t: len(t.parts)):
         for parent in reversed(real.parents):
             if len(parent.parts) < 3 or parent in made:
