@@ -1,0 +1,38 @@
+import os
+
+from importer.sources.rangeproxy import BlockCache
+
+
+def test_small_reads_become_few_block_fetches_and_bytes_are_exact() -> None:
+    data = os.urandom(100_000)
+    calls: list[tuple[int, int]] = []
+
+    def fetch(start: int, end: int):
+        calls.append((start, end))
+        yield data[start : end + 1]
+
+    cache = BlockCache(fetch, len(data), block=16_384, keep=2)
+    for start in range(0, len(data), 1000):
+        end = min(len(data) - 1, start + 999)
+        assert b"".join(cache(start, end)) == data[start : end + 1]
+    assert cache.fetches == len(calls) == -(-len(data) // 16_384)  # each block fetched once
+    # A read spanning several blocks, including the short last one.
+    assert b"".join(cache(10_000, len(data) - 1)) == data[10_000:]
+    assert all(e - s + 1 <= 16_384 for s, e in calls)
+
+
+def test_only_the_last_blocks_are_kept() -> None:
+    data = bytes(range(256)) * 64
+    fetched: list[int] = []
+
+    def fetch(start: int, end: int):
+        fetched.append(start)
+        yield data[start : end + 1]
+
+    cache = BlockCache(fetch, len(data), block=1024, keep=2)
+    for block in (0, 1, 2, 0):
+        assert (
+            b"".join(cache(block * 1024, block * 1024 + 9))
+            == data[block * 1024 : block * 1024 + 10]
+        )
+    assert fetched == [0, 1024, 2048, 0]  # block 0 was evicted by block 2
