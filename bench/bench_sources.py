@@ -99,6 +99,7 @@ def main() -> int:
             reg_dir.mkdir()
             port, _storage = stack.enter_context(_run_registry(reg_dir))
             registry = Registry(host=f"127.0.0.1:{port}", storage=_storage)
+            os.environ["IMPORTER_INSECURE_REGISTRIES"] = registry.host  # plain HTTP on loopback
             for layer in ("gzip", "none"):
                 layout = OciLayout(work / f"layout-{layer}")
                 layout.tag(
@@ -133,7 +134,7 @@ def main() -> int:
                 )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        for k in ("IMPORTER_ACCESS_KEY_ID", "IMPORTER_SECRET_KEY"):
+        for k in ("IMPORTER_ACCESS_KEY_ID", "IMPORTER_SECRET_KEY", "IMPORTER_INSECURE_REGISTRIES"):
             os.environ.pop(k, None)
         del env
 
