@@ -48,8 +48,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-BLOCK = 8 << 20
-BLOCKS_KEPT = 3
+BLOCK = 4 << 20
+BLOCKS_KEPT = 2
 
 
 class BlockCache:
@@ -57,8 +57,8 @@ class BlockCache:
 
     qemu-img reads a qcow2 cluster run at a time (64 KiB to 2 MiB) and mostly in order; to
     S3 or a registry each of those would be a signed request with a round trip (and to
-    some stores a whole-object read). Fetching aligned 8 MiB blocks and keeping the last
-    three costs at most 24 MiB and makes the request count that of a plain download.
+    some stores a whole-object read). Fetching aligned 4 MiB blocks and keeping the last
+    two costs at most 8 MiB and keeps the request count near that of a plain download.
     """
 
     def __init__(
