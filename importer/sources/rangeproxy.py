@@ -19,6 +19,7 @@ import socketserver
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -49,16 +50,18 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 BLOCK = 4 << 20
-BLOCKS_KEPT = 2
+BLOCKS_KEPT = 3
 
 
 class BlockCache:
-    """Turns many small ranged reads into few large ones, with a tiny cache of blocks.
+    """Turns many small ranged reads into few large ones, fetching one block ahead.
 
     qemu-img reads a qcow2 cluster run at a time (64 KiB to 2 MiB) and mostly in order; to
     S3 or a registry each of those would be a signed request with a round trip (and to
-    some stores a whole-object read). Fetching aligned 4 MiB blocks and keeping the last
-    two costs at most 8 MiB and keeps the request count near that of a plain download.
+    some stores a whole-object read). Fetching aligned 4 MiB blocks keeps the request
+    count near that of a plain download, and fetching the next block while qemu-img
+    consumes this one hides the round trip. At most `keep` blocks plus two in flight are
+    held: 20 MiB.
     """
 
     def __init__(
@@ -70,8 +73,26 @@ class BlockCache:
         self._keep = keep
         self._blocks: dict[int, bytes] = {}
         self._order: list[int] = []
+        self._inflight: dict[int, Future[bytes]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="range-prefetch")
         self._lock = threading.Lock()
         self.fetches = 0
+
+    def _load(self, index: int) -> bytes:
+        start = index * self._block
+        end = min(start + self._block, self._size) - 1
+        data = b"".join(self._fetch(start, end))
+        if len(data) != end - start + 1:
+            raise OSError(f"short read of block {index}: {len(data)} bytes")
+        return data
+
+    def _future(self, index: int) -> Future[bytes]:
+        """The pending fetch of `index`, started if needed (call with the lock held)."""
+        fut = self._inflight.get(index)
+        if fut is None:
+            fut = self._pool.submit(self._load, index)
+            self._inflight[index] = fut
+        return fut
 
     def _get(self, index: int) -> bytes:
         with self._lock:
@@ -79,12 +100,23 @@ class BlockCache:
             if data is not None:
                 self._order.remove(index)
                 self._order.append(index)
-                return data
-        start = index * self._block
-        end = min(start + self._block, self._size) - 1
-        data = b"".join(self._fetch(start, end))
-        if len(data) != end - start + 1:
-            raise OSError(f"short read of block {index}: {len(data)} bytes")
+            else:
+                fut = self._future(index)
+            ahead = index + 1
+            if ahead * self._block < self._size and ahead not in self._blocks:
+                self._future(ahead)
+        if data is not None:
+            return data
+        try:
+            data = fut.result()
+        except Exception:
+            # One direct retry: a read-ahead that failed (or a passing error) must not fail
+            # the read that needs the block; a second failure is the source's answer.
+            data = self._load(index)
+        finally:
+            with self._lock:
+                if self._inflight.get(index) is fut:
+                    del self._inflight[index]
         with self._lock:
             self.fetches += 1
             if index not in self._blocks:
@@ -93,6 +125,9 @@ class BlockCache:
             while len(self._order) > self._keep:
                 self._blocks.pop(self._order.pop(0), None)
         return data
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __call__(self, start: int, end: int) -> Iterable[bytes]:
         pos = start
@@ -197,6 +232,7 @@ class RangeProxy:
         )
 
     def close(self) -> None:
+        self.cache.close()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
