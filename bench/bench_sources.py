@@ -46,7 +46,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-src-", dir=CACHE))
     out = work / "out.img"
     importer = [sys.executable, "-m", "importer.cli", "--no-progress"]
-    rows: list[tuple[str, float, float, int]] = []
+    rows: list[tuple[str, float, float, int, int]] = []
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     try:
         with contextlib.ExitStack() as stack:
@@ -92,7 +92,13 @@ def main() -> int:
             scratch.unlink()
             check_same(ref, out)
             rows.append(
-                ("s3 qcow2 vs boto3 download+convert", ours.seconds, base.seconds, ours.rss_tree)
+                (
+                    "s3 qcow2 vs boto3 download+convert",
+                    ours.seconds,
+                    base.seconds,
+                    ours.rss_main,
+                    ours.rss_tree,
+                )
             )
 
             reg_dir = work / "registry"
@@ -129,6 +135,7 @@ def main() -> int:
                         f"registry ({layer} layer) vs skopeo+extract+convert",
                         ours.seconds,
                         base.seconds,
+                        ours.rss_main,
                         ours.rss_tree,
                     )
                 )
@@ -141,9 +148,11 @@ def main() -> int:
     print(
         f"\nimage: qcow2 of a {args.size_gib} GiB ext4 disk, {qcow2.stat().st_size / 2**30:.2f} GiB"
     )
-    print(f"{'case':52} {'ours s':>8} {'base s':>8} {'ratio':>6}  peak RSS (ours, whole tree)")
-    for name, o, b, rss in rows:
-        print(f"{name:52} {o:8.2f} {b:8.2f} {o / b:6.2f}  {rss / 2**20:.0f} MiB")
+    print(f"{'case':52} {'ours s':>8} {'base s':>8} {'ratio':>6}  peak RSS: importer / whole tree")
+    for name, o, b, rss_main, rss_tree in rows:
+        print(
+            f"{name:52} {o:8.2f} {b:8.2f} {o / b:6.2f}  {rss_main / 2**20:.0f} / {rss_tree / 2**20:.0f} MiB"
+        )
     return 0
 
 
