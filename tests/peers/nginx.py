@@ -16,9 +16,7 @@ import base64
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers import tlsca
+from tests.peers.ports import free_port, stop, wait_for_port
 from tests.peers.tlsca import TestCA
 
 # Re-exported so that loading this plugin also provides the `test_ca` fixture.
@@ -33,25 +32,6 @@ test_ca = tlsca.test_ca
 
 NGINX = "/usr/sbin/nginx"
 NEEDED_HEADER = ("X-Cdi-Test", "let-me-in")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 @dataclass
@@ -153,11 +133,13 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
             [NGINX, "-c", str(conf), "-p", str(root), "-e", str(root / "error.log")],
             stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        if wait_for_port(http_port, proc, deadline) and wait_for_port(https_port, proc, deadline):
+        try:
+            wait_for_port(http_port, proc, 10)
+            wait_for_port(https_port, proc, 10)
             break
-        proc.kill()
-        proc.wait()
+        except RuntimeError:  # a port was taken meanwhile: try other ports
+            proc.kill()
+            proc.wait()
     else:
         raise RuntimeError("nginx did not start:\n" + (root / "error.log").read_text())
 
@@ -173,9 +155,4 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
             error_log=root / "error.log",
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)

@@ -40,7 +40,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.peers.s3 import TestCA, free_port, make_test_ca, wait_for_port
+from tests.peers.ports import free_port, stop, wait_for_port
+from tests.peers.tlsca import TestCA, make_test_ca
 
 USER = "alice"
 PASSWORD = "correct horse battery staple"  # a test credential
@@ -258,12 +259,7 @@ def _run_registry(tmp: Path, extra_http: str = "", auth: str = "") -> Iterator[t
         wait_for_port(port, proc)
         yield port, storage
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
@@ -288,9 +284,11 @@ def registry_basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
 def registry_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     tmp = tmp_path_factory.mktemp("registry-tls")
     ca: TestCA = make_test_ca(tmp / "ca")
-    extra = f"  tls:\n    certificate: {ca.cert_pem}\n    key: {ca.key_pem}\n"
+    extra = f"  tls:\n    certificate: {ca.cert_file}\n    key: {ca.key_file}\n"
     with _run_registry(tmp, extra_http=extra) as (port, storage):
-        yield Registry(host=f"127.0.0.1:{port}", storage=storage, ca_bundle=ca.ca_pem, tls=True)
+        yield Registry(
+            host=f"127.0.0.1:{port}", storage=storage, ca_bundle=str(ca.ca_file), tls=True
+        )
 
 
 # --- token auth --------------------------------------------------------------------------

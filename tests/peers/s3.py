@@ -11,14 +11,11 @@ Moto answers anonymous reads with 500 once authentication is enforced, hence the
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,88 +24,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-@dataclass(frozen=True)
-class TestCA:
-    """A throw-away CA and one server certificate for 127.0.0.1/localhost."""
-
-    ca_pem: str
-    cert_pem: str
-    key_pem: str
-
-
-def make_test_ca(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TestCA:
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cdi-py test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for h in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            sans.append(x509.DNSName(h))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = TestCA(
-        ca_pem=str(directory / "ca.pem"),
-        cert_pem=str(directory / "server.pem"),
-        key_pem=str(directory / "server.key"),
-    )
-    Path(paths.ca_pem).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    Path(paths.cert_pem).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    Path(paths.key_pem).write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
+from tests.peers.ports import free_port, stop, wait_for_port
+from tests.peers.tlsca import TestCA, make_test_ca
 
 
 @dataclass
@@ -161,7 +79,7 @@ def _moto(
     port = free_port()
     args = ["moto_server", "-H", "127.0.0.1", "-p", str(port)]
     if tls:
-        args += ["-c", tls.cert_pem, "-k", tls.key_pem]
+        args += ["-c", str(tls.cert_file), "-k", str(tls.key_file)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     if auth_actions is not None:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(auth_actions)
@@ -171,12 +89,7 @@ def _moto(
         wait_for_port(port, proc)
         yield f"{'https' if tls else 'http'}://127.0.0.1:{port}", proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
@@ -191,7 +104,7 @@ def s3_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server
     tmp = tmp_path_factory.mktemp("moto-tls")
     ca = make_test_ca(tmp / "ca")
     with _moto(tmp, tls=ca) as (endpoint, _):
-        yield S3Server(endpoint=endpoint, ca_bundle=ca.ca_pem)
+        yield S3Server(endpoint=endpoint, ca_bundle=str(ca.ca_file))
 
 
 _ALLOW_ALL = json.dumps(
