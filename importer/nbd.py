@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure
 from importer.limits import Limits, preexec
+from importer.redact import hide
 from importer.sources.base import RandomAccess
 from importer.watchdog import PipeDrain, exited, kill_group
 
@@ -65,10 +66,8 @@ def secrets_of(access: RandomAccess) -> tuple[str, ...]:
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """`text` with every secret replaced by '***' (longest first, so no fragment survives)."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
+    """`text` with every secret replaced by '***' (see `importer.redact.hide`)."""
+    return hide(text, secrets)
 
 
 def public_url(url: str) -> str:
@@ -205,9 +204,7 @@ class NbdServer:
             self._dir = None
 
 
-def nbd_source(
-    access: RandomAccess, *, workdir: str
-) -> Callable[[], AbstractContextManager[str]]:
+def nbd_source(access: RandomAccess, *, workdir: str) -> Callable[[], AbstractContextManager[str]]:
     """A factory for `importer.qemu.convert`: each call starts a fresh nbdkit, yields its URI.
 
     Passing this instead of a fixed URI lets convert retry with a new server when the old

@@ -11,9 +11,15 @@ _SIGNED_QUERY = re.compile(
 )
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
+def hide(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each known secret value replaced by ***, longest first (no fragment left)."""
     for secret in sorted(set(secrets), key=len, reverse=True):
         if secret:
             text = text.replace(secret, "***")
+    return text
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    text = hide(text, secrets)
     text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
     return _SIGNED_QUERY.sub(r"\1***", text)
