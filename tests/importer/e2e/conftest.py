@@ -104,26 +104,33 @@ class Run:
     report: dict[str, object]
 
 
+IMPORTER = [sys.executable, "-m", "importer.cli", "--no-progress"]
+
+
+def importer_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment minus anything that would make the CLI think it is a pod."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMPORTER_")}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    env.update(extra or {})
+    return env
+
+
+def start_importer(*args: str) -> subprocess.Popen[str]:
+    """The real CLI in the background (for tests that act while it runs)."""
+    return subprocess.Popen(
+        [*IMPORTER, *args], env=importer_env(), stderr=subprocess.PIPE, text=True
+    )
+
+
 def run_importer(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Run:
     report_dir = Path(os.environ.get("TMPDIR", "/tmp"))
     report = report_dir / f"report-{os.getpid()}-{os.urandom(4).hex()}.json"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMPORTER_")}
-    full_env.pop("KUBERNETES_SERVICE_HOST", None)
-    full_env.update(env or {})
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "importer.cli",
-            "--no-progress",
-            "--termination-log",
-            str(report),
-            *args,
-        ],
+        [*IMPORTER, "--termination-log", str(report), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=full_env,
+        env=importer_env(env),
         check=False,
     )
     doc: dict[str, object] = {}

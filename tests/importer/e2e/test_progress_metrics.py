@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import requests
 import urllib3
 
-from tests.importer.e2e.conftest import MiB
+from tests.importer.e2e.conftest import MiB, start_importer
 from tests.peers.nginx import free_port
 
 
@@ -32,25 +30,15 @@ def test_progress_counter_grows_while_the_transfer_is_paused_midway(
     bad_server.add("paused", payload)
     port = free_port()
     url = bad_server.url("paused", stall_at=len(payload) // 2, stall=4, stall_times=1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMPORTER_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "importer.cli",
-            "--no-progress",
-            "--endpoint",
-            url,
-            "--dest",
-            str(tmp_path / "disk.img"),
-            "--metrics-addr",
-            f"127.0.0.1:{port}",
-            "--owner-uid",
-            "uid-42",
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_importer(
+        "--endpoint",
+        url,
+        "--dest",
+        str(tmp_path / "disk.img"),
+        "--metrics-addr",
+        f"127.0.0.1:{port}",
+        "--owner-uid",
+        "uid-42",
     )
     try:
         seen: list[float] = []

@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.importer.e2e.conftest import MiB
+from tests.importer.e2e.conftest import MiB, start_importer
 
 
 @pytest.mark.parametrize("name", ["raw", "qcow2"])
@@ -25,23 +24,13 @@ def test_sigterm_mid_transfer_leaves_nothing_behind(
     report = tmp_path / "report.json"
     out = tmp_path / "out"
     out.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMPORTER_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "importer.cli",
-            "--no-progress",
-            "--endpoint",
-            url,
-            "--dest",
-            str(out / "disk.img"),
-            "--termination-log",
-            str(report),
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_importer(
+        "--endpoint",
+        url,
+        "--dest",
+        str(out / "disk.img"),
+        "--termination-log",
+        str(report),
     )
     try:
         deadline = time.monotonic() + 6  # qemu-img creates its output only once it writes
