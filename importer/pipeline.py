@@ -67,7 +67,6 @@ class ImportState:
     target_begun: bool = False
     restarts: int = 0
     resumes_before: int = 0
-    ranged: bool = False
 
 
 class ImportPipeline:
@@ -107,7 +106,7 @@ class ImportPipeline:
             Phase.EXTRACT_ARCHIVE: self._extract_archive,
         }
         try:
-            drive(
+            walked = drive(
                 handlers,
                 allowed_visits=lambda p: 1 + self.state.restarts,
                 on_phase=lambda p: log.info("phase %s", p),
@@ -119,7 +118,7 @@ class ImportPipeline:
             self._close_stream()
             self._remove_scratch()
         self.progress.set(100.0)
-        return self._report()
+        return self._report(walked)
 
     def _abort(self) -> None:
         if self.target is not None and self.state.target_begun:
@@ -134,6 +133,14 @@ class ImportPipeline:
             self.target.begin()
             self.state.target_begun = True
         return self.target
+
+    def _commit(self, image_size: int) -> Phase:
+        """Finish the target: grown to the usable size, synced, in place."""
+        assert self.target is not None
+        self.state.image_size = image_size
+        self.target.commit(image_size, self.state.usable, preallocate=self.config.preallocation)
+        self.state.target_begun = False
+        return Phase.COMPLETE
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -258,10 +265,8 @@ class ImportPipeline:
                 os.truncate(target.qemu_output(), payload)
         if st.usable is not None and image_size > st.usable:
             formats.ensure_fits(image_size, st.usable)
-        st.image_size = st.virtual_size = image_size
-        target.commit(image_size, st.usable, preallocate=self.config.preallocation)
-        st.target_begun = False
-        return Phase.COMPLETE
+        st.virtual_size = image_size
+        return self._commit(image_size)
 
     def _read_at(self, offset: int, length: int) -> bytes:
         """Random reads through the source's ranged open (header inspection: a few small reads)."""
@@ -321,11 +326,7 @@ class ImportPipeline:
         finally:
             if hash_job is not None:
                 hash_job.stop()
-        st.image_size = virtual
-        st.ranged = True
-        target.commit(virtual, st.usable, preallocate=self.config.preallocation)
-        st.target_begun = False
-        return Phase.COMPLETE
+        return self._commit(virtual)
 
     def _scratch_dir(self) -> str:
         if self.config.scratch_dir:
@@ -387,11 +388,8 @@ class ImportPipeline:
             stall_timeout=self.config.stall_timeout,
             cancel=self.cancel,
         )
-        st.image_size = virtual
-        target.commit(virtual, st.usable, preallocate=self.config.preallocation)
-        st.target_begun = False
         self._remove_scratch()
-        return Phase.COMPLETE
+        return self._commit(virtual)
 
     def _extract_archive(self) -> Phase:
         from importer.archive import extract_tar
@@ -415,13 +413,13 @@ class ImportPipeline:
 
     # ---- result -------------------------------------------------------------------------
 
-    def _report(self) -> TerminationReport:
+    def _report(self, walked: list[Phase]) -> TerminationReport:
         st = self.state
         elapsed = max(1e-6, time.monotonic() - self._started)
         transferred: int | None = st.served.count
         extra: dict[str, str] = {}
         rate_of = transferred
-        if st.ranged:
+        if Phase.CONVERT_NBD in walked:
             # qemu-img read the source through nbdkit's range requests; we did not count
             # those bytes, so say how it was read and rate the disk bytes produced instead.
             transferred = None
@@ -437,7 +435,7 @@ class ImportPipeline:
             bytes_written=st.image_size,
             duration_seconds=round(elapsed, 3),
             throughput_bytes_per_second=round(rate_of / elapsed, 1) if rate_of else None,
-            scratch_used=st.scratch_reason is not None and st.fmt is not formats.DiskFormat.RAW,
+            scratch_used=Phase.DOWNLOAD_SCRATCH in walked,
             scratch_reason=st.scratch_reason,
             resumes=st.resumes_before + (st.reader.resumes if st.reader else 0),
             checksum=str(self.config.checksum.algorithm) if self.config.checksum else None,
