@@ -204,15 +204,23 @@ class NbdServer:
             self._dir = None
 
 
-def nbd_source(access: RandomAccess, *, workdir: str) -> Callable[[], AbstractContextManager[str]]:
-    """A factory for `importer.qemu.convert`: each call starts a fresh nbdkit, yields its URI.
+def nbd_source(
+    access: RandomAccess, *, workdir: str, running: NbdServer | None = None
+) -> Callable[[], AbstractContextManager[str]]:
+    """A factory for `importer.qemu.convert`: yields an NBD URI per conversion attempt.
 
-    Passing this instead of a fixed URI lets convert retry with a new server when the old
-    one died or hung mid-way.
+    The first attempt reuses `running` (the server the image was inspected through) when
+    it is still alive; every later one starts a fresh nbdkit, so a retry after a stall
+    never talks to a dead or hung server.
     """
+    unused = [running] if running is not None else []
 
     @contextlib.contextmanager
     def _serve() -> Iterator[str]:
+        first = unused.pop() if unused else None
+        if first is not None and first.alive():
+            yield first.uri
+            return
         with NbdServer(access, workdir=workdir) as server:
             yield server.uri
 

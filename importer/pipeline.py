@@ -310,17 +310,18 @@ class ImportPipeline:
         try:
             with NbdServer(access, workdir=self.workdir) as nbd:
                 virtual = self._inspect_and_check(nbd.uri, self._read_at, st.info.size)
-            target = self._begin_target()
-            # A factory, not a URI: a retry after a stall gets a fresh nbdkit.
-            qemu.convert(
-                nbd_source(access, workdir=self.workdir),
-                st.fmt.value,
-                target.qemu_output(),
-                dest_is_block=target.is_block,
-                on_progress=self.progress.stage(0.0, 99.0),
-                stall_timeout=self.config.stall_timeout,
-                cancel=self.cancel,
-            )
+                target = self._begin_target()
+                # A factory, not a URI: the first attempt reuses this server, a retry after a
+                # stall gets a fresh nbdkit.
+                qemu.convert(
+                    nbd_source(access, workdir=self.workdir, running=nbd),
+                    st.fmt.value,
+                    target.qemu_output(),
+                    dest_is_block=target.is_block,
+                    on_progress=self.progress.stage(0.0, 99.0),
+                    stall_timeout=self.config.stall_timeout,
+                    cancel=self.cancel,
+                )
             if hash_job is not None:
                 hash_job.result()
         finally:

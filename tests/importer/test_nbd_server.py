@@ -90,3 +90,20 @@ def test_the_socket_accepts_connections_when_enter_returns(tmp_path: Path) -> No
     with NbdServer(access, workdir=str(tmp_path)) as nbd, socket.socket(socket.AF_UNIX) as s:
         s.connect(nbd.socket_path)
         assert s.recv(8) == b"NBDMAGIC"
+
+
+def test_conversion_attempts_reuse_the_inspection_server_once_then_start_fresh(
+    tmp_path: Path,
+) -> None:
+    from importer.nbd import nbd_source
+
+    data = tmp_path / "disk.raw"
+    data.write_bytes(b"\1" * 4096)
+    access = RandomAccess("file", (f"file={data}",))
+    with NbdServer(access, workdir=str(tmp_path)) as running:
+        factory = nbd_source(access, workdir=str(tmp_path), running=running)
+        with factory() as first:
+            assert first == running.uri
+        with factory() as second:
+            assert second != running.uri  # a retry never reuses the first server
+        assert running.alive()
