@@ -26,6 +26,7 @@ from controller.leader import LeaderElector, Timing
 from controller.manager import Controller
 from controller.metrics import Metrics
 from controller.reconciler import Settings
+from controller.stallwatch import StallWatch
 
 log = logging.getLogger("cdi-controller")
 LEASE_NAME = "cdi-controller-leader"
@@ -95,7 +96,9 @@ async def _serve_webhook(client: kube.Kube, opts: Options, runner: list[web.AppR
             log.warning("webhook tls setup failed retry_in=%.1fs error=%s", delay, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
-    r = web.AppRunner(webhook.app(), access_log=None)
+    # The API server's webhook client keeps idle connections for 90 s; closing ours later
+    # than that means it never sends a review on a connection we are just closing.
+    r = web.AppRunner(webhook.app(), access_log=None, keepalive_timeout=webhook.KEEPALIVE_SECONDS)
     await r.setup()
     await web.TCPSite(r, *opts.webhook_addr, ssl_context=webhook.ssl_context(serving)).start()
     runner.append(r)
@@ -127,6 +130,8 @@ async def run(opts: Options) -> int:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    stallwatch = StallWatch(loop)
+    stallwatch.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
@@ -182,6 +187,7 @@ async def run(opts: Options) -> int:
         for r in runners:
             await r.cleanup()
         await client.close()
+        stallwatch.stop()
     return code
 
 

@@ -29,6 +29,7 @@ WEBHOOK_CONFIG = "cdi-api-datavolume-validate"
 WEBHOOK_NAME = "datavolume-validate.cdi.kubevirt.io"
 PATH = "/datavolume-validate"
 MAX_BODY = 3 * 1024 * 1024  # the API server's own request size limit
+KEEPALIVE_SECONDS = 120.0  # longer than the API server's 90 s idle-connection timeout
 
 
 async def ensure_tls(client: kube.Kube, namespace: str) -> certs.ServingCert:
