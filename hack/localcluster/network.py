@@ -23,9 +23,21 @@ def bridge_exists(net: Network) -> bool:
     return _ip("link", "show", net.bridge, check=False).returncode == 0
 
 
+def bridge_mac(net: Network) -> str:
+    """A fixed, locally administered address for the cluster's bridge.
+
+    Why: a Linux bridge without an assigned address takes the lowest address among its
+    ports, so it changes whenever a pod's veth comes or goes. Pods cache the gateway's
+    address, so every such change cut long-lived pods (the controller) off the API
+    server and the Services until their ARP entry expired, 10-45 s later.
+    """
+    return f"02:cd:1f:00:{net.index // 256:02x}:{net.index % 256:02x}"
+
+
 def setup_bridge(net: Network) -> None:
     if not bridge_exists(net):
         _ip("link", "add", net.bridge, "type", "bridge")
+    _ip("link", "set", net.bridge, "address", bridge_mac(net))
     _ip("addr", "replace", f"{net.gateway}/24", "dev", net.bridge)
     _ip("addr", "replace", f"{net.kubernetes_service_ip}/32", "dev", net.bridge)
     _ip("link", "set", net.bridge, "up")
