@@ -12,9 +12,10 @@ import subprocess
 import time
 
 import pytest
-
-from localcluster.layout import Network
+from localcluster.cluster import Cluster
+from localcluster.layout import Network, State
 from localcluster.network import bridge_mac
+
 from tests.cluster.helpers import pod, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -49,9 +50,6 @@ def phase_is(api, ns, name, *phases):
 
 
 def test_the_bridge_keeps_its_address_and_running_pods_their_gateway(cluster, namespace):
-    from localcluster.cluster import Cluster
-    from localcluster.layout import State
-
     api = cluster.api()
     index = State.load(Cluster(cluster.root).layout.state_file).index
     net = Network(index)
