@@ -18,6 +18,7 @@ from localcluster import cgroups, logserver, node
 from localcluster.api import Api, Credentials, Obj
 from localcluster.controlplane import HACK, api_url
 from localcluster.informer import Informer
+from localcluster.ipam import Ipam
 from localcluster.layout import NODE_NAME, Layout, Network, State
 from localcluster.podworker import PodWorker
 from localcluster.provisioner import Provisioner
@@ -58,27 +59,16 @@ class Agent:
                 self.memory_cgroup = None
         self.workers: dict[str, PodWorker] = {}
         self.workers_lock = threading.Lock()
-        self.ips: dict[str, str] = {}
-        self.ips_lock = threading.Lock()
+        self.ipam = Ipam(self.net.pod_prefix)
         self.proxy = ServiceProxy(self.api, self.net, self.stop)
 
     # -- NodeContext ------------------------------------------------------------------
 
     def allocate_ip(self, uid: str) -> str:
-        with self.ips_lock:
-            if uid in self.ips:
-                return self.ips[uid]
-            used = set(self.ips.values())
-            for i in range(2, 255):
-                ip = f"{self.net.pod_prefix}{i}"
-                if ip not in used:
-                    self.ips[uid] = ip
-                    return ip
-        raise RuntimeError("pod address range exhausted")
+        return self.ipam.allocate(uid)
 
     def release_ip(self, uid: str) -> None:
-        with self.ips_lock:
-            self.ips.pop(uid, None)
+        self.ipam.release(uid)
 
     def register_hosts(self, pod: Obj, path: Path) -> None:
         self.proxy.register_hosts(pod, path)

@@ -65,6 +65,8 @@ def create_pod_netns(net: Network, pod_key: str, ip: str) -> str:
     _ip("-n", name, "link", "set", "lo", "up")
     _ip("-n", name, "link", "set", "eth0", "up")
     _ip("-n", name, "route", "add", "default", "via", net.gateway)
+    # The host may still map this address to a previous pod's MAC (see ipam.py).
+    _ip("neigh", "flush", "to", ip, "dev", net.bridge, check=False)
     return name
 
 
