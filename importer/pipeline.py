@@ -321,6 +321,7 @@ class ImportPipeline:
                     on_progress=self.progress.stage(0.0, 99.0),
                     stall_timeout=self.config.stall_timeout,
                     cancel=self.cancel,
+                    verified=nbd.uri,
                 )
             if hash_job is not None:
                 hash_job.result()
@@ -388,6 +389,7 @@ class ImportPipeline:
             on_progress=self.progress.stage(60.0, 99.0),
             stall_timeout=self.config.stall_timeout,
             cancel=self.cancel,
+            verified=path,
         )
         self._remove_scratch()
         return self._commit(virtual)

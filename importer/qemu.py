@@ -306,6 +306,7 @@ def convert(
     attempts: int = 3,
     limits: Limits = CONVERT_LIMITS,
     cancel: threading.Event | None = None,
+    verified: str | None = None,
 ) -> None:
     """Convert `src` (read as `fmt`) to raw in `dest`, retrying stalled runs.
 
@@ -314,8 +315,11 @@ def convert(
     fresh source, so a dead or hung nbdkit is replaced, and a run that failed *reading*
     the source is retried too. Progress (0..100) restarts from 0 on a retry.
 
-    The caller checks the image first (`info` + `check_safe`); convert re-checks cheaply
-    with the same source so that it can never follow a backing file on its own.
+    The caller checks the image first (`info` + `check_safe`); convert re-checks every
+    source it has not seen checked, so that it can never follow a backing file on its own.
+    `verified` names the one source (path or NBD URI, same server) the caller checked:
+    an attempt reading exactly it skips the re-check (one qemu-img start and a round of
+    header reads over the network fewer).
     Raises ImportFailure: STALLED after `attempts` stalled runs, NO_SPACE, CONVERSION_FAILED,
     CANCELLED when cancelled.
     """
@@ -342,7 +346,7 @@ def convert(
         _convert_attempts(
             factory, fmt, dest, remote=remote, create=create, zeroed=dest_exists_zeroed,
             direct=direct, on_progress=on_progress, stall_timeout=stall_timeout,
-            attempts=attempts, limits=limits, cancel=cancel,
+            attempts=attempts, limits=limits, cancel=cancel, verified=verified,
         )
     except BaseException:
         if create:
@@ -366,12 +370,14 @@ def _convert_attempts(
     attempts: int,
     limits: Limits,
     cancel: threading.Event | None,
+    verified: str | None,
 ) -> None:
     failure: ImportFailure | None = None
     for _attempt in range(max(1, attempts)):
         with factory() as uri:
             try:
-                check_safe(info(uri, fmt))
+                if uri != verified:
+                    check_safe(info(uri, fmt))
             except ImportFailure as e:
                 if remote and e.reason in (Reason.STALLED, Reason.NETWORK_ERROR):
                     failure = e  # a fresh source on the next attempt may answer

@@ -143,6 +143,40 @@ def test_a_backing_file_is_refused_by_convert_itself(
     assert not dest.exists()
 
 
+def test_only_the_source_the_caller_verified_skips_the_recheck(
+    images: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt reads the very server the pipeline inspected: no second
+    `qemu-img info`. A fresh server on a retry, or any other source, is checked again."""
+    checked: list[str] = []
+    real_info = qemu.info
+
+    def spy(filename: str, fmt: str, **kw: object) -> qemu.QemuInfo:
+        checked.append(filename)
+        return real_info(filename, fmt)
+
+    monkeypatch.setattr(qemu, "info", spy)
+    src = str(images["qcow2"])
+    qemu.convert(src, "qcow2", str(tmp_path / "a"), dest_is_block=False, verified=src)
+    assert checked == []
+    qemu.convert(src, "qcow2", str(tmp_path / "b"), dest_is_block=False,
+                 verified=str(tmp_path / "elsewhere"))
+    assert checked == [src]
+    assert same_content(str(tmp_path / "a"), images["qcow2"], "qcow2")
+
+
+def test_verifying_one_source_does_not_let_another_through(
+    images: dict[str, Path], tmp_path: Path
+) -> None:
+    child = tmp_path / "child.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(images["qcow2"]),
+                    "-F", "qcow2", str(child)], check=True)
+    with pytest.raises(ImportFailure) as e:
+        qemu.convert(str(child), "qcow2", str(tmp_path / "out"), dest_is_block=False,
+                     verified=str(images["qcow2"]))
+    assert e.value.reason is Reason.UNSAFE_IMAGE
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mnt = tmp_path / "small"
