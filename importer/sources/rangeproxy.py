@@ -25,7 +25,8 @@ from typing import Any
 
 from importer.sources.base import RandomAccess
 
-Fetch = Callable[[int, int], Iterable[bytes]]
+Chunk = bytes | bytearray | memoryview
+Fetch = Callable[[int, int], Iterable[Chunk]]
 """fetch(start, end_inclusive) -> chunks of exactly that byte range."""
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
@@ -71,22 +72,33 @@ class BlockCache:
         self._size = size
         self._block = block
         self._keep = keep
-        self._blocks: dict[int, bytes] = {}
+        self._blocks: dict[int, bytearray] = {}
         self._order: list[int] = []
-        self._inflight: dict[int, Future[bytes]] = {}
+        self._inflight: dict[int, Future[bytearray]] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="range-prefetch")
         self._lock = threading.Lock()
         self.fetches = 0
 
-    def _load(self, index: int) -> bytes:
+    def _load(self, index: int) -> bytearray:
         start = index * self._block
         end = min(start + self._block, self._size) - 1
-        data = b"".join(self._fetch(start, end))
-        if len(data) != end - start + 1:
-            raise OSError(f"short read of block {index}: {len(data)} bytes")
+        want = end - start + 1
+        # Filled in place: joining the chunks would hold the block twice while it loads.
+        data = bytearray(want)
+        view = memoryview(data)
+        got = 0
+        with view:
+            for chunk in self._fetch(start, end):
+                n = len(chunk)
+                if got + n > want:
+                    raise OSError(f"long read of block {index}")
+                view[got : got + n] = chunk
+                got += n
+        if got != want:
+            raise OSError(f"short read of block {index}: {got} bytes")
         return data
 
-    def _future(self, index: int) -> Future[bytes]:
+    def _future(self, index: int) -> Future[bytearray]:
         """The pending fetch of `index`, started if needed (call with the lock held)."""
         fut = self._inflight.get(index)
         if fut is None:
@@ -94,7 +106,7 @@ class BlockCache:
             self._inflight[index] = fut
         return fut
 
-    def _get(self, index: int) -> bytes:
+    def _get(self, index: int) -> bytearray:
         with self._lock:
             data = self._blocks.get(index)
             if data is not None:
@@ -129,14 +141,15 @@ class BlockCache:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def __call__(self, start: int, end: int) -> Iterable[bytes]:
+    def __call__(self, start: int, end: int) -> Iterable[Chunk]:
         pos = start
         while pos <= end:
             index = pos // self._block
             data = self._get(index)
             offset = pos - index * self._block
+            # A view, not a copy: the block stays alive as long as the view is being sent.
             piece = memoryview(data)[offset : offset + (end - pos + 1)]
-            yield bytes(piece)
+            yield piece
             pos += len(piece)
 
 

@@ -63,3 +63,32 @@ def test_reads_ahead_and_retries_a_failed_prefetch() -> None:
     assert b"".join(cache(2048, 4095)) == data[2048:]  # its prefetch failed: fetched again
     assert seen.count(2048) == 2
     cache.close()
+
+
+def test_a_block_arriving_in_pieces_is_assembled_and_a_wrong_length_is_an_error() -> None:
+    import pytest
+
+    data = os.urandom(5000)
+    extra = {"long": False}
+
+    def fetch(start: int, end: int):
+        piece = data[start : end + 1]
+        for i in range(0, len(piece), 333):  # many small chunks, as a socket delivers them
+            yield piece[i : i + 333]
+        if extra["long"]:
+            yield b"x"
+
+    cache = BlockCache(fetch, len(data), block=2048, keep=2)
+    out = list(cache(100, 4999))
+    assert b"".join(out) == data[100:]
+    assert all(isinstance(p, memoryview) for p in out)  # served without copying the block
+    cache.close()
+
+    def short(start: int, end: int):
+        yield data[start:end]  # one byte missing
+
+    with pytest.raises(OSError, match="short read"):
+        b"".join(BlockCache(short, len(data), block=2048)(0, 10))
+    extra["long"] = True
+    with pytest.raises(OSError, match="long read"):
+        b"".join(BlockCache(fetch, len(data), block=2048)(0, 10))
