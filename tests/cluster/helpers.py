@@ -10,6 +10,17 @@ T = TypeVar("T")
 
 TESTUTIL = "cdi-py/testutil:latest"
 
+# A pod command serving its own name over HTTP on 8443 (POD_NAME from the downward API).
+SERVE = (
+    "python3 -c 'import http.server, os; "
+    'h = type("H", (http.server.BaseHTTPRequestHandler,), {"do_GET": lambda s: '
+    '(s.send_response(200), s.end_headers(), s.wfile.write(os.environ["POD_NAME"].encode()))}); '
+    'http.server.ThreadingHTTPServer(("0.0.0.0", 8443), h).serve_forever()\''
+)
+POD_NAME_ENV = {
+    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+}
+
 
 def wait_for(
     what: str, fn: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.3

@@ -17,7 +17,7 @@ from localcluster.cluster import Cluster
 from localcluster.layout import Network, State
 from localcluster.network import bridge_mac
 
-from tests.cluster.helpers import pod, wait_for
+from tests.cluster.helpers import POD_NAME_ENV, SERVE, phase, pod, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -45,11 +45,6 @@ def bridge_address(net: Network) -> str:
     return str(json.loads(out)[0]["address"])
 
 
-def phase_is(api, ns, name, *phases):
-    return lambda: api.get(f"/api/v1/namespaces/{ns}/pods/{name}")["status"].get(
-        "phase") in phases
-
-
 def test_the_bridge_keeps_its_address_and_running_pods_their_gateway(cluster, namespace):
     api = cluster.api()
     index = State.load(Cluster(cluster.root).layout.state_file).index
@@ -59,11 +54,11 @@ def test_the_bridge_keeps_its_address_and_running_pods_their_gateway(cluster, na
 
     pods = f"/api/v1/namespaces/{namespace}/pods"
     api.create(pods, pod("steady", f"python3 -c '{PROBE}'", restart="Always"))
-    wait_for("steady running", phase_is(api, namespace, "steady", "Running"), 60)
+    wait_for("steady running", phase(api, namespace, "steady", "Running"), 60)
     for i in range(6):
         api.create(pods, pod(f"churn{i}", "sleep 0.5"))
     for i in range(6):
-        wait_for(f"churn{i} done", phase_is(api, namespace, f"churn{i}", "Succeeded"), 60)
+        wait_for(f"churn{i} done", phase(api, namespace, f"churn{i}", "Succeeded"), 60)
         api.delete(f"{pods}/churn{i}")
     time.sleep(2)
 
@@ -73,16 +68,6 @@ def test_the_bridge_keeps_its_address_and_running_pods_their_gateway(cluster, na
     assert [line for line in report if line.startswith("fail")] == []
 
 
-SERVE = (
-    "python3 -c 'import http.server, os; "
-    'h = type("H", (http.server.BaseHTTPRequestHandler,), {"do_GET": lambda s: '
-    '(s.send_response(200), s.end_headers(), s.wfile.write(os.environ["POD_NAME"].encode()))}); '
-    'http.server.ThreadingHTTPServer(("0.0.0.0", 8080), h).serve_forever()\''
-)
-POD_NAME_ENV = {
-    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
-}
-
 
 def _serving(api, ns, name):
     def check():
@@ -91,7 +76,7 @@ def _serving(api, ns, name):
         if p["status"].get("phase") != "Running" or not ip:
             return None
         try:
-            with urllib.request.urlopen(f"http://{ip}:8080/", timeout=1) as r:
+            with urllib.request.urlopen(f"http://{ip}:8443/", timeout=1) as r:
                 return ip if r.read().decode() == name else None
         except OSError:
             return None
@@ -107,6 +92,6 @@ def test_the_host_reaches_a_new_pod_at_once_after_an_old_one_went(cluster, names
     api.delete(f"{pods}/first", {"gracePeriodSeconds": 0})
     wait_for("first gone", lambda: api.get_or_none(f"{pods}/first") is None, 60)
     api.create(pods, pod("second", SERVE, container=POD_NAME_ENV))
-    wait_for("second running", phase_is(api, namespace, "second", "Running"), 60)
+    wait_for("second running", phase(api, namespace, "second", "Running"), 60)
     # Within a few seconds of starting, not after the host's neighbour entry expires.
     wait_for("second serving", _serving(api, namespace, "second"), 8, interval=0.2)

@@ -6,20 +6,9 @@ import urllib.request
 
 import pytest
 
-from tests.cluster.helpers import phase, pod, wait_for
+from tests.cluster.helpers import POD_NAME_ENV, SERVE, phase, pod, wait_for
 
 pytestmark = pytest.mark.cluster
-
-SERVE = (
-    "python3 -c 'import http.server, os; "
-    'h = type("H", (http.server.BaseHTTPRequestHandler,), {"do_GET": lambda s: '
-    '(s.send_response(200), s.end_headers(), s.wfile.write(os.environ["POD_NAME"].encode()))}); '
-    'http.server.ThreadingHTTPServer(("0.0.0.0", 8443), h).serve_forever()\''
-)
-POD_NAME_ENV = {
-    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
-}
-
 
 def _create(cluster, ns, manifest):
     return cluster.api().create(f"/api/v1/namespaces/{ns}/pods", manifest)

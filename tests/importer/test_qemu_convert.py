@@ -17,6 +17,7 @@ from importer import qemu
 from importer.errors import ImportFailure
 from importer.nbd import NbdServer, nbd_source
 from importer.sources.base import RandomAccess
+from tests import imagefactory
 from tests.importer.test_qemu_info import FORMATS, children, make_image
 
 
@@ -133,9 +134,7 @@ def test_a_block_target_that_is_not_a_block_device_is_refused(
 def test_a_backing_file_is_refused_by_convert_itself(
     images: dict[str, Path], tmp_path: Path
 ) -> None:
-    child = tmp_path / "child.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(images["qcow2"]),
-                    "-F", "qcow2", str(child)], check=True)
+    child = imagefactory.qcow2_with_backing(tmp_path)
     dest = tmp_path / "out"
     with pytest.raises(ImportFailure) as e:
         qemu.convert(str(child), "qcow2", str(dest), dest_is_block=False)
@@ -168,9 +167,7 @@ def test_only_the_source_the_caller_verified_skips_the_recheck(
 def test_verifying_one_source_does_not_let_another_through(
     images: dict[str, Path], tmp_path: Path
 ) -> None:
-    child = tmp_path / "child.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(images["qcow2"]),
-                    "-F", "qcow2", str(child)], check=True)
+    child = imagefactory.qcow2_with_backing(tmp_path)
     with pytest.raises(ImportFailure) as e:
         qemu.convert(str(child), "qcow2", str(tmp_path / "out"), dest_is_block=False,
                      verified=str(images["qcow2"]))
