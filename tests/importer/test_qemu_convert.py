@@ -19,6 +19,7 @@ from importer.nbd import NbdServer, nbd_source
 from importer.sources.base import RandomAccess
 from tests import imagefactory
 from tests.importer.test_qemu_info import FORMATS, children, make_image
+from tests.peers import devices
 
 
 @pytest.fixture(autouse=True)
@@ -88,24 +89,15 @@ def test_progress_rises_to_100(images: dict[str, Path], tmp_path: Path) -> None:
 
 @pytest.fixture
 def loop_device(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A loop device over a sparse file; the test sizes it (truncate + `losetup -c`)."""
+    """A loop device over an empty file; the test sizes it (write + `losetup -c`)."""
     backing = tmp_path / "block.img"
     backing.touch()
-    dev = subprocess.run(
-        ["losetup", "-f", "--show", str(backing)], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    try:
-        yield dev, backing
-    finally:
-        subprocess.run(["losetup", "-d", dev], check=False)
+    with devices.loop_device(backing) as dev:
+        yield str(dev), backing
 
 
 def garbage_fill(backing: Path, dev: str, size: int) -> None:
-    chunk = b"\x5a" * (1 << 20)
-    with open(backing, "wb") as f:
-        for _ in range(size // len(chunk)):
-            f.write(chunk)
-        f.write(chunk[: size % len(chunk)])
+    devices.fill(backing, size, 0x5A)
     subprocess.run(["losetup", "-c", dev], check=True)
 
 
@@ -176,13 +168,8 @@ def test_verifying_one_source_does_not_let_another_through(
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
-    try:
+    with devices.tmpfs(tmp_path / "small", "2m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_full_target_is_no_space_and_leaves_no_partial_file(

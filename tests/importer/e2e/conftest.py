@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from tests.peers import devices
+
 MiB = 1 << 20
 REF_SIZE = 16 * MiB
 
@@ -160,14 +162,5 @@ def same_disk(reference: Path, out: Path, *, prefix_only: bool = False) -> bool:
 @pytest.fixture
 def loop_device(tmp_path: Path) -> Iterator[Path]:
     """A 20 MiB loop device full of garbage, like a reused volume."""
-    backing = tmp_path / "block.img"
-    with open(backing, "wb") as f:
-        for _ in range(20):
-            f.write(b"\xa5" * MiB)
-    dev = subprocess.run(
-        ["losetup", "-f", "--show", str(backing)], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    try:
-        yield Path(dev)
-    finally:
-        subprocess.run(["losetup", "-d", dev], check=False)
+    with devices.loop_device(devices.fill(tmp_path / "block.img", 20 * MiB)) as dev:
+        yield dev
