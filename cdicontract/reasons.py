@@ -27,6 +27,14 @@ class Reason(StrEnum):
     DIGEST_MISMATCH = "DigestMismatch"
     UNSAFE_ARCHIVE = "UnsafeArchive"
     CANCELLED = "Cancelled"
+    CORRUPT_IMAGE = "CorruptImage"
+    """The image's own tables point outside it (truncated or inconsistent): never converted."""
+    ARCHIVE_REFUSED = "ArchiveRefused"
+    """A tar (archive content or registry layer) exceeds a bound: header size, member count."""
+    SOURCE_CHANGED = "SourceChanged"
+    """The source served different bytes for the same range, or its validator changed."""
+    REDIRECT_REFUSED = "RedirectRefused"
+    """A redirect to a scheme or address the importer does not follow (https -> http, ...)."""
     INTERNAL = "InternalError"
 
 
@@ -43,6 +51,9 @@ PERMANENT: frozenset[Reason] = frozenset(
         Reason.MANIFEST_INVALID,
         Reason.DIGEST_MISMATCH,
         Reason.UNSAFE_ARCHIVE,
+        Reason.CORRUPT_IMAGE,
+        Reason.ARCHIVE_REFUSED,
+        Reason.REDIRECT_REFUSED,
     }
 )
 

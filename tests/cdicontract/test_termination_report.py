@@ -40,6 +40,11 @@ def test_garbage_becomes_an_internal_report(text: str) -> None:
         (Reason.NETWORK_ERROR, False),
         (Reason.SOURCE_NOT_FOUND, False),
         (Reason.NO_SPACE, False),
+        (Reason.CORRUPT_IMAGE, True),
+        (Reason.ARCHIVE_REFUSED, True),
+        (Reason.REDIRECT_REFUSED, True),
+        # A source that changed may be consistent again on the next attempt.
+        (Reason.SOURCE_CHANGED, False),
     ],
 )
 def test_permanence_of_reasons(reason: Reason, permanent: bool) -> None:
