@@ -73,3 +73,23 @@ class Hasher:
 def _shown(text: str) -> str:
     # A checksum is not a secret, but the field may hold anything a user pasted: bound it.
     return repr(text[:80] + ("..." if len(text) > 80 else ""))
+
+
+class DigestCheck:
+    """An expected digest of a whole object (a registry blob's `sha256:...`), fed in order."""
+
+    def __init__(self, digest: str, reason: Reason, what: str) -> None:
+        algorithm, _, hexdigest = digest.partition(":")
+        if algorithm not in ("sha256", "sha512") or not _HEX.fullmatch(hexdigest):
+            raise ImportFailure(Reason.MANIFEST_INVALID, f"unsupported digest {_shown(digest)}")
+        self.digest = digest
+        self._h = hashlib.new(algorithm)
+        self._reason = reason
+        self._what = what
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._h.update(data)
+
+    def verify(self) -> None:
+        if f"{self._h.name}:{self._h.hexdigest()}" != self.digest:
+            raise ImportFailure(self._reason, f"{self._what} does not match {self.digest}")

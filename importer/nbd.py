@@ -41,6 +41,16 @@ _SECRET_KEYS = frozenset({"password", "proxy-password", "cookie", "header", "pro
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes including the NUL
 
 
+_PROXY_VARIABLES = frozenset(
+    {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
+)
+
+
+def _env() -> dict[str, str]:
+    """nbdkit's environment: ours without proxies (it only ever reads a local socket)."""
+    return {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARIABLES}
+
+
 def secrets_of(access: RandomAccess) -> tuple[str, ...]:
     """Strings from the nbdkit command line that must never appear in a message or log."""
     found: list[str] = []
@@ -139,6 +149,7 @@ class NbdServer:
         try:
             self._proc = subprocess.Popen(
                 argv,
+                env=_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

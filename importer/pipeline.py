@@ -2,13 +2,19 @@
 
     source -> count + hash (bytes as served) -> decompress -> detect format
       raw/ISO:             stream into the target, zero blocks as holes        (TransferRaw)
-      other, seekable:     qemu-img reads the source through nbdkit, no copy   (ConvertFromSource)
+      other, seekable:     qemu-img reads the source's pinned view, no copy    (ConvertFromSource)
       other, not seekable: download to scratch, then convert                   (DownloadToScratch,
                                                                                 ConvertFromScratch)
       archive:             extract the tar into the target directory           (ExtractArchive)
 
 Each phase handler returns the next phase; `importer.driver.drive` walks them. Every
 failure aborts the target, so no half-written image is left at the destination.
+
+The bytes we inspect and checksum are the bytes we write: the streaming paths hash and
+detect the one stream they write from (and scratch is a local copy of it); the ranged path
+reads everything (format detection, header inspection, `qemu-img info`, `qemu-img convert`,
+the checksum, a registry blob's digest) through the source's one `PinnedObject`
+(importer/sources/pinned.py), and verifies the whole object before the target is committed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
@@ -35,10 +42,13 @@ from importer.progress import Progress
 from importer.rawcopy import copy_raw
 from importer.resume import ResumingReader
 from importer.sources.base import Source, SourceInfo
+from importer.sources.pinned import Window
+from importer.sources.rangeproxy import RangeProxy
 from importer.streams import Counter, Tail, peek, tap
 from importer.targets import Target, select_target
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_RESTARTS = 3
 COMPRESSION_MAGIC_BYTES = 512
@@ -67,6 +77,9 @@ class ImportState:
     target_begun: bool = False
     restarts: int = 0
     resumes_before: int = 0
+    ranged_fetched: int = 0
+    """Bytes the pinned view fetched for the ranged path (re-reads included)."""
+    ranged_resumes: int = 0
 
 
 class ImportPipeline:
@@ -167,7 +180,7 @@ class ImportPipeline:
         if st.fmt is formats.DiskFormat.RAW:
             return Phase.TRANSFER_RAW
         if st.compression is None:
-            if self.source.random_access() is not None:
+            if self.source.random_reads() is not None:
                 self._close_stream()
                 return Phase.CONVERT_NBD
             st.scratch_reason = "the source does not support random access (range requests)"
@@ -268,20 +281,6 @@ class ImportPipeline:
         st.virtual_size = image_size
         return self._commit(image_size)
 
-    def _read_at(self, offset: int, length: int) -> bytes:
-        """Random reads through the source's ranged open (header inspection: a few small reads)."""
-        assert self.source is not None
-        stream = self.source.open(offset)
-        try:
-            out = bytearray()
-            for chunk in stream:
-                out += chunk
-                if len(out) >= length:
-                    break
-            return bytes(out[:length])
-        finally:
-            stream.close()
-
     def _inspect_and_check(self, uri: str, read_at: formats.ReadAt, size: int | None) -> int:
         st = self.state
         assert st.fmt is not None
@@ -302,32 +301,54 @@ class ImportPipeline:
 
     def _convert_from_source(self) -> Phase:
         st = self.state
-        assert self.source is not None and st.fmt is not None and st.info is not None
-        access = self.source.random_access()
-        assert access is not None
+        assert self.source is not None and st.fmt is not None
+        view = self.source.random_reads()
+        assert view is not None
         self._download_share = None
-        hash_job = _BackgroundHash(self.source, st.info, self.config) if st.hasher else None
+        if self.config.checksum is not None:
+            view.add_verifier(self.config.checksum.hasher())
+        # The format was detected from the plain stream; the view must say the same.
+        head = view.read_at(0, formats.HEAD_SIZE)
+        if detect_compression(head[:COMPRESSION_MAGIC_BYTES]) is not None or (
+            formats.detect(head) is not st.fmt
+        ):
+            raise ImportFailure(
+                Reason.SOURCE_CHANGED,
+                f"{view.object.description}: ranged reads disagree with the download about "
+                "what the image is",
+            )
+        proxy = RangeProxy(view.fetch, view.length, view.name)
         try:
+            access = proxy.random_access()
             with NbdServer(access, workdir=self.workdir) as nbd:
-                virtual = self._inspect_and_check(nbd.uri, self._read_at, st.info.size)
-                target = self._begin_target()
-                # A factory, not a URI: the first attempt reuses this server, a retry after a
-                # stall gets a fresh nbdkit.
-                qemu.convert(
-                    nbd_source(access, workdir=self.workdir, running=nbd),
-                    st.fmt.value,
-                    target.qemu_output(),
-                    dest_is_block=target.is_block,
-                    on_progress=self.progress.stage(0.0, 99.0),
-                    stall_timeout=self.config.stall_timeout,
-                    cancel=self.cancel,
-                    verified=nbd.uri,
+                virtual = _pinned_failure(
+                    view, lambda: self._inspect_and_check(nbd.uri, view.read_at, view.length)
                 )
-            if hash_job is not None:
-                hash_job.result()
+                target = self._begin_target()
+
+                def convert() -> None:
+                    # A factory, not a URI: the first attempt reuses this server, a retry
+                    # after a stall gets a fresh nbdkit (reading the same pinned bytes).
+                    qemu.convert(
+                        nbd_source(access, workdir=self.workdir, running=nbd),
+                        st.fmt.value if st.fmt else "",
+                        target.qemu_output(),
+                        dest_is_block=target.is_block,
+                        on_progress=self.progress.stage(0.0, 99.0),
+                        stall_timeout=self.config.stall_timeout,
+                        cancel=self.cancel,
+                        verified=nbd.uri,
+                    )
+
+                _pinned_failure(view, convert)
+            # Nothing is committed before the whole object is verified: the checksum, the
+            # registry digest, and every byte read twice read the same.
+            _pinned_failure(view, view.finish)
         finally:
-            if hash_job is not None:
-                hash_job.stop()
+            proxy.close()
+            objects = (view.object, *view.companions)
+            st.ranged_fetched = sum(o.stats.fetched for o in objects)
+            st.ranged_resumes = sum(o.stats.resumes for o in objects)
         return self._commit(virtual)
 
     def _scratch_dir(self) -> str:
@@ -419,15 +440,13 @@ class ImportPipeline:
     def _report(self, walked: list[Phase]) -> TerminationReport:
         st = self.state
         elapsed = max(1e-6, time.monotonic() - self._started)
-        transferred: int | None = st.served.count
+        transferred = st.served.count + st.ranged_fetched
         extra: dict[str, str] = {}
         rate_of = transferred
         if Phase.CONVERT_NBD in walked:
-            # qemu-img read the source through nbdkit's range requests; we did not count
-            # those bytes, so say how it was read and rate the disk bytes produced instead.
-            transferred = None
-            rate_of = st.image_size
-            extra["read"] = "ranged (qemu-img through nbdkit, no scratch copy)"
+            # Rate the disk bytes produced: that is what the user waits for.
+            rate_of = st.image_size or 0
+            extra["read"] = "ranged (qemu-img through the pinned view, no scratch copy)"
         return TerminationReport(
             reason=Reason.COMPLETED,
             message="Import Complete",
@@ -440,45 +459,31 @@ class ImportPipeline:
             throughput_bytes_per_second=round(rate_of / elapsed, 1) if rate_of else None,
             scratch_used=Phase.DOWNLOAD_SCRATCH in walked,
             scratch_reason=st.scratch_reason,
-            resumes=st.resumes_before + (st.reader.resumes if st.reader else 0),
+            resumes=st.resumes_before
+            + (st.reader.resumes if st.reader else 0)
+            + st.ranged_resumes,
             checksum=str(self.config.checksum.algorithm) if self.config.checksum else None,
             extra=extra,
         )
 
 
-class _BackgroundHash:
-    """Hashes the whole object sequentially while qemu-img reads it at random through nbdkit.
+def _pinned_failure(view: Window, fn: Callable[[], T]) -> T:
+    """Run `fn`; if a read of the pinned view failed, that failure is the real one.
 
-    Costs a second read of the source but no disk: the checksum covers the bytes as served,
-    pinned to the same representation by the source's validator on resumed reads.
+    qemu-img only sees an I/O error when the range proxy cannot serve a read; the view kept
+    the source's own failure (SourceChanged, Unauthorized, NetworkError...) to report.
     """
-
-    def __init__(self, source: Source, info: SourceInfo, config: ImporterConfig) -> None:
-        assert config.checksum is not None
-        self._hasher = config.checksum.hasher()
-        self._reader = ResumingReader(source, info)
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="checksum", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for chunk in self._reader:
-                if self._stop.is_set():
-                    return
-                self._hasher.update(chunk)
-        except BaseException as e:  # handed to the main thread in result()
-            self._error = e
-
-    def result(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        self._hasher.verify()
-
-    def stop(self) -> None:
-        self._stop.set()
+    try:
+        result = fn()
+    except ImportFailure as e:
+        failure = view.failure
+        if failure is not None and failure is not e:
+            raise failure from e
+        raise
+    failure = view.failure
+    if failure is not None:
+        raise failure
+    return result
 
 
 def _os_failure(e: OSError, doing: str) -> ImportFailure:

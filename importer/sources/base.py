@@ -2,15 +2,19 @@
 
 A source is opened at an offset and yields chunks; `importer.resume.ResumingReader`
 turns drops into Range re-opens. A source that can serve random reads also offers a
-`RandomAccess`: an nbdkit invocation that exposes the image (or a slice of it) as an
-NBD export, so qemu-img can convert it without a scratch copy.
+`Window` on a `PinnedObject` (importer/sources/pinned.py): the one verified view through
+which inspection, qemu-img (via the range proxy and nbdkit) and the checksum all read the
+same bytes, so it converts without a scratch copy and without trusting the server twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from importer.sources.pinned import Window
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,7 @@ class SourceInfo:
     size: int | None
     """Length in bytes of the object as served (before decompression), if known."""
     supports_ranges: bool
-    """Whether `open(offset>0)` and `random_access()` work."""
+    """Whether `open(offset>0)` and `random_reads()` work."""
     validator: str | None = None
     """An ETag or similar that pins the representation across ranged re-opens."""
     description: str = ""
@@ -63,8 +67,11 @@ class Source(Protocol):
         """
         ...
 
-    def random_access(self) -> RandomAccess | None:
-        """How nbdkit can serve random reads of the body, or None when it cannot."""
+    def random_reads(self) -> Window | None:
+        """The image as a pinned, verified random-access view, or None when impossible.
+
+        The same object is returned on every call: every reader must share it.
+        """
         ...
 
     def close(self) -> None: ...

@@ -1,9 +1,16 @@
 """The HTTP(S) source: probe with HEAD, stream with GET, re-open with Range, describe nbdkit access.
 
 Redirects are followed here, hop by hop, rather than by requests, so that every hop's
-scheme is checked (a redirect to `file://` or `ftp://` is refused before anything is
-fetched), loops are named as loops, the final URL is known for nbdkit, and basic-auth
-credentials are only sent back to the origin they were given for.
+scheme is checked (a redirect to `file://` or `ftp://`, or from https down to http, is
+refused before anything is fetched), loops are named as loops, the final URL is known for
+ranged reads, and credentials (basic auth, `secretExtraHeaders`, and extra headers named
+Authorization, Proxy-Authorization or Cookie) are only sent to the origin they were given
+for: the same scheme, host and port, or its https upgrade.
+
+Random access (`random_reads`) is a `PinnedObject` whose ranged GETs carry the validator
+(If-Match for a strong ETag, If-Range, If-Unmodified-Since for a date), so a server that
+changes the object mid-import is caught, and whose bytes are fingerprinted, so one that
+answers two reads of the same range differently is caught too.
 
 requests/urllib3 exceptions are translated into `ImportFailure`s in this module only
 (`_translate`), with messages built from the redacted URL, never from the exception text
@@ -15,8 +22,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import shlex
-import tempfile
+import posixpath
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -27,7 +33,7 @@ import urllib3
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
-from importer.sources.base import RandomAccess, SourceInfo, Stream
+from importer.sources.base import SourceInfo, Stream
 from importer.sources.httpwire import (
     auth_allowed,
     ca_bundle_from_dir,
@@ -38,6 +44,7 @@ from importer.sources.httpwire import (
     redact_url,
     validator_of,
 )
+from importer.sources.pinned import PinnedObject, Window
 
 __all__ = [
     "HttpOptions",
@@ -59,6 +66,8 @@ ALLOWED_SCHEMES = frozenset({"http", "https"})
 # (S3 presigned GET URLs answer 403 to HEAD, some servers 405/501).
 HEAD_REFUSED = frozenset({400, 403, 405, 501})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Extra headers that are credentials whatever list they came from: origin only.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,10 @@ class HttpOptions:
     insecure: bool = False
     """Skip certificate verification (DataVolume `insecureSkipVerify`)."""
     headers: tuple[tuple[str, str], ...] = ()
-    """Extra request headers, parsed from "Name: value" lines by `parse_header_line`."""
+    """Extra request headers, parsed from "Name: value" lines by `parse_header_line`; sent
+    on every hop, except credential headers (CREDENTIAL_HEADERS), which go to the origin."""
+    origin_headers: tuple[tuple[str, str], ...] = ()
+    """Secret headers (`secretExtraHeaders`): sent to the origin only, like basic auth."""
     basic_auth: tuple[str, str] | None = None
     connect_timeout: float = 30.0
     read_timeout: float = 60.0
@@ -189,21 +201,25 @@ class HttpSource:
         self._session = session if session is not None else requests.Session()
         self._owns_session = session is None
         # identity: the image bytes as stored (a .gz must stay gzip), lengths that match.
-        self._headers = {
-            "User-Agent": options.user_agent,
-            "Accept-Encoding": "identity",
-            **dict(options.headers),
-        }
+        self._headers = {"User-Agent": options.user_agent, "Accept-Encoding": "identity"}
+        self._origin_headers: dict[str, str] = {}
+        for name, value in options.headers:
+            if name.lower() in CREDENTIAL_HEADERS:
+                self._origin_headers[name] = value
+            else:
+                self._headers[name] = value
+        self._origin_headers.update(options.origin_headers)
         self._verify: bool | str = False if options.insecure else (options.ca_bundle or True)
         self._info: SourceInfo | None = None
         self._final_url = self._url
-        self._head_ranges = False  # nbdkit's curl plugin needs HEAD + Accept-Ranges: bytes
-        self._secret_files: list[str] = []
+        self._window: Window | None = None
 
     # -- requests ----------------------------------------------------------------
 
     def _send(self, method: str, url: str, headers: Mapping[str, str]) -> requests.Response:
-        auth = self._auth if auth_allowed(self._origin, urlsplit(url)) else None
+        to_origin = auth_allowed(self._origin, urlsplit(url))
+        auth = self._auth if to_origin else None
+        sent = {**self._headers, **(self._origin_headers if to_origin else {}), **headers}
         quiet = warnings.catch_warnings() if self._options.insecure else contextlib.nullcontext()
         with quiet:
             if self._options.insecure:
@@ -212,7 +228,7 @@ class HttpSource:
                 return self._session.request(
                     method,
                     url,
-                    headers={**self._headers, **headers},
+                    headers=sent,
                     auth=auth,
                     stream=True,
                     allow_redirects=False,
@@ -222,9 +238,11 @@ class HttpSource:
             except _NETWORK_ERRORS as e:
                 raise _translate(e, self._where, self._options.read_timeout) from e
 
-    def _request(self, method: str, headers: Mapping[str, str]) -> tuple[requests.Response, str]:
+    def _request(
+        self, method: str, headers: Mapping[str, str], start: str | None = None
+    ) -> tuple[requests.Response, str]:
         """Send, following redirects ourselves; returns the final response and URL."""
-        url = self._url
+        url = start or self._url
         seen: set[str] = set()
         for _hop in range(MAX_REDIRECTS + 1):
             response = self._send(method, url, headers)
@@ -236,9 +254,15 @@ class HttpSource:
             scheme = urlsplit(target).scheme.lower()
             if scheme not in ALLOWED_SCHEMES:
                 raise ImportFailure(
-                    Reason.INVALID_CONFIG,
+                    Reason.REDIRECT_REFUSED,
                     f"{self._where} redirected to a {scheme or 'relative'}: URL; "
                     "only http and https redirects are followed",
+                )
+            if urlsplit(url).scheme.lower() == "https" and scheme == "http":
+                raise ImportFailure(
+                    Reason.REDIRECT_REFUSED,
+                    f"{self._where} redirected from https to plain http "
+                    f"({redact_url(target)}); a downgrade is never followed",
                 )
             seen.add(url)
             if target in seen:
@@ -265,15 +289,15 @@ class HttpSource:
             accept = {
                 t.strip().lower() for t in response.headers.get("Accept-Ranges", "").split(",")
             }
-            self._head_ranges = "bytes" in accept
+            head_ranges = "bytes" in accept
             size = content_length(response.headers)
             info = SourceInfo(
                 size=size,
-                supports_ranges=self._head_ranges,
+                supports_ranges=head_ranges,
                 validator=validator_of(response.headers),
                 description=self._where,
             )
-            if "none" not in accept and (size is None or not self._head_ranges):
+            if "none" not in accept and (size is None or not head_ranges):
                 # Ranges may work without being advertised; one tiny GET tells for sure.
                 probed, final = self._probe_with_get()
                 info = SourceInfo(
@@ -309,9 +333,17 @@ class HttpSource:
             raise ValueError(f"negative offset {offset}")
         headers: dict[str, str] = {}
         if offset > 0:
+            validator = self._info.validator if self._info is not None else None
+            if not validator:
+                # Without a validator a resumed body may belong to another version of the
+                # object: the disk would silently mix two images. Start over instead.
+                self._info = None
+                raise RestartRequired(
+                    f"{self._where}: cannot resume at byte {offset}: the server gives no "
+                    "ETag or Last-Modified to pin the object"
+                )
             headers["Range"] = f"bytes={offset}-"
-            if self._info is not None and self._info.validator:
-                headers["If-Range"] = self._info.validator
+            headers["If-Range"] = validator
         response, _final = self._request("GET", headers)
         try:
             self._check_body(response, offset)
@@ -355,60 +387,65 @@ class HttpSource:
         if known is not None and parsed[2] is not None and parsed[2] != known:
             raise RestartRequired(f"{self._where}: size changed from {known} to {parsed[2]}")
 
-    def random_access(self) -> RandomAccess | None:
-        """nbdkit curl plugin parameters reading the final URL, or None if it cannot work.
+    def random_reads(self) -> Window | None:
+        """A pinned view of the object for qemu-img and inspection, or None without ranges."""
+        if self._window is None:
+            info = self.info()
+            if not (info.supports_ranges and info.size):
+                return None
+            name = posixpath.basename(urlsplit(self._final_url).path) or "image"
+            pinned = PinnedObject(self._fetch_range, info.size, description=self._where)
+            self._window = Window(pinned, 0, info.size, name=name)
+        return self._window
 
-        Debian's nbdkit 1.32 curl plugin learns the size from HEAD and refuses servers
-        whose HEAD lacks `Accept-Ranges: bytes`, so that is what is required here.
-        """
+    def _fetch_range(self, start: int, end: int) -> Iterator[bytes]:
+        """Bytes [start, end] of the object as first probed, or RestartRequired if it changed."""
         info = self.info()
-        if not (self._head_ranges and info.supports_ranges and info.size is not None):
-            return None
-        opts = self._options
-        final = urlsplit(self._final_url)
-        params = [
-            f"url={self._final_url}",
-            "protocols=http,https",
-            "followlocation=false",  # already resolved; never follow a new hop unchecked
-            f"timeout={max(1, round(opts.connect_timeout + opts.read_timeout))}",
-            f"user-agent={opts.user_agent}",
-        ]
-        if opts.insecure:
-            params.append("sslverify=false")
-        elif opts.ca_bundle:
-            params.append(f"cainfo={opts.ca_bundle}")
-        secrets: list[str] = []
-        if opts.headers:
-            # Header values may be secrets (secretExtraHeaders): keep them out of argv.
-            lines = "".join(f"{name}: {value}\n" for name, value in opts.headers)
-            path = self._secret_file(lines)
-            secrets.append(path)
-            params.append(f"header-script=cat {shlex.quote(path)}")
-        if self._auth is not None and auth_allowed(self._origin, final):
-            path = self._secret_file(self._auth[1])
-            secrets.append(path)
-            params += [f"user={self._auth[0]}", f"password=+{path}"]
-        return RandomAccess(
-            plugin="curl",
-            params=tuple(params),
-            filters=("retry-request",),
-            filter_params=("retry-request-retries=5", "retry-request-delay=2"),
-            secret_files=tuple(secrets),
-        )
+        headers = {"Range": f"bytes={start}-{end}"}
+        validator = info.validator
+        if validator:
+            headers["If-Range"] = validator
+            if validator.startswith('"'):
+                headers["If-Match"] = validator  # strong ETag: 412 once it changed
+            else:
+                headers["If-Unmodified-Since"] = validator
+        response, _final = self._request("GET", headers, start=self._final_url)
+        try:
+            self._check_range(response, start, end, info.size)
+        except BaseException:
+            response.close()
+            raise
+        stream = _HttpStream(response, end - start + 1, self._where, self._options.read_timeout)
+        try:
+            yield from stream
+        finally:
+            stream.close()
 
-    def _secret_file(self, content: str) -> str:
-        fd, path = tempfile.mkstemp(prefix="cdi-http-")  # mode 0600
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
-        self._secret_files.append(path)
-        return path
+    def _check_range(
+        self, response: requests.Response, start: int, end: int, size: int | None
+    ) -> None:
+        status = response.status_code
+        if status in (412, 416):
+            raise RestartRequired(f"{self._where}: the object changed (HTTP {status})")
+        failure = failure_for_status(status, self._where)
+        if failure is not None:
+            raise failure
+        if status != 206:
+            raise RestartRequired(
+                f"{self._where}: HTTP {status} to a ranged GET of bytes {start}-{end}: the "
+                "object changed or the server stopped honouring ranges"
+            )
+        parsed = parse_content_range(response.headers.get("Content-Range"))
+        if parsed is None or parsed[:2] != (start, end) or parsed[2] != size:
+            raise RestartRequired(
+                f"{self._where}: Content-Range does not match bytes {start}-{end}/{size}"
+            )
 
     def close(self) -> None:
-        """Release connections and delete the secret files (after nbdkit has exited)."""
-        for path in self._secret_files:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        self._secret_files.clear()
+        """Release connections and the pinned view (after nbdkit has exited)."""
+        if self._window is not None:
+            self._window.close()
+            self._window = None
         if self._owns_session:
             self._session.close()
 

@@ -1,12 +1,12 @@
-"""A loopback HTTP range server that lets nbdkit's curl plugin read a source it cannot sign for.
+"""A loopback HTTP range server: how qemu-img (through nbdkit's curl plugin) reads a source.
 
-nbdkit's curl plugin first sends HEAD, then ranged GETs. Neither S3 presigned URLs (signed
-for one method: a GET URL refuses HEAD) nor registries with expiring bearer tokens fit
-that, and both would put a credential in nbdkit's argv. So the source serves its own bytes
-on a Unix socket in a private 0700 directory: HEAD answers the size, `GET` with `Range`
-calls the source's `fetch(start, end)` (which signs, refreshes tokens and pins the ETag as
-it does for streaming). nbdkit gets `url=http://localhost/... unix-socket-path=...` and
-no secret at all. Bodies are relayed chunk by chunk: memory stays flat.
+Every source with random access is read by qemu-img through this server, never directly:
+its `fetch` is a `importer.sources.pinned.Window`, so qemu-img reads the same verified
+bytes as our inspection and the checksum (see pinned.py). It also keeps every credential
+out of nbdkit: the source signs (S3), refreshes tokens (registries) and sends its headers
+(HTTP) in-process, and nbdkit gets `url=http://localhost/... unix-socket-path=...` in a
+private 0700 directory and no secret at all. HEAD answers the size, `GET` with `Range`
+serves `fetch(start, end)`. Bodies are relayed as views of cached blocks: memory stays flat.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import socketserver
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -48,109 +47,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start > end:
         raise ValueError("unsatisfiable range")
     return start, end
-
-
-BLOCK = 8 << 20
-BLOCKS_KEPT = 2
-
-
-class BlockCache:
-    """Turns many small ranged reads into few large ones, fetching one block ahead.
-
-    qemu-img reads a qcow2 cluster run at a time (64 KiB to 2 MiB) and mostly in order; to
-    S3 or a registry each of those would be a signed request with a round trip (and to
-    some stores a whole-object read). Fetching aligned 8 MiB blocks keeps the request
-    count near that of a plain download, and fetching the next block while qemu-img
-    consumes this one hides the round trip. At most `keep` blocks plus two in flight are
-    held: 32 MiB.
-    """
-
-    def __init__(
-        self, fetch: Fetch, size: int, block: int = BLOCK, keep: int = BLOCKS_KEPT
-    ) -> None:
-        self._fetch = fetch
-        self._size = size
-        self._block = block
-        self._keep = keep
-        self._blocks: dict[int, bytearray] = {}
-        self._order: list[int] = []
-        self._inflight: dict[int, Future[bytearray]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="range-prefetch")
-        self._lock = threading.Lock()
-        self.fetches = 0
-
-    def _load(self, index: int) -> bytearray:
-        start = index * self._block
-        end = min(start + self._block, self._size) - 1
-        want = end - start + 1
-        # Filled in place: joining the chunks would hold the block twice while it loads.
-        data = bytearray(want)
-        view = memoryview(data)
-        got = 0
-        with view:
-            for chunk in self._fetch(start, end):
-                n = len(chunk)
-                if got + n > want:
-                    raise OSError(f"long read of block {index}")
-                view[got : got + n] = chunk
-                got += n
-        if got != want:
-            raise OSError(f"short read of block {index}: {got} bytes")
-        return data
-
-    def _future(self, index: int) -> Future[bytearray]:
-        """The pending fetch of `index`, started if needed (call with the lock held)."""
-        fut = self._inflight.get(index)
-        if fut is None:
-            fut = self._pool.submit(self._load, index)
-            self._inflight[index] = fut
-        return fut
-
-    def _get(self, index: int) -> bytearray:
-        with self._lock:
-            data = self._blocks.get(index)
-            if data is not None:
-                self._order.remove(index)
-                self._order.append(index)
-            else:
-                fut = self._future(index)
-            ahead = index + 1
-            if ahead * self._block < self._size and ahead not in self._blocks:
-                self._future(ahead)
-        if data is not None:
-            return data
-        try:
-            data = fut.result()
-        except Exception:
-            # One direct retry: a read-ahead that failed (or a passing error) must not fail
-            # the read that needs the block; a second failure is the source's answer.
-            data = self._load(index)
-        finally:
-            with self._lock:
-                if self._inflight.get(index) is fut:
-                    del self._inflight[index]
-        with self._lock:
-            self.fetches += 1
-            if index not in self._blocks:
-                self._blocks[index] = data
-                self._order.append(index)
-            while len(self._order) > self._keep:
-                self._blocks.pop(self._order.pop(0), None)
-        return data
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def __call__(self, start: int, end: int) -> Iterable[Chunk]:
-        pos = start
-        while pos <= end:
-            index = pos // self._block
-            data = self._get(index)
-            offset = pos - index * self._block
-            # A view, not a copy: the block stays alive as long as the view is being sent.
-            piece = memoryview(data)[offset : offset + (end - pos + 1)]
-            yield piece
-            pos += len(piece)
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -224,8 +120,7 @@ class RangeProxy:
         os.chmod(self._dir, 0o700)
         self.socket_path = os.path.join(self._dir, "http.sock")
         self._server = _Server(self.socket_path, _Handler)
-        self.cache = BlockCache(fetch, size)
-        self._server.fetch = self.cache
+        self._server.fetch = fetch
         self._server.size = size
         self._name = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "image"
         self._thread = threading.Thread(
@@ -239,13 +134,14 @@ class RangeProxy:
             params=(
                 f"url=http://localhost/{self._name}",
                 f"unix-socket-path={self.socket_path}",
-                "timeout=120",
+                # The window's own retries may take minutes on a flaky source; qemu-img's
+                # stall watchdog, not curl, decides when a read hangs.
+                "timeout=3600",
                 *extra_params,
             ),
         )
 
     def close(self) -> None:
-        self.cache.close()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

@@ -6,8 +6,9 @@ and friends, addressed path-style so IP-and-port endpoints work (CDI issue #2173
 
 The body is streamed with ranged GETs pinned to the object's ETag (`IfMatch`), so a drop
 resumes from the last byte without mixing two versions of an object. Random access for
-qemu-img goes through nbdkit's curl plugin pointed at a loopback range server
-(`rangeproxy`) that signs each ranged GET in-process: no credential reaches nbdkit.
+qemu-img is a `PinnedObject` (pinned.py) whose ranged GETs carry the same `IfMatch`; the
+pipeline serves it to nbdkit through the loopback range proxy, which signs each GET
+in-process: no credential reaches nbdkit.
 
 Every botocore/urllib3 exception is translated here, at the boundary, into an
 `ImportFailure` with a precise reason; messages name the bucket and key, never the keys.
@@ -31,8 +32,8 @@ from botocore.config import Config
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
-from importer.sources.base import RandomAccess, SourceInfo
-from importer.sources.rangeproxy import RangeProxy
+from importer.sources.base import SourceInfo
+from importer.sources.pinned import PinnedObject, Window
 
 CHUNK = 1 << 20
 _AWS_VHOST = re.compile(r"^(?P<bucket>.+)\.s3[.-](?:[a-z0-9-]+\.)?amazonaws\.com(?:\.cn)?$")
@@ -218,7 +219,7 @@ class S3Source:
         except Exception as exc:
             raise translate(exc, f"client for {self._loc.description}") from exc
         self._info: SourceInfo | None = None
-        self._proxy: RangeProxy | None = None
+        self._window: Window | None = None
 
     @property
     def location(self) -> S3Location:
@@ -276,20 +277,16 @@ class S3Source:
         expected = resp.get("ContentLength")
         return _S3Stream(resp["Body"], None if expected is None else int(expected), loc.description)
 
-    def random_access(self) -> RandomAccess | None:
-        """nbdkit reads through a loopback range server that signs each ranged GET itself.
-
-        (A presigned GET URL does not work: nbdkit's curl plugin starts with HEAD, which a
-        URL signed for GET refuses, and the URL would be a credential in nbdkit's argv.)
-        """
-        info = self._info or self.info()
-        if info.size is None or info.size == 0:
-            return None
-        if self._proxy is None:
-            self._proxy = RangeProxy(
-                self._fetch_range, info.size, posixpath.basename(self._loc.key)
-            )
-        return self._proxy.random_access()
+    def random_reads(self) -> Window | None:
+        """A pinned view of the object (ranged GETs with IfMatch), or None when it is empty."""
+        if self._window is None:
+            info = self._info or self.info()
+            if not info.size:
+                return None
+            pinned = PinnedObject(self._fetch_range, info.size, description=info.description)
+            name = posixpath.basename(self._loc.key)
+            self._window = Window(pinned, 0, info.size, name=name)
+        return self._window
 
     def _fetch_range(self, start: int, end: int) -> Iterator[bytes]:
         loc = self._loc
@@ -297,7 +294,17 @@ class S3Source:
         kwargs["Range"] = f"bytes={start}-{end}"
         if self._info is not None and self._info.validator:
             kwargs["IfMatch"] = self._info.validator
-        resp = self._client.get_object(**kwargs)
+        try:
+            resp = self._client.get_object(**kwargs)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("PreconditionFailed", "412"):
+                raise RestartRequired(
+                    f"S3 object {loc.description} changed during the import"
+                ) from exc
+            raise translate(exc, f"GET {loc.description}") from exc
+        except Exception as exc:
+            raise translate(exc, f"GET {loc.description}") from exc
         stream = _S3Stream(resp["Body"], end - start + 1, loc.description)
         try:
             yield from stream
@@ -305,9 +312,9 @@ class S3Source:
             stream.close()
 
     def close(self) -> None:
-        if self._proxy is not None:
-            self._proxy.close()
-            self._proxy = None
+        if self._window is not None:
+            self._window.close()
+            self._window = None
         close = getattr(self._client, "close", None)
         if close is not None:
             close()

@@ -17,8 +17,6 @@ import requests
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
-from importer.sources.base import RandomAccess
-from importer.sources.rangeproxy import RangeProxy
 from importer.sources.registry.manifest import ACCEPT
 from importer.sources.registry.reference import DockerReference
 
@@ -67,7 +65,6 @@ class RegistryClient:
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override session.verify.
         self._verify: bool | str = False if options.insecure_tls else (options.ca_bundle or True)
         self._authorization: str | None = None
-        self._proxies: list[RangeProxy] = []
 
     @property
     def description(self) -> str:
@@ -192,21 +189,5 @@ class RegistryClient:
                 raise status_failure(resp.status_code, what)
             return bool(resp.headers.get("Accept-Ranges", "").lower() == "bytes")
 
-    def random_access(self, digest: str, offset: int, length: int) -> RandomAccess | None:
-        """nbdkit reads [offset, offset+length) of the blob through a loopback range server,
-        which re-authenticates as needed (registry tokens expire in minutes)."""
-        if length <= 0:
-            return None
-
-        def fetch(start: int, end: int) -> Iterator[bytes]:
-            return self.open_blob(digest, offset + start, offset + end)
-
-        proxy = RangeProxy(fetch, length, "disk")
-        self._proxies.append(proxy)
-        return proxy.random_access()
-
     def close(self) -> None:
-        for proxy in self._proxies:
-            proxy.close()
-        self._proxies.clear()
         self._session.close()

@@ -1,19 +1,17 @@
 """A local OCI archive (`oci-archive:///path/image.tar[:ref]`): an OCI layout inside a tar.
 
 Blobs are read in place from the archive file (tar member offsets), never unpacked;
-random access for an uncompressed layer is nbdkit's file plugin with the offset filter.
+random access to an uncompressed layer is ranged reads of the blob, like a registry's.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 from collections.abc import Iterator
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure
-from importer.sources.base import RandomAccess
 from importer.sources.registry.layer import normalize
 from importer.sources.registry.manifest import MANIFEST_TYPES, OCI_INDEX
 
@@ -100,15 +98,6 @@ class OciArchive:
 
     def serves_ranges(self, digest: str) -> bool:
         return True
-
-    def random_access(self, digest: str, offset: int, length: int) -> RandomAccess | None:
-        base, _ = self._member(self._blob_name(digest), f"blob {digest[:19]}")
-        return RandomAccess(
-            plugin="file",
-            params=(f"file={os.path.abspath(self.path)}",),
-            filters=("offset",),
-            filter_params=(f"offset={base + offset}", f"range={length}"),
-        )
 
     def close(self) -> None:
         pass

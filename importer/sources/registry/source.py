@@ -3,8 +3,14 @@
 `info()` resolves the manifest (index -> our platform). When the layers from the top down
 to the one holding the disk are uncompressed and the store serves ranges, it reads only
 their tar headers (ranged reads) to learn the disk's size and offset, which also enables
-`random_access()` (qemu-img converts without scratch). Otherwise the size is unknown until
+`random_reads()` (qemu-img converts without scratch). Otherwise the size is unknown until
 streaming and `scratch_reason` says why random access is impossible.
+
+On the ranged path every layer read is a `PinnedObject` over the whole blob, checked
+against the blob's digest: the tar headers we walked, the disk bytes qemu-img read and the
+rest of the blob are one verified set of bytes, and `Window.finish` (called by the
+pipeline before it commits) reads what was not read and fails with DIGEST_MISMATCH if the
+blob is not the one the manifest names.
 
 `open()` always streams whole blobs (so their digests are verified) from the top layer
 down; see `layer.py` for the rules about /disk/ and the entries we refuse. Unsafe images
@@ -21,8 +27,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cdicontract.reasons import Reason
+from importer.checksum import DigestCheck
 from importer.errors import ImportFailure
-from importer.sources.base import RandomAccess, SourceInfo
+from importer.sources.base import SourceInfo
+from importer.sources.pinned import PinnedObject, Window
 from importer.sources.registry.client import ClientOptions, RegistryClient
 from importer.sources.registry.layer import (
     LayerScan,
@@ -81,13 +89,11 @@ class BlobStore(Protocol):
 
     def serves_ranges(self, digest: str) -> bool: ...
 
-    def random_access(self, digest: str, offset: int, length: int) -> RandomAccess | None: ...
-
     def close(self) -> None: ...
 
 
 class RangedFile(io.RawIOBase):
-    """A seekable read-only view of a blob by ranged reads, for walking tar headers.
+    """A seekable read-only view of a pinned blob, for walking tar headers.
 
     tarfile in seekable mode reads a 512-byte header and seeks over the data, so only the
     headers (and a small read-ahead) cross the network.
@@ -95,8 +101,8 @@ class RangedFile(io.RawIOBase):
 
     READ_AHEAD = 64 << 10
 
-    def __init__(self, store: BlobStore, digest: str, size: int) -> None:
-        self._store, self._digest, self._size = store, digest, size
+    def __init__(self, blob: PinnedObject) -> None:
+        self._blob, self._size = blob, blob.size
         self._pos = 0
         self._buf_start = 0
         self._buf = b""
@@ -120,8 +126,8 @@ class RangedFile(io.RawIOBase):
             return 0
         rel = self._pos - self._buf_start
         if not (0 <= rel < len(self._buf)):
-            end = min(self._size, self._pos + max(len(b), self.READ_AHEAD)) - 1
-            self._buf = b"".join(self._store.open_blob(self._digest, self._pos, end))
+            want = min(self._size - self._pos, max(len(b), self.READ_AHEAD))
+            self._buf = self._blob.read_at(self._pos, want)
             self._buf_start, rel = self._pos, 0
             if not self._buf:
                 return 0
@@ -180,6 +186,8 @@ class RegistrySource:
         self._manifest: Manifest | None = None
         self._manifest_digest: str | None = None
         self._location: DiskLocation | None = None
+        self._blobs: list[PinnedObject] = []
+        self._window: Window | None = None
         self.scratch_reason: str | None = None
 
     # -- resolution ---------------------------------------------------------------------
@@ -220,10 +228,9 @@ class RegistrySource:
                 self.scratch_reason = "registry does not serve byte ranges"
                 return None
             scan = LayerScan()
+            blob = self._pinned_blob(layer)
             try:
-                with tarfile.open(
-                    fileobj=RangedFile(self._store, layer.digest, layer.size), mode="r:"
-                ) as tar:
+                with tarfile.open(fileobj=RangedFile(blob), mode="r:") as tar:
                     for member in tar:
                         path = classify(member, scan)
                         if path is not None:
@@ -240,6 +247,18 @@ class RegistrySource:
             if visibility.disk_opaque or "disk" in visibility.hidden:
                 break
         raise unsafe("image has no regular file under /disk/")
+
+    def _pinned_blob(self, layer: Descriptor) -> PinnedObject:
+        """The layer's blob as one pinned, digest-checked object (see the module docstring)."""
+        store, digest = self._store, layer.digest
+
+        def fetch(start: int, end: int) -> Iterator[bytes]:
+            return store.open_blob(digest, start, end)
+
+        blob = PinnedObject(fetch, layer.size, description=f"layer {digest[:19]}")
+        blob.add_verifier(DigestCheck(digest, Reason.DIGEST_MISMATCH, f"layer {digest[:19]}"))
+        self._blobs.append(blob)
+        return blob
 
     def info(self) -> SourceInfo:
         manifest = self._resolve()
@@ -277,13 +296,20 @@ class RegistrySource:
         """Stream the disk file; offset > 0 re-reads the blob and skips (digests need all)."""
         return _Stream(self._layers_stream(offset))
 
-    def random_access(self) -> RandomAccess | None:
+    def random_reads(self) -> Window | None:
         if self._location is None:
             self.info()
         loc = self._location
         if loc is None:
             return None
-        return self._store.random_access(loc.layer.digest, loc.data_offset, loc.size)
+        if self._window is None:
+            disk = self._blobs[-1]  # the scan stopped at the layer that holds the disk
+            self._window = Window(
+                disk, loc.data_offset, loc.size, name="disk", companions=tuple(self._blobs[:-1])
+            )
+        return self._window
 
     def close(self) -> None:
+        for blob in self._blobs:
+            blob.close()
         self._store.close()

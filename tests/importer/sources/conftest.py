@@ -13,6 +13,8 @@ import pytest
 from importer.resume import ResumingReader
 from importer.sources.base import RandomAccess
 from importer.sources.http import HttpSource
+from importer.sources.pinned import Window
+from importer.sources.rangeproxy import RangeProxy
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,19 @@ def nbdkit_convert(access: RandomAccess, fmt: str, out: Path) -> None:
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def window_convert(window: Window, fmt: str, out: Path) -> RandomAccess:
+    """What the pipeline does: the range proxy serves the pinned view, nbdkit exposes it,
+    qemu-img converts from it. Returns the nbdkit access used (to inspect its argv)."""
+    proxy = RangeProxy(window.fetch, window.length, window.name)
+    try:
+        access = proxy.random_access()
+        nbdkit_convert(access, fmt, out)
+    finally:
+        proxy.close()
+    window.finish()
+    return access
 
 
 def assert_same_raw(out: Path, data: bytes) -> None:

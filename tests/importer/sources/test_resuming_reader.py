@@ -15,7 +15,7 @@ import pytest
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
 from importer.resume import ResumingReader, exponential_backoff
-from importer.sources.base import RandomAccess, SourceInfo
+from importer.sources.base import SourceInfo
 
 
 @dataclass
@@ -57,7 +57,7 @@ class BytesSource:
         self.bodies.append(body)
         return body
 
-    def random_access(self) -> RandomAccess | None:
+    def random_reads(self) -> None:
         return None
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
 from importer.resume import ResumingReader
 from importer.sources.s3 import S3Options, S3Source, parse_s3_url, reason_for_code
+from tests.importer.sources.conftest import window_convert
 from tests.peers.s3 import S3Server, free_port
 
 
@@ -241,18 +242,6 @@ def _client_at(endpoint: str, service: str, **kwargs: Any) -> Any:
     return boto3.client(service, endpoint_url=endpoint, **kwargs)
 
 
-def _nbdkit_convert(params: tuple[str, ...], fmt: str, out: Path) -> None:
-    run = f"qemu-img convert -f {fmt} -O raw $nbd {out}"
-    proc = subprocess.run(
-        ["nbdkit", "-r", "-U", "-", "curl", *params, "--run", run],
-        check=False,
-        timeout=120,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["qcow2", "vmdk", "vpc", "vhdx", "vdi"])
 def test_random_access_converts_each_format_without_scratch(
@@ -262,16 +251,16 @@ def test_random_access_converts_each_format_without_scratch(
     url = s3_auth_server.put("formats", f"disk.{fmt}", image)
     opts = S3Options(access_key=s3_auth_server.access_key, secret_key=s3_auth_server.secret_key)
     src = S3Source(url, opts)
-    ra = src.random_access()
-    assert ra is not None and ra.plugin == "curl"
-    assert not any(
-        s3_auth_server.secret_key in p or s3_auth_server.access_key in p for p in ra.params
-    )
+    window = src.random_reads()
+    assert window is not None
     out = tmp_path / "out.raw"
     try:
-        _nbdkit_convert(ra.params, fmt, out)
+        access = window_convert(window, fmt, out)
     finally:
         src.close()
+    assert not any(
+        s3_auth_server.secret_key in p or s3_auth_server.access_key in p for p in access.params
+    )
     assert out.read_bytes() == raw_image.read_bytes()
 
 
@@ -282,11 +271,11 @@ def test_random_access_over_https_with_ca(
     url = s3_tls_server.put("tls", "disk.qcow2", image)
     opts = S3Options("testing", "testing", ca_bundle=s3_tls_server.ca_bundle)
     src = S3Source(url, opts)
-    ra = src.random_access()
-    assert ra is not None
+    window = src.random_reads()
+    assert window is not None
     out = tmp_path / "out.raw"
     try:
-        _nbdkit_convert(ra.params, "qcow2", out)
+        window_convert(window, "qcow2", out)
     finally:
         src.close()
     assert out.read_bytes() == raw_image.read_bytes()

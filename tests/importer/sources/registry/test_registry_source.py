@@ -13,6 +13,7 @@ import pytest
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure
 from importer.sources.registry.source import RegistryOptions, RegistrySource
+from tests.importer.sources.conftest import window_convert
 from tests.peers.registry import (
     OciLayout,
     Registry,
@@ -75,17 +76,6 @@ def _push(
     return reg.push(layout, tag, repo)
 
 
-def _nbdkit_convert(ra: object, out: Path) -> None:
-    plugin = ra.plugin  # type: ignore[attr-defined]
-    args = ["nbdkit", "-r", "-U", "-"]
-    for f in ra.filters:  # type: ignore[attr-defined]
-        args.append(f"--filter={f}")
-    args += [plugin, *ra.params, *ra.filter_params]  # type: ignore[attr-defined]
-    args += ["--run", f"qemu-img convert -f qcow2 -O raw $nbd {out}"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-
-
 @pytest.mark.parametrize("compression", ["gzip", "zstd"])
 def test_streams_the_disk_out_of_a_compressed_layer(
     registry: Registry, disk: tuple[Path, Path], tmp_path: Path, compression: str
@@ -96,7 +86,7 @@ def test_streams_the_disk_out_of_a_compressed_layer(
     info = src.info()
     assert info.size is None and info.validator and info.validator.startswith("sha256:")
     assert src.scratch_reason == f"layer is {compression}-compressed"
-    assert src.random_access() is None
+    assert src.random_reads() is None
     stream = src.open()
     assert _sha(stream) == _sha_file(qcow2)
     stream.close()
@@ -114,10 +104,10 @@ def test_uncompressed_layer_gives_size_and_random_access_for_qemu_img(
         assert info.size == qcow2.stat().st_size, src.scratch_reason
         assert src.scratch_reason is None
         assert _sha(src.open()) == _sha_file(qcow2)
-        ra = src.random_access()
-        assert ra is not None
+        window = src.random_reads()
+        assert window is not None
         out = tmp_path / "out.raw"
-        _nbdkit_convert(ra, out)
+        window_convert(window, "qcow2", out)  # verifies the blob's digest too
         assert out.read_bytes() == raw.read_bytes()
     finally:
         src.close()
@@ -297,11 +287,11 @@ def test_token_auth_random_access(
     url = _push(registry_token, tmp_path, [disk_entries(qcow2)], "none", "auth/token-ra")
     src = RegistrySource(url, _opts(registry_token))
     try:
-        ra = src.random_access()
-        assert ra is not None
-        assert not any("horse" in p for p in ra.params)
+        window = src.random_reads()
+        assert window is not None
         out = tmp_path / "out.raw"
-        _nbdkit_convert(ra, out)
+        access = window_convert(window, "qcow2", out)
+        assert not any("horse" in p for p in access.params)
         assert out.read_bytes() == raw.read_bytes()
     finally:
         src.close()
@@ -329,10 +319,10 @@ def test_oci_archive_streams_and_serves_random_access(
     src = RegistrySource(f"oci-archive://{archive}:v1", RegistryOptions())
     assert src.info().size == qcow2.stat().st_size
     assert _sha(src.open()) == _sha_file(qcow2)
-    ra = src.random_access()
-    assert ra is not None and ra.plugin == "file"
+    window = src.random_reads()
+    assert window is not None
     out = tmp_path / "out.raw"
-    _nbdkit_convert(ra, out)
+    window_convert(window, "qcow2", out)
     assert out.read_bytes() == raw.read_bytes()
     v2 = RegistrySource(f"oci-archive://{archive}:v2", RegistryOptions())
     assert b"".join(v2.open()) == b"other"
