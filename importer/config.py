@@ -53,6 +53,8 @@ class ImporterConfig:
     cert_dir: str | None = None
     insecure_tls: bool = False
     extra_headers: tuple[str, ...] = ()
+    secret_headers: tuple[str, ...] = ()
+    """From `secretExtraHeaders`: sent to the origin only, never after a redirect elsewhere."""
     access_key: str | None = None
     secret_key: str | None = None
     filesystem_overhead: float = DEFAULT_OVERHEAD
@@ -65,11 +67,15 @@ class ImporterConfig:
     insecure_registries: frozenset[str] = frozenset()
     platform_arch: str | None = None
     stall_timeout: float = 120.0
+    range_block: int = 8 << 20
+    """Size of the pinned view's ranged reads (and of its cache blocks, two of them kept)."""
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line or a message."""
         values = [self.secret_key or "", self.access_key or ""]
-        values += [h.partition(":")[2].strip() for h in self.extra_headers]
+        values += [
+            h.partition(":")[2].strip() for h in (*self.extra_headers, *self.secret_headers)
+        ]
         return tuple(v for v in values if len(v) >= 4)
 
 
@@ -145,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cert-dir", help="directory with a CA bundle for HTTPS")
     p.add_argument("--insecure-tls", action="store_true", default=None)
     p.add_argument("--extra-header", action="append", default=None, metavar="'Name: value'")
+    p.add_argument(
+        "--secret-headers-dir",
+        help="directory of mounted Secrets whose values are header lines, sent to the origin "
+        f"only (env {importpod.SECRET_EXTRA_HEADERS_DIR})",
+    )
     p.add_argument("--secret-dir", help="directory with files accessKeyId and secretKey")
     p.add_argument("--filesystem-overhead", help="fraction reserved for the filesystem (0.06)")
     p.add_argument("--preallocation", action="store_true", default=None)
@@ -155,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scratch-dir", help="where a download goes when conversion needs one")
     p.add_argument("--owner-uid", help="ownerUID label of the progress metric")
     p.add_argument("--stall-timeout", type=float, default=None, help="seconds without progress")
+    p.add_argument(
+        "--range-block-size",
+        default=None,
+        help="bytes per ranged read when converting without scratch (default 8Mi; larger "
+        "for high-latency object stores, two blocks are cached)",
+    )
     return p
 
 
@@ -175,6 +192,22 @@ def _default_termination_log(environ: Mapping[str, str]) -> str | None:
         return environ[env.TERMINATION_LOG]
     path = env.DEFAULT_TERMINATION_LOG
     return path if os.access(path, os.W_OK) else None
+
+
+MIN_RANGE_BLOCK = 4096
+MAX_RANGE_BLOCK = 64 << 20
+
+
+def _range_block(text: str | None) -> int:
+    if text is None:
+        return 8 << 20
+    size = parse_quantity(text)
+    if not MIN_RANGE_BLOCK <= size <= MAX_RANGE_BLOCK:
+        raise ImportFailure(
+            Reason.INVALID_CONFIG,
+            f"--range-block-size must be between {MIN_RANGE_BLOCK} and {MAX_RANGE_BLOCK} bytes",
+        )
+    return size
 
 
 def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> ImporterConfig:
@@ -223,10 +256,11 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
             key=lambda k: (len(k), k),
         )
         headers = [environ[k] for k in numbered]
-    secret_headers_dir = environ.get(importpod.SECRET_EXTRA_HEADERS_DIR, "")
+    secret_headers: list[str] = []
+    secret_headers_dir = pick(a.secret_headers_dir, importpod.SECRET_EXTRA_HEADERS_DIR)
     if secret_headers_dir:
-        headers += _read_secret_headers(secret_headers_dir)
-    for h in headers:
+        secret_headers = _read_secret_headers(secret_headers_dir)
+    for h in (*headers, *secret_headers):
         name, sep, _ = h.partition(":")
         if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
             raise ImportFailure(
@@ -273,6 +307,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
         cert_dir=cert_dir,
         insecure_tls=a.insecure_tls or _truthy(environ.get(env.INSECURE_TLS, "")),
         extra_headers=tuple(headers),
+        secret_headers=tuple(secret_headers),
         access_key=access_key,
         secret_key=secret_key,
         filesystem_overhead=overhead,
@@ -285,4 +320,5 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
         insecure_registries=registries,
         platform_arch=environ.get(env.PLATFORM_ARCH) or None,
         stall_timeout=a.stall_timeout if a.stall_timeout is not None else 120.0,
+        range_block=_range_block(a.range_block_size),
     )

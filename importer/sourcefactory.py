@@ -26,7 +26,9 @@ def build_source(config: ImporterConfig, workdir: str) -> Source:
             ca_bundle=ca_bundle,
             insecure=config.insecure_tls,
             headers=tuple(parse_header_line(h) for h in config.extra_headers),
+            origin_headers=tuple(parse_header_line(h) for h in config.secret_headers),
             basic_auth=auth,
+            range_block=config.range_block,
         )
         return HttpSource(config.endpoint, options)
     if config.source is SourceKind.S3:
@@ -39,6 +41,7 @@ def build_source(config: ImporterConfig, workdir: str) -> Source:
                 secret_key=config.secret_key,
                 ca_bundle=ca_bundle,
                 insecure=config.insecure_tls,
+                range_block=config.range_block,
             ),
         )
     if config.source is SourceKind.REGISTRY:
@@ -57,6 +60,7 @@ def build_source(config: ImporterConfig, workdir: str) -> Source:
                 insecure_tls=config.insecure_tls,
                 insecure_registries=config.insecure_registries,
                 architecture=config.platform_arch or node_architecture(),
+                range_block=config.range_block,
             ),
         )
     raise ImportFailure(Reason.INVALID_CONFIG, f"source {config.source} has no data to read")

@@ -44,7 +44,7 @@ from importer.sources.httpwire import (
     redact_url,
     validator_of,
 )
-from importer.sources.pinned import PinnedObject, Window
+from importer.sources.pinned import BLOCK, PinnedObject, Window
 
 __all__ = [
     "HttpOptions",
@@ -86,6 +86,8 @@ class HttpOptions:
     read_timeout: float = 60.0
     """No byte for this long: a transient failure (Reason.STALLED), which the reader resumes."""
     user_agent: str = "cdi-py-importer"
+    range_block: int = BLOCK
+    """Block size of the pinned view (`random_reads`)."""
 
 
 _SAFE_MODULES = frozenset({"builtins", "ssl", "socket", "http.client"})
@@ -394,7 +396,12 @@ class HttpSource:
             if not (info.supports_ranges and info.size):
                 return None
             name = posixpath.basename(urlsplit(self._final_url).path) or "image"
-            pinned = PinnedObject(self._fetch_range, info.size, description=self._where)
+            pinned = PinnedObject(
+                self._fetch_range,
+                info.size,
+                description=self._where,
+                block=self._options.range_block,
+            )
             self._window = Window(pinned, 0, info.size, name=name)
         return self._window
 

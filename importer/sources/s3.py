@@ -33,7 +33,7 @@ from botocore.config import Config
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
 from importer.sources.base import SourceInfo
-from importer.sources.pinned import PinnedObject, Window
+from importer.sources.pinned import BLOCK, PinnedObject, Window
 
 CHUNK = 1 << 20
 _AWS_VHOST = re.compile(r"^(?P<bucket>.+)\.s3[.-](?:[a-z0-9-]+\.)?amazonaws\.com(?:\.cn)?$")
@@ -46,6 +46,7 @@ class S3Options:
     ca_bundle: str | None = None
     insecure: bool = False
     region: str | None = None
+    range_block: int = BLOCK
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,12 @@ class S3Source:
             info = self._info or self.info()
             if not info.size:
                 return None
-            pinned = PinnedObject(self._fetch_range, info.size, description=info.description)
+            pinned = PinnedObject(
+                self._fetch_range,
+                info.size,
+                description=info.description,
+                block=self._options.range_block,
+            )
             name = posixpath.basename(self._loc.key)
             self._window = Window(pinned, 0, info.size, name=name)
         return self._window

@@ -17,6 +17,19 @@ URL whose query string selects misbehaviours, combinable:
   `redirect=<name>` 302 to that name's plain URL
 - `bad_range=1`    answer ranged GETs with 206 but a Content-Range starting at 0
 - `etag_changes=1` every response carries a new ETag (the representation "changed")
+- `alt=<name>&alt_from=N`  from the N-th GET of this URL on (1-based; HEADs and
+                   `bytes=0-0` probes not counted), serve the payload registered as <name>
+                   instead: clean to the first reader, something else to the next ones
+- `alt=<name>&alt_ranged=1`  ranged GETs get <name>'s bytes, plain GETs the real ones
+- `alt=<name>&alt_every=K`  every K-th GET gets <name>'s bytes, the others the real ones:
+                   the same range read twice may come back different
+- `keep_etag=1`    the ETag stays the real payload's even while serving <name> (a server
+                   that lies about its validator); otherwise each payload has its own
+- `novalidator=1`  ranges work, but no ETag and no Last-Modified
+- `drop_first_pct=P`  the first plain GET and the first ranged GET of this URL (probes
+                   not counted) are each cut at P% of their body, once
+Conditional requests are honoured as nginx does: `If-Match` with another ETag is 412,
+`If-Range` with another ETag gets the whole body (200).
 
 Every request is recorded (method, path, Range, If-Range, headers) in `requests`.
 """
@@ -141,15 +154,34 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         norange = q.get("norange") == "1"
+        rng = self.headers.get("Range")
+        probe = rng == "bytes=0-0"
+        real_etag = '"' + hashlib.sha256(payload).hexdigest()[:16] + '"'
+        nth_get = 0 if head or probe else self._count("get") + 1
+        alt = st.payloads.get(q.get("alt", ""))
+        if alt is not None and not probe and not head:
+            ranged = rng is not None
+            if (
+                (q.get("alt_ranged") == "1" and ranged)
+                or ("alt_from" in q and nth_get >= int(q["alt_from"]))
+                or ("alt_every" in q and nth_get % int(q["alt_every"]) == 0)
+            ):
+                payload = alt
         size = len(payload)
         start, end = 0, size - 1
         partial = False
-        rng = self.headers.get("Range")
         etag = '"' + hashlib.sha256(payload).hexdigest()[:16] + '"'
+        if q.get("keep_etag") == "1":
+            etag = real_etag
         if q.get("etag_changes") == "1":
             with st.lock:
                 st.etag_serial += 1
                 etag = f'"{st.etag_serial}"'
+        validators = q.get("novalidator") != "1" and not norange
+        if_match = self.headers.get("If-Match")
+        if if_match is not None and validators and if_match not in ("*", etag):
+            self._simple(412)
+            return
         if_range = self.headers.get("If-Range")
         if rng and not norange and (if_range is None or if_range == etag):
             spec = rng.removeprefix("bytes=")
@@ -171,6 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         if not norange:
             self.send_header("Accept-Ranges", "bytes")
+        if validators:
             self.send_header("ETag", etag)
         self.end_headers()
         if head:
@@ -185,6 +218,9 @@ class _Handler(BaseHTTPRequestHandler):
             with st.lock:
                 fired = st.fired.get(self.path, set())
                 drop_at = next((p for p in points if p > start and p not in fired), None)
+        first_of_kind = not probe and self._count("ranged" if rng else "plain") == 0
+        if "drop_first_pct" in q and first_of_kind:
+            drop_at = start + max(1, (end - start + 1) * int(q["drop_first_pct"]) // 100)
         stall_at: int | None = None
         if "stall_at" in q and self._count("stall") < int(q.get("stall_times", "1")):
             stall_at = int(q["stall_at"])

@@ -30,7 +30,7 @@ from cdicontract.reasons import Reason
 from importer.checksum import DigestCheck
 from importer.errors import ImportFailure
 from importer.sources.base import SourceInfo
-from importer.sources.pinned import PinnedObject, Window
+from importer.sources.pinned import BLOCK, PinnedObject, Window
 from importer.sources.registry.client import ClientOptions, RegistryClient
 from importer.sources.registry.layer import (
     LayerScan,
@@ -77,6 +77,7 @@ class RegistryOptions:
     insecure_registries: frozenset[str] = frozenset()
     architecture: str = node_architecture()
     max_manifest_bytes: int = MAX_MANIFEST_BYTES
+    range_block: int = BLOCK
 
 
 class BlobStore(Protocol):
@@ -255,7 +256,12 @@ class RegistrySource:
         def fetch(start: int, end: int) -> Iterator[bytes]:
             return store.open_blob(digest, start, end)
 
-        blob = PinnedObject(fetch, layer.size, description=f"layer {digest[:19]}")
+        blob = PinnedObject(
+            fetch,
+            layer.size,
+            description=f"layer {digest[:19]}",
+            block=self._options.range_block,
+        )
         blob.add_verifier(DigestCheck(digest, Reason.DIGEST_MISMATCH, f"layer {digest[:19]}"))
         self._blobs.append(blob)
         return blob
