@@ -125,7 +125,7 @@ class DigestReader(ChunkReader):
         self.count += len(chunk)
 
     def drain_and_verify(self) -> None:
-        while self.read(CHUNK):
+        while self.count <= self._size and self.read(CHUNK):
             pass
         if self.count != self._size:
             raise ImportFailure(
@@ -151,6 +151,13 @@ def decompressing(raw: io.RawIOBase, compression: str) -> IO[bytes]:
 _DECODE_ERRORS = (EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile)
 
 
+def _digest_first(raw: DigestReader) -> None:
+    """Before calling a layer corrupt, check its digest: a blob that is not the one the
+    manifest names was tampered with or damaged in transit, and that is the precise reason
+    (DIGEST_MISMATCH). Reads the rest of the blob (bounded by its declared size)."""
+    raw.drain_and_verify()
+
+
 def walk_layer(
     raw_chunks: Iterable[bytes],
     digest: str,
@@ -173,6 +180,7 @@ def walk_layer(
     try:
         tar = tarfile.open(fileobj=body, mode="r|")  # noqa: SIM115
     except (tarfile.TarError, *_DECODE_ERRORS) as exc:
+        _digest_first(raw)
         raise ImportFailure(Reason.INVALID_IMAGE, "layer is not a tar archive") from exc
     with tar:
         try:
@@ -202,8 +210,10 @@ def walk_layer(
                             continue
                     yield block
         except tarfile.TarError as exc:
+            _digest_first(raw)
             raise ImportFailure(Reason.INVALID_IMAGE, f"corrupt layer tar: {exc}") from exc
         except _DECODE_ERRORS as exc:
+            _digest_first(raw)
             raise ImportFailure(Reason.INVALID_IMAGE, "layer is not valid compressed data") from exc
     raw.drain_and_verify()
     apply_whiteouts(scan, visibility)
