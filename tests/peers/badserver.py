@@ -15,6 +15,7 @@ URL whose query string selects misbehaviours, combinable:
 - `status=C&status_times=K`  answer C (404, 403, 500, 503...) to the first K requests (all if no K)
 - `redirect=loop`  302 to itself; `redirect=file` 302 to file:///etc/passwd;
   `redirect=<name>` 302 to that name's plain URL
+- `redirect_to=<absolute URL>`  302 there (another host: `http://localhost:<port>/...`)
 - `bad_range=1`    answer ranged GETs with 206 but a Content-Range starting at 0
 - `etag_changes=1` every response carries a new ETag (the representation "changed")
 - `alt=<name>&alt_from=N`  from the N-th GET of this URL on (1-based; HEADs and
@@ -136,6 +137,9 @@ class _Handler(BaseHTTPRequestHandler):
             if times < 0 or self._count("status") < times:
                 self._simple(int(q["status"]))
                 return
+        if "redirect_to" in q:
+            self._simple(302, {"Location": q["redirect_to"]})
+            return
         redirect = q.get("redirect")
         if redirect == "loop":
             self._simple(302, {"Location": self.path})
@@ -286,9 +290,12 @@ class BadServer:
         with self._server.state.lock:
             self._server.state.payloads[name] = payload
 
-    def url(self, name: str, **behaviour: object) -> str:
+    def url(self, name: str, *, host: str = "127.0.0.1", **behaviour: object) -> str:
+        """The URL of `name` with misbehaviours; `host="localhost"` names the same server
+        under another host name (another origin, for redirect tests)."""
         query = urllib.parse.urlencode({k: str(v) for k, v in behaviour.items()})
-        return f"{self.base_url}/{name}" + (f"?{query}" if query else "")
+        base = self.base_url.replace("127.0.0.1", host, 1)
+        return f"{base}/{name}" + (f"?{query}" if query else "")
 
     @property
     def requests(self) -> list[RecordedRequest]:

@@ -6,6 +6,8 @@ Serves `docroot` over HTTP and HTTPS (certificate from the test CA), with:
 - `/needs-header/<name>`: the same files, 403 unless `X-Cdi-Test: let-me-in` is sent
   (proves extra headers reach the server);
 - `/redirect/<name>`: a 302 to `/<name>`; `/redirect-loop/a` and `/b` redirect to each other;
+- `/to-http/<name>`: a 302 to the plain-HTTP server's `/<name>` (a downgrade when asked
+  over HTTPS);
 - `/status/404`, `/status/403`, `/status/500`: fixed statuses.
 Everything nginx writes (pid, logs, temp dirs) stays in the session's tmp dir.
 """
@@ -78,6 +80,9 @@ def _conf(root: Path, docroot: Path, http_port: int, https_port: int, ca: TestCA
             alias {docroot}/;
         }}
         location /redirect/ {{ rewrite ^/redirect/(.*)$ /$1 redirect; }}
+        location /to-http/ {{
+            rewrite ^/to-http/(.*)$ http://127.0.0.1:{http_port}/$1 redirect;
+        }}
         location = /redirect-loop/a {{ return 302 /redirect-loop/b; }}
         location = /redirect-loop/b {{ return 302 /redirect-loop/a; }}
         location = /status/404 {{ return 404; }}
