@@ -76,9 +76,11 @@ def test_https_to_http_is_refused_before_anything_is_fetched(
 ) -> None:
     name = nginx.publish(payload.path, "downgrade.img")
     opts = HttpOptions(ca_bundle=str(nginx.ca_file), basic_auth=("u", "p"))
-    with HttpSource(f"{nginx.https_url}/to-http/{name}", opts) as source:
-        with pytest.raises(ImportFailure) as err:
-            source.info()
+    with (
+        HttpSource(f"{nginx.https_url}/to-http/{name}", opts) as source,
+        pytest.raises(ImportFailure) as err,
+    ):
+        source.info()
     assert err.value.reason is Reason.REDIRECT_REFUSED
     assert "https to plain http" in err.value.message
 
