@@ -35,6 +35,8 @@ class Reason(StrEnum):
     """The source served different bytes for the same range, or its validator changed."""
     REDIRECT_REFUSED = "RedirectRefused"
     """A redirect to a scheme or address the importer does not follow (https -> http, ...)."""
+    ADDRESS_REFUSED = "AddressRefused"
+    """The source is a loopback or link-local address and the cluster refuses those."""
     INTERNAL = "InternalError"
 
 
@@ -54,6 +56,7 @@ PERMANENT: frozenset[Reason] = frozenset(
         Reason.CORRUPT_IMAGE,
         Reason.ARCHIVE_REFUSED,
         Reason.REDIRECT_REFUSED,
+        Reason.ADDRESS_REFUSED,
     }
 )
 

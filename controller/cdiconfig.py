@@ -15,6 +15,8 @@ from controller import objects as o
 from controller.objects import Obj
 
 DEFAULT_OVERHEAD = "0.06"
+DENY_LOCAL_ADDRESSES_GATE = "DenyLocalImportAddresses"
+"""Ours: importer pods refuse sources on loopback and link-local addresses (SSRF guard)."""
 DEFAULT_RESOURCES: Obj = {
     "requests": {"cpu": "100m", "memory": "60M"},
     "limits": {"cpu": "750m", "memory": "600M"},
@@ -43,6 +45,11 @@ class EffectiveConfig:
     scratch_class: str = ""
     preallocation: bool = False
     upload_proxy_url: str = ""
+    feature_gates: frozenset[str] = frozenset()
+
+    @property
+    def deny_local_addresses(self) -> bool:
+        return DENY_LOCAL_ADDRESSES_GATE in self.feature_gates
 
     def overhead_for(self, storage_class: str | None) -> str:
         if storage_class and storage_class in self.class_overhead:
@@ -106,4 +113,5 @@ def effective(cdiconfig: Obj | None, storage_classes: list[Obj]) -> EffectiveCon
         scratch_class=str(scratch),
         preallocation=bool(spec.get("preallocation", False)),
         upload_proxy_url=str(spec.get("uploadProxyURLOverride") or ""),
+        feature_gates=frozenset(str(g) for g in spec.get("featureGates") or ()),
     )

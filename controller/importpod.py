@@ -75,6 +75,8 @@ def _env(pvc: Obj, req: ImportRequest, config: EffectiveConfig) -> list[Obj]:
                     "value": ",".join(config.insecure_registries)})
     if req.platform_arch:
         out.append({"name": env.PLATFORM_ARCH, "value": req.platform_arch})
+    if config.deny_local_addresses:
+        out.append({"name": env.DENY_LOCAL_ADDRESSES, "value": "true"})
     for names, value in ((("http_proxy", "HTTP_PROXY"), config.http_proxy),
                          (("https_proxy", "HTTPS_PROXY"), config.https_proxy),
                          (("no_proxy", "NO_PROXY"), config.no_proxy)):

@@ -68,6 +68,8 @@ class ImporterConfig:
     platform_arch: str | None = None
     stall_timeout: float = 120.0
     range_block: int = 8 << 20
+    deny_local_addresses: bool = False
+    """Refuse sources on loopback and link-local addresses (CDIConfig feature gate)."""
     """Size of the pinned view's ranged reads (and of its cache blocks, two of them kept)."""
 
     def secrets(self) -> tuple[str, ...]:
@@ -166,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scratch-dir", help="where a download goes when conversion needs one")
     p.add_argument("--owner-uid", help="ownerUID label of the progress metric")
     p.add_argument("--stall-timeout", type=float, default=None, help="seconds without progress")
+    p.add_argument(
+        "--deny-local-addresses",
+        action="store_true",
+        default=None,
+        help="refuse sources (and redirect hops) on loopback or link-local addresses "
+        f"(env {env.DENY_LOCAL_ADDRESSES})",
+    )
     p.add_argument(
         "--range-block-size",
         default=None,
@@ -321,4 +330,6 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
         platform_arch=environ.get(env.PLATFORM_ARCH) or None,
         stall_timeout=a.stall_timeout if a.stall_timeout is not None else 120.0,
         range_block=_range_block(a.range_block_size),
+        deny_local_addresses=bool(a.deny_local_addresses)
+        or _truthy(environ.get(env.DENY_LOCAL_ADDRESSES, "")),
     )

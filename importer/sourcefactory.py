@@ -29,6 +29,7 @@ def build_source(config: ImporterConfig, workdir: str) -> Source:
             origin_headers=tuple(parse_header_line(h) for h in config.secret_headers),
             basic_auth=auth,
             range_block=config.range_block,
+            deny_local_addresses=config.deny_local_addresses,
         )
         return HttpSource(config.endpoint, options)
     if config.source is SourceKind.S3:
@@ -42,6 +43,7 @@ def build_source(config: ImporterConfig, workdir: str) -> Source:
                 ca_bundle=ca_bundle,
                 insecure=config.insecure_tls,
                 range_block=config.range_block,
+                deny_local_addresses=config.deny_local_addresses,
             ),
         )
     if config.source is SourceKind.REGISTRY:
@@ -61,6 +63,7 @@ def build_source(config: ImporterConfig, workdir: str) -> Source:
                 insecure_registries=config.insecure_registries,
                 architecture=config.platform_arch or node_architecture(),
                 range_block=config.range_block,
+                deny_local_addresses=config.deny_local_addresses,
             ),
         )
     raise ImportFailure(Reason.INVALID_CONFIG, f"source {config.source} has no data to read")

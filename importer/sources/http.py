@@ -33,6 +33,7 @@ import urllib3
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
+from importer.sources.addressguard import guard, refused_in
 from importer.sources.base import SourceInfo, Stream
 from importer.sources.httpwire import (
     auth_allowed,
@@ -88,6 +89,8 @@ class HttpOptions:
     user_agent: str = "cdi-py-importer"
     range_block: int = BLOCK
     """Block size of the pinned view (`random_reads`)."""
+    deny_local_addresses: bool = False
+    """Refuse loopback and link-local peers at every hop (see addressguard.py)."""
 
 
 _SAFE_MODULES = frozenset({"builtins", "ssl", "socket", "http.client"})
@@ -118,6 +121,13 @@ def _cause(exc: BaseException) -> str:
 
 def _translate(exc: BaseException, where: str, read_timeout: float) -> ImportFailure:
     """The one place requests/urllib3/socket exceptions become ImportFailures."""
+    refused = refused_in(exc)
+    if refused is not None:
+        return ImportFailure(
+            Reason.ADDRESS_REFUSED,
+            f"{where}: {refused.host} is {refused.address}, a loopback or link-local "
+            "address, which this cluster does not import from",
+        )
     rx = requests.exceptions
     if isinstance(exc, rx.SSLError):
         return ImportFailure(Reason.TLS_ERROR, f"TLS with {where} failed: {_cause(exc)}")
@@ -202,6 +212,8 @@ class HttpSource:
         self._options = options
         self._session = session if session is not None else requests.Session()
         self._owns_session = session is None
+        if options.deny_local_addresses:
+            guard(self._session)
         # identity: the image bytes as stored (a .gz must stay gzip), lengths that match.
         self._headers = {"User-Agent": options.user_agent, "Accept-Encoding": "identity"}
         self._origin_headers: dict[str, str] = {}

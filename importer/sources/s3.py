@@ -32,6 +32,7 @@ from botocore.config import Config
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
+from importer.sources.addressguard import LocalAddressRefused, check_host
 from importer.sources.base import SourceInfo
 from importer.sources.pinned import BLOCK, PinnedObject, Window
 
@@ -47,6 +48,7 @@ class S3Options:
     insecure: bool = False
     region: str | None = None
     range_block: int = BLOCK
+    deny_local_addresses: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,16 @@ class S3Source:
     ) -> None:
         self._loc = parse_s3_url(url)
         self._options = options
+        if options.deny_local_addresses and self._loc.endpoint:
+            parts = urlsplit(self._loc.endpoint)
+            try:
+                check_host(parts.hostname or "", parts.port or 443)
+            except LocalAddressRefused as exc:
+                raise ImportFailure(
+                    Reason.ADDRESS_REFUSED,
+                    f"S3 endpoint {exc.host} is {exc.address}, a loopback or link-local "
+                    "address, which this cluster does not import from",
+                ) from exc
         factory = client_factory or boto3.session.Session().client
         try:
             self._client = factory("s3", **_client_kwargs(self._loc, options))

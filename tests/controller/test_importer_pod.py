@@ -78,3 +78,12 @@ def test_cdiconfig_proxy_resources_and_insecure_registries_reach_the_pod():
     assert env[envvars.INSECURE_TLS] == "true"
     assert env[envvars.INSECURE_REGISTRIES] == "reg.local:5000"
     assert pod["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "2", "memory": "1Gi"}}
+
+
+def test_the_deny_local_addresses_gate_reaches_the_importer():
+    req = ImportRequest(SourceKind.HTTP, "http://images.example/disk.qcow2")
+    off = importpod.build(f.pvc(), req, effective({"spec": {}}, []), SETTINGS)
+    assert envvars.DENY_LOCAL_ADDRESSES not in env_of(off)
+    gated = effective({"spec": {"featureGates": ["DenyLocalImportAddresses"]}}, [])
+    on = importpod.build(f.pvc(), req, gated, SETTINGS)
+    assert env_of(on)[envvars.DENY_LOCAL_ADDRESSES]["value"] == "true"

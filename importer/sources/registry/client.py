@@ -17,6 +17,7 @@ import requests
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
+from importer.sources.addressguard import guard, refused_in
 from importer.sources.registry.manifest import ACCEPT
 from importer.sources.registry.reference import DockerReference
 
@@ -32,6 +33,7 @@ class ClientOptions:
     ca_bundle: str | None = None
     insecure_tls: bool = False
     plain_http: bool = False
+    deny_local_addresses: bool = False
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -53,6 +55,17 @@ def status_failure(status: int, what: str) -> ImportFailure:
     return ImportFailure(Reason.SERVER_ERROR, f"{what}: HTTP {status}")
 
 
+def _network_failure(exc: BaseException, what: str) -> ImportFailure:
+    refused = refused_in(exc)
+    if refused is not None:
+        return ImportFailure(
+            Reason.ADDRESS_REFUSED,
+            f"{what}: {refused.host} is {refused.address}, a loopback or link-local address, "
+            "which this cluster does not import from",
+        )
+    return TransientSourceError(f"{what}: {type(exc).__name__}")
+
+
 class RegistryClient:
     """Talks to one repository of one registry."""
 
@@ -62,6 +75,8 @@ class RegistryClient:
         scheme = "http" if options.plain_http else "https"
         self._base = f"{scheme}://{ref.registry}/v2/{ref.repository}"
         self._session = requests.Session()
+        if options.deny_local_addresses:
+            guard(self._session)
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override session.verify.
         self._verify: bool | str = False if options.insecure_tls else (options.ca_bundle or True)
         self._authorization: str | None = None
@@ -85,7 +100,7 @@ class RegistryClient:
             )
             raise ImportFailure(Reason.TLS_ERROR, f"{what}: TLS handshake failed{hint}") from exc
         except requests.exceptions.RequestException as exc:
-            raise TransientSourceError(f"{what}: {type(exc).__name__}") from exc
+            raise _network_failure(exc, what) from exc
 
     def _request(self, method: str, path: str, headers: dict[str, str], what: str) -> Any:
         url = f"{self._base}/{path}"
@@ -121,7 +136,7 @@ class RegistryClient:
         except requests.exceptions.SSLError as exc:
             raise ImportFailure(Reason.TLS_ERROR, f"{what}: token server TLS failed") from exc
         except requests.exceptions.RequestException as exc:
-            raise TransientSourceError(f"{what}: token server {type(exc).__name__}") from exc
+            raise _network_failure(exc, f"{what}: token server") from exc
         if resp.status_code != 200:
             raise status_failure(resp.status_code, f"{what}: token request")
         try:

@@ -78,6 +78,7 @@ class RegistryOptions:
     architecture: str = node_architecture()
     max_manifest_bytes: int = MAX_MANIFEST_BYTES
     range_block: int = BLOCK
+    deny_local_addresses: bool = False
 
 
 class BlobStore(Protocol):
@@ -178,6 +179,7 @@ class RegistrySource:
                     ca_bundle=options.ca_bundle,
                     insecure_tls=options.insecure_tls,
                     plain_http=host in options.insecure_registries,
+                    deny_local_addresses=options.deny_local_addresses,
                 ),
             )
         else:
