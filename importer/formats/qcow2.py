@@ -3,15 +3,18 @@
 Refuses what would make qemu-img read other files (backing file, external data file),
 what it cannot read without secrets (encryption), and header fields that would make it
 allocate tables out of proportion to the disk. Limits mirror qemu's own (block/qcow2.h)
-so that anything we pass, qemu opens.
+so that anything we pass, qemu opens. When the file size is known, every table is then
+walked (qcow2_tables) so that a truncated or inconsistent image is refused too.
 """
 
 from __future__ import annotations
 
+from importer.formats import qcow2_tables
 from importer.formats.binary import (
     Window,
     be32,
     be64,
+    beyond_end,
     ceil_div,
     invalid,
     read_exact,
@@ -70,6 +73,11 @@ def inspect_qcow2(read_at: ReadAt, file_size: int | None) -> ImageInfo:
 
     _check_tables(header, size, cluster_size, extended_l2, file_size)
     _check_extensions(read_at, header_length, cluster_size)
+    if file_size is not None:
+        # Without the size nothing can be said to lie beyond the end: the pipeline always
+        # knows it where it converts (a ranged source's length, or the scratch file's).
+        layout = qcow2_tables.Layout(version, cluster_bits, size, extended_l2, file_size)
+        qcow2_tables.check_tables(read_at, header, layout)
     return ImageInfo(DiskFormat.QCOW2, size)
 
 
@@ -125,7 +133,7 @@ def _check_tables(
     if l1_size and l1_offset % cluster_size:
         raise invalid("qcow2 L1 table offset is not cluster aligned")
     if l1_size and file_size is not None and l1_offset + l1_size * 8 > file_size:
-        raise invalid("qcow2 image is truncated: L1 table lies beyond the end of the file")
+        raise beyond_end("qcow2 L1 table", l1_offset, l1_offset + l1_size * 8, file_size)
 
     refcount_offset = be64(header, 48)
     refcount_clusters = be32(header, 56)
@@ -135,8 +143,9 @@ def _check_tables(
         raise unsafe(f"qcow2 refcount table of {refcount_clusters} clusters is absurd")
     if refcount_offset % cluster_size:
         raise invalid("qcow2 refcount table offset is not cluster aligned")
-    if file_size is not None and refcount_offset + refcount_clusters * cluster_size > file_size:
-        raise invalid("qcow2 image is truncated: refcount table lies beyond the end of the file")
+    refcount_end = refcount_offset + refcount_clusters * cluster_size
+    if file_size is not None and refcount_end > file_size:
+        raise beyond_end("qcow2 refcount table", refcount_offset, refcount_end, file_size)
 
     snapshots = be32(header, 60)
     if snapshots > MAX_SNAPSHOTS:

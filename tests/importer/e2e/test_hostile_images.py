@@ -20,7 +20,7 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
     "qcow2-backing-file": (f.qcow2_with_backing, "UnsafeImage"),
     "qcow2-external-data-file": (f.qcow2_with_data_file, "UnsafeImage"),
     "qcow2-absurd-virtual-size": (f.qcow2_absurd_size, "UnsafeImage"),
-    "qcow2-truncated": (f.qcow2_truncated, "InvalidImage"),
+    "qcow2-truncated": (f.qcow2_truncated, "CorruptImage"),
     "vmdk-descriptor-with-extents": (f.vmdk_descriptor_with_extents, "UnsafeImage"),
     "vmdk-delta": (f.vmdk_delta, "UnsafeImage"),
     "vhd-differencing": (f.vhd_differencing, "UnsafeImage"),

@@ -24,6 +24,7 @@ Patch = Callable[[bytearray], None]
 KiB, MiB = 1024, 1024 * 1024
 UNKNOWN_GUID = "00000000-0000-0000-0000-000000000001"
 UNSAFE, INVALID, UNSUPPORTED = Reason.UNSAFE_IMAGE, Reason.INVALID_IMAGE, Reason.UNSUPPORTED_FORMAT
+CORRUPT = Reason.CORRUPT_IMAGE
 
 
 def put(fmt: str, offset: int, value: int) -> Patch:
@@ -134,7 +135,7 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
     "qcow2-l1-absurd": ("qcow2-v3", put(">I", 36, 1 << 30), UNSAFE, "L1 table"),
     "qcow2-l1-too-small": ("qcow2-v3", put(">I", 36, 0), INVALID, "too small"),
     "qcow2-l1-unaligned": ("qcow2-v3", put(">Q", 40, 0x30001), INVALID, "aligned"),
-    "qcow2-l1-past-eof": ("qcow2-v3", put(">Q", 40, 1 << 40), INVALID, "truncated"),
+    "qcow2-l1-past-eof": ("qcow2-v3", put(">Q", 40, 1 << 40), CORRUPT, "beyond the end"),
     "qcow2-refcount-absurd": ("qcow2-v3", put(">I", 56, 1 << 20), UNSAFE, "refcount table"),
     "qcow2-refcount-missing": ("qcow2-v3", put(">I", 56, 0), INVALID, "refcount"),
     "qcow2-snapshots-absurd": ("qcow2-v3", put(">I", 60, 1 << 24), UNSAFE, "snapshots"),
