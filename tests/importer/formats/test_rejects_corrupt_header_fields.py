@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from importer.errors import ImportFailure
 from importer.formats import HEAD_SIZE, DiskFormat, detect, inspect
 from importer.formats.crc32c import crc32c
 from tests import imagefactory as factory
+from tests import vmdkfactory
 from tests.importer.formats.conftest import CountingReader, Sample
 
 Patch = Callable[[bytearray], None]
@@ -190,10 +192,15 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
     "vmdk-descriptor-past-eof": (
         "vmdk-monolithic-sparse",
         put("<Q", 28, 1 << 30),
-        INVALID,
-        "truncated",
+        CORRUPT,
+        "beyond the end",
     ),
-    "vmdk-gd-past-eof": ("vmdk-monolithic-sparse", put("<Q", 56, 1 << 30), INVALID, "truncated"),
+    "vmdk-gd-past-eof": (
+        "vmdk-monolithic-sparse",
+        put("<Q", 56, 1 << 30),
+        CORRUPT,
+        "grain directory at offset 549755813888",
+    ),
     "vmdk-create-type-vmfs": (
         "vmdk-monolithic-sparse",
         vmdk_descriptor_line(b"createType=", b'createType="vmfs"'),
@@ -210,7 +217,7 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
         "vmdk-monolithic-sparse",
         vmdk_descriptor_line(b"createType=", b'parentFileNameHint="x"'),
         UNSAFE,
-        "createType",
+        "parentFileNameHint",
     ),
     # VHD dynamic
     "vhd-footer-checksum": ("vhd-dynamic", put(">I", 64, 1), INVALID, "checksum"),
@@ -373,14 +380,22 @@ def test_vhd_footer_with_bad_checksum_at_the_tail_is_just_raw_data(
     assert (info.format, info.virtual_size, info.payload_size) == (DiskFormat.RAW, len(data), None)
 
 
-def test_stream_optimized_with_grain_directory_at_end_is_accepted(
-    samples: dict[str, Sample],
-) -> None:
+def test_stream_optimized_with_grain_directory_at_end_is_accepted(tmp_path: Path) -> None:
     """VMware writes streamOptimized files with the directory in a footer (GD_AT_END)."""
-    data = bytearray(samples["vmdk-stream-optimized"].path.read_bytes())
-    struct.pack_into("<Q", data, 56, 0xFFFFFFFFFFFFFFFF)
-    info = inspect(DiskFormat.VMDK, CountingReader(bytes(data)), len(data))
-    assert info.virtual_size == factory.REFERENCE_SIZE
+    path = vmdkfactory.stream_with_footer(tmp_path)
+    data = path.read_bytes()
+    assert struct.unpack_from("<Q", data, 56)[0] == 0xFFFFFFFFFFFFFFFF
+    info = inspect(DiskFormat.VMDK, CountingReader(data), len(data))
+    assert info.virtual_size == factory.qemu_info(path, "vmdk")["virtual-size"] == 1024 * 1024
+
+
+def test_stream_whose_footer_is_missing_is_corrupt(tmp_path: Path) -> None:
+    """No footer where the header says the directory is: a stream cut short."""
+    data = vmdkfactory.stream_without_footer(tmp_path).read_bytes()
+    with pytest.raises(ImportFailure) as failure:
+        inspect(DiskFormat.VMDK, CountingReader(data), len(data))
+    assert failure.value.reason is CORRUPT
+    assert "footer" in failure.value.message
 
 
 def test_inspect_accepts_the_format_as_its_string_value(samples: dict[str, Sample]) -> None:
