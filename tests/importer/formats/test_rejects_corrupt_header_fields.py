@@ -235,7 +235,7 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
     "vhd-block-size-huge": ("vhd-dynamic", vhd_dynamic(">I", 32, 1 << 31), UNSAFE, "block size"),
     "vhd-bat-absurd": ("vhd-dynamic", vhd_dynamic(">I", 28, 1 << 28), UNSAFE, "block table"),
     "vhd-bat-too-small": ("vhd-dynamic", vhd_dynamic(">I", 28, 1), INVALID, "too small"),
-    "vhd-bat-past-eof": ("vhd-dynamic", vhd_dynamic(">Q", 16, 1 << 40), INVALID, "truncated"),
+    "vhd-bat-past-eof": ("vhd-dynamic", vhd_dynamic(">Q", 16, 1 << 40), CORRUPT, "past the footer"),
     "vhd-parent-locator": (
         "vhd-dynamic",
         vhd_dynamic(">I", 576, 0x57326B75),
@@ -246,8 +246,8 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
     "vhd-fixed-truncated": (
         "vhd-fixed",
         vhd_footer(">Q", 48, 1 << 30, tail=True),
-        INVALID,
-        "truncated",
+        CORRUPT,
+        "1073741824 bytes",
     ),
     "vhd-tail-differencing": (
         "vhd-fixed",
