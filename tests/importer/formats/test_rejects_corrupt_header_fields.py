@@ -341,7 +341,7 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
     "vdi-blocks-too-few": ("vdi-dynamic", put("<I", 0x180, 1), INVALID, "too small"),
     "vdi-size-absurd": ("vdi-dynamic", put("<Q", 0x170, 1 << 60), UNSAFE, "virtual size"),
     "vdi-bmap-unaligned": ("vdi-dynamic", put("<I", 0x154, 0x201), INVALID, "aligned"),
-    "vdi-bmap-past-eof": ("vdi-dynamic", put("<I", 0x154, 1 << 30), INVALID, "truncated"),
+    "vdi-bmap-past-eof": ("vdi-dynamic", put("<I", 0x154, 1 << 30), CORRUPT, "beyond the end"),
 }
 
 
