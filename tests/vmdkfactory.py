@@ -19,10 +19,14 @@ DESC_AT, DESC_SIZE = 512, 20 * 512
 CID_LINES = b"# Disk DescriptorFile\nversion=1\nCID=7d5f1d3f\nparentCID=ffffffff\n"
 
 
-def _sparse(directory: Path, name: str, subformat: str = "monolithicSparse") -> Path:
-    reference = imagefactory.make_reference(directory, 1 * MiB, f"{name}-source.raw")
+def _sparse(
+    directory: Path, name: str, subformat: str = "monolithicSparse", source: Path | None = None
+) -> Path:
+    """A qemu-img VMDK of `source` (by default a fresh 1 MiB reference) named `name`."""
+    if source is None:
+        source = imagefactory.make_reference(directory, 1 * MiB, f"{name}-source.raw").path
     path = directory / f"{name}.vmdk"
-    path.write_bytes(imagefactory.convert(reference, "vmdk", subformat).read_bytes())
+    path.write_bytes(imagefactory.convert(source, "vmdk", subformat).read_bytes())
     return path
 
 
@@ -121,9 +125,11 @@ def footer(header_sector: bytes) -> bytes:
     return marker + header_sector + bytes(512)
 
 
-def stream_with_footer(directory: Path, name: str = "stream-with-footer") -> Path:
+def stream_with_footer(
+    directory: Path, name: str = "stream-with-footer", source: Path | None = None
+) -> Path:
     """A streamOptimized VMDK laid out as VMware writes it: grain directory "at the end"."""
-    path = _sparse(directory, name, "streamOptimized")
+    path = _sparse(directory, name, "streamOptimized", source)
     data = bytearray(path.read_bytes())
     header = bytes(data[:512])
     struct.pack_into("<Q", data, 56, GD_AT_END)

@@ -64,9 +64,9 @@ def inspect_qcow2(read_at: ReadAt, file_size: int | None) -> ImageInfo:
     if be32(header, 32) != 0:
         raise unsafe("qcow2 image is encrypted")
 
-    incompat, header_length = 0, V2_HEADER_LENGTH
+    incompat, header_length, refcount_order = 0, V2_HEADER_LENGTH, 4
     if version == 3:
-        incompat, header_length = _v3_fields(read_at, file_size, cluster_size)
+        incompat, header_length, refcount_order = _v3_fields(read_at, file_size, cluster_size)
     extended_l2 = bool(incompat & INCOMPAT_EXTL2)
     if extended_l2 and cluster_bits < 14:
         raise invalid("qcow2 extended L2 entries need clusters of at least 16 KiB")
@@ -76,12 +76,17 @@ def inspect_qcow2(read_at: ReadAt, file_size: int | None) -> ImageInfo:
     if file_size is not None:
         # Without the size nothing can be said to lie beyond the end: the pipeline always
         # knows it where it converts (a ranged source's length, or the scratch file's).
-        layout = qcow2_tables.Layout(version, cluster_bits, size, extended_l2, file_size)
+        layout = qcow2_tables.Layout(
+            version, cluster_bits, 1 << refcount_order, size, extended_l2, file_size
+        )
         qcow2_tables.check_tables(read_at, header, layout)
     return ImageInfo(DiskFormat.QCOW2, size)
 
 
-def _v3_fields(read_at: ReadAt, file_size: int | None, cluster_size: int) -> tuple[int, int]:
+def _v3_fields(
+    read_at: ReadAt, file_size: int | None, cluster_size: int
+) -> tuple[int, int, int]:
+    """(incompatible features, header length, refcount order) of a version 3 header."""
     header = read_exact(read_at, 0, V3_MIN_HEADER_LENGTH, "qcow2 v3 header")
     header_length = be32(header, 100)
     if header_length < V3_MIN_HEADER_LENGTH:
@@ -111,7 +116,7 @@ def _v3_fields(read_at: ReadAt, file_size: int | None, cluster_size: int) -> tup
         raise unsupported(f"qcow2 compression type {compression} is not supported")
     if compression != 0 and not incompat & INCOMPAT_COMPRESSION:
         raise invalid("qcow2 compression type set without its incompatible feature bit")
-    return incompat, header_length
+    return incompat, header_length, refcount_order
 
 
 def _check_tables(

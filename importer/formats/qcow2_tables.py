@@ -44,6 +44,7 @@ class Layout:
 
     version: int
     cluster_bits: int
+    refcount_bits: int
     virtual_size: int
     extended_l2: bool
     file_size: int
@@ -69,9 +70,17 @@ def _be64(data: bytes, offset: int) -> int:
 
 
 def _check_refcount_table(read_at: ReadAt, header: bytes, layout: Layout) -> None:
+    """Refcount blocks lie inside the file.
+
+    Only the entries that describe clusters of the file are read: the table is allocated
+    in whole clusters (2 MiB of mostly zeros with 2 MiB clusters), and an entry for
+    clusters past the end of the file is never used by a read-only conversion.
+    """
     offset, clusters = _be64(header, 48), _be32(header, 56)
     cluster = layout.cluster_size
-    count = clusters * cluster // 8
+    per_block = cluster * 8 // layout.refcount_bits
+    needed = ceil_div(ceil_div(layout.file_size, cluster), per_block)
+    count = min(clusters * cluster // 8, needed)
     for first, values in entries(read_at, offset, count, ">Q", "qcow2 refcount table"):
         for i, entry in enumerate(values, first):
             if not entry:

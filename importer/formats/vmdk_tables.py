@@ -4,8 +4,9 @@ qemu reads a grain that lies past the end of the file as zeros (or, compressed, 
 it mid-conversion), so a truncated download must be refused before qemu-img opens it.
 The walk reads the directory and the grain tables only: 2 KiB of table per 32 MiB of disk
 with the usual 64 KiB grains. A compressed grain's length is in its marker, next to the
-data, so for those only the marker's start is checked: reading every marker would cost
-one read per grain.
+data: reading every marker would cost one read per grain, so only the marker of the grain
+furthest into the file is read, which is the one a truncation cuts (the others only need
+their marker's start inside the file).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from importer.formats.binary import beyond_end, ceil_div
+from importer.formats.binary import beyond_end, ceil_div, corrupt, le32, read_exact
 from importer.formats.model import ReadAt
 from importer.formats.tables import Offsets, entries, read_tables
 
@@ -67,15 +68,30 @@ def check_tables(read_at: ReadAt, layout: Layout) -> None:
             if tail_sectors and i == tail_directory:
                 tail_table = start
     walk = read_tables(read_at, tables.ordered(), table_bytes, "VMDK grain table")
+    last = 0
     for table_at, table in walk:
         tail = tail_entry if table_at == tail_table else -1
-        _check_grain_table(layout, table_at, table, tail, tail_sectors * 512)
+        last = max(last, _check_grain_table(layout, table_at, table, tail, tail_sectors * 512))
+    if last and layout.compressed and layout.markers:
+        _check_last_marker(read_at, layout, last)
+
+
+def _check_last_marker(read_at: ReadAt, layout: Layout, start: int) -> None:
+    """The compressed grain furthest into the file ends inside it."""
+    length = le32(read_exact(read_at, start, MARKER_SIZE, "VMDK grain marker"), 8)
+    if not 0 < length <= 2 * layout.grain * 512:  # qemu refuses these when it reads them
+        raise corrupt(f"VMDK compressed grain at offset {start} declares {length} bytes")
+    end = start + MARKER_SIZE + length
+    if end > layout.file_size:
+        raise beyond_end("VMDK compressed grain", start, end, layout.file_size)
 
 
 def _check_grain_table(
     layout: Layout, table_at: int, table: bytes, tail: int, tail_bytes: int
-) -> None:
+) -> int:
+    """Check one grain table; return the largest grain offset it names (0 if none)."""
     size = layout.file_size
+    last = 0
     for index, sector in enumerate(struct.unpack(f"<{len(table) // 4}I", table)):
         if not sector or (sector == ZERO_GRAIN and layout.zero_grain):
             continue
@@ -87,3 +103,5 @@ def _check_grain_table(
         if start + needed > size:
             what = f"VMDK grain (grain table at {table_at}, entry {index})"
             raise beyond_end(what, start, start + needed, size)
+        last = max(last, start)
+    return last
