@@ -204,15 +204,25 @@ class _L2Walk:
 
     def _check_l2(self, table_at: int, table: bytes) -> None:
         values = struct.unpack(f">{len(table) // 8}Q", table)
-        step = 2 if self._layout.extended_l2 else 1
         tail_index = -1
         if self._tail is not None and table_at == self._tail_table:
             tail_index = self._tail[1]
-        for index in range(self._l2_entries):
-            entry = values[index * step]
-            bitmap = values[index * step + 1] if step == 2 else 0
-            if entry or bitmap:
-                self._check_entry(table_at, index, entry, bitmap, index == tail_index)
+        if self._layout.extended_l2:
+            for index in range(self._l2_entries):
+                entry, bitmap = values[2 * index], values[2 * index + 1]
+                if entry or bitmap:
+                    self._check_entry(table_at, index, entry, bitmap, index == tail_index)
+            return
+        # The common entry (an aligned cluster well inside the file, no flag but COPIED) is
+        # settled here in a few operations: images with small clusters have millions.
+        cluster = self._layout.cluster_size
+        unusual = ~(OFFSET_MASK | COPIED) & (2**64 - 1) | (cluster - 1)
+        last_start = self._layout.file_size - cluster
+        for index, entry in enumerate(values):
+            if not entry:
+                continue
+            if entry & unusual or index == tail_index or not 0 < entry & OFFSET_MASK <= last_start:
+                self._check_entry(table_at, index, entry, 0, index == tail_index)
 
     def _check_entry(self, table_at: int, index: int, entry: int, bitmap: int, tail: bool) -> None:
         layout = self._layout

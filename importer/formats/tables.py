@@ -31,15 +31,22 @@ _RUN = 1 << 16
 
 
 def entries(
-    read_at: ReadAt, offset: int, count: int, fmt: str, what: str
+    read_at: ReadAt, offset: int, count: int, fmt: str, what: str, *, empty: int = 0
 ) -> Iterator[tuple[int, tuple[int, ...]]]:
-    """(index of the first entry, entries) for the `count` entries of `fmt` (e.g. ">Q")."""
+    """(index of the first entry, entries) for the `count` entries of `fmt` (e.g. ">Q").
+
+    A chunk whose entries are all `empty` (unallocated) is not handed out: a sparse
+    multi-TiB disk has megabytes of those, and comparing bytes costs nothing next to
+    decoding them one by one.
+    """
     width = struct.calcsize(fmt)
     per_read = MAX_READ // width
+    blank = struct.pack(fmt, empty)
     for first in range(0, count, per_read):
         n = min(per_read, count - first)
         data = read_exact(read_at, offset + first * width, n * width, what)
-        yield first, struct.unpack(f"{fmt[0]}{n}{fmt[1:]}", data)
+        if data != blank * n:
+            yield first, struct.unpack(f"{fmt[0]}{n}{fmt[1:]}", data)
 
 
 class Offsets:

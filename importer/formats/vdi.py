@@ -79,7 +79,7 @@ def _check_blocks(
     read_at: ReadAt, offset_bmap: int, blocks: int, *, data: int, size: int, end: int
 ) -> None:
     """Allocated entries name one of the `blocks` blocks at `data`, inside the `end` bytes."""
-    for first, values in entries(read_at, offset_bmap, blocks, "<I", "VDI block map"):
+    for first, values in entries(read_at, offset_bmap, blocks, "<I", "VDI block map", empty=FREE):
         for i, entry in enumerate(values, first):
             if entry in (FREE, ZERO):
                 continue

@@ -190,7 +190,8 @@ def _check_blocks(read_at: ReadAt, offset: int, count: int, block_size: int, dat
     ("The image has been truncated"); this says so before qemu-img runs, and precisely.
     """
     bitmap = (block_size // (8 * 512) + 511) & ~511  # qemu's bitmap_size, bytes
-    for first, values in entries(read_at, offset, count, ">I", "VHD block table"):
+    table = entries(read_at, offset, count, ">I", "VHD block table", empty=UNALLOCATED)
+    for first, values in table:
         for i, sector in enumerate(values, first):
             if sector == UNALLOCATED:
                 continue
