@@ -142,23 +142,13 @@ def last_cluster_cut(path: Path, name: str) -> int:
         # Reading up to one sector past a file end that is not sector-aligned is allowed.
         return end - 513
     if fmt is DiskFormat.VMDK and "stream" in name:
-        start = max(e.value for e in tablefactory.vmdk_grains(data)) * 512
-        return start + 12 + tablefactory.le32(data, start + 8) // 2
+        return tablefactory.vmdk_last_grain_cut(path)
     if fmt is DiskFormat.VHDX:  # qemu-img map gives no host offsets for VHDX
-        return vhdx_last_block_cut(path, data)
+        return tablefactory.vhdx_last_block_cut(path, SIZE)
     placed = tablefactory.last_data_range(path, fmt.value)
     assert placed is not None
     offset, length = placed
     return offset + length // 2
-
-
-def vhdx_last_block_cut(path: Path, data: bytes) -> int:
-    block_size = imagefactory.qemu_info(path, "vhdx")["cluster-size"]
-    assert isinstance(block_size, int)
-    present = [e for e in tablefactory.vhdx_bat(data) if e.value & 7 == 6]
-    last = max(present, key=lambda e: e.value)
-    guest = min(block_size, SIZE - last.index * block_size)  # one BAT chunk: index = block
-    return (last.value & ~0xFFFFF) + guest // 2
 
 
 @pytest.mark.parametrize("name", ALL)
