@@ -83,9 +83,7 @@ def inspect_qcow2(read_at: ReadAt, file_size: int | None) -> ImageInfo:
     return ImageInfo(DiskFormat.QCOW2, size)
 
 
-def _v3_fields(
-    read_at: ReadAt, file_size: int | None, cluster_size: int
-) -> tuple[int, int, int]:
+def _v3_fields(read_at: ReadAt, file_size: int | None, cluster_size: int) -> tuple[int, int, int]:
     """(incompatible features, header length, refcount order) of a version 3 header."""
     header = read_exact(read_at, 0, V3_MIN_HEADER_LENGTH, "qcow2 v3 header")
     header_length = be32(header, 100)

@@ -15,7 +15,6 @@ tools serve every format:
 from __future__ import annotations
 
 import heapq
-import itertools
 import struct
 from array import array
 from collections.abc import Iterable, Iterator
@@ -72,9 +71,8 @@ class Offsets:
         values = self._values
         for start in range(0, len(values), _RUN):
             values[start : start + _RUN] = array("Q", sorted(values[start : start + _RUN]))
-        runs = [
-            itertools.islice(values, start, start + _RUN) for start in range(0, len(values), _RUN)
-        ]
+        view = memoryview(values)  # slices of a view are windows, not copies
+        runs = [iter(view[start : start + _RUN]) for start in range(0, len(values), _RUN)]
         previous = -1
         for offset in heapq.merge(*runs):
             if offset == previous:

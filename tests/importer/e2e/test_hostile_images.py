@@ -70,7 +70,12 @@ def test_hostile_image_is_refused_and_nothing_is_written(nginx, tmp_path: Path, 
     out.mkdir()
     with watch_opens(others) as opened:
         r = run_importer(
-            "--endpoint", f"{nginx.http_url}/{name}", "--dest", str(out / "disk.img"), "--size", "1Gi"
+            "--endpoint",
+            f"{nginx.http_url}/{name}",
+            "--dest",
+            str(out / "disk.img"),
+            "--size",
+            "1Gi",
         )
     assert r.returncode == 3, r.stderr
     assert r.report["reason"] == reason, r.report

@@ -38,7 +38,9 @@ def set64(locate: Callable[[bytes], Entry], value: Callable[[Entry, bytes], int]
     return apply
 
 
-def set_le(fmt: str, locate: Callable[[bytes], Entry], value: Callable[[Entry, bytes], int]) -> Patch:
+def set_le(
+    fmt: str, locate: Callable[[bytes], Entry], value: Callable[[Entry, bytes], int]
+) -> Patch:
     def apply(data: bytearray) -> None:
         entry = locate(bytes(data))
         struct.pack_into(fmt, data, entry.at, value(entry, bytes(data)))

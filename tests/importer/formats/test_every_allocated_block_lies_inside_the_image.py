@@ -23,7 +23,14 @@ from tests.importer.formats.conftest import CountingReader
 
 KiB, MiB = 1024, 1024 * 1024
 SIZE = 6 * MiB + 1536
-MARKS = (0, 700 * KiB + 512, 2 * MiB - 100 * KiB, 3 * MiB + 300 * KiB, 9 * MiB // 2, SIZE - 256 * KiB)
+MARKS = (
+    0,
+    700 * KiB + 512,
+    2 * MiB - 100 * KiB,
+    3 * MiB + 300 * KiB,
+    9 * MiB // 2,
+    SIZE - 256 * KiB,
+)
 
 # id -> (qemu-img format, subformat, options); "compress" means `-c`.
 MATRIX: dict[str, tuple[str, str | None, dict[str, str | bool]]] = {

@@ -83,9 +83,7 @@ def fix_checksums(name: str, data: bytearray) -> None:
             struct.pack_into("<I", data, at + 4, crc32c(bytes(data[at : at + size])))
 
 
-def mutate(
-    rng: random.Random, name: str, original: bytes, spots: list[tuple[int, int]]
-) -> bytes:
+def mutate(rng: random.Random, name: str, original: bytes, spots: list[tuple[int, int]]) -> bytes:
     data = bytearray(original)
     for _ in range(rng.randint(1, 4)):
         start, end = rng.choice(spots)

@@ -43,8 +43,8 @@ def walk(path: Path) -> FileReader:
 
 def qcow2_with_allocated(directory: Path, allocated: str, virtual: str) -> Path:
     path = directory / f"qcow2-{allocated}-of-{virtual}.qcow2"
-    imagefactory.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "preallocation=metadata",
-                     path, allocated)  # fmt: skip
+    options = "preallocation=metadata"
+    imagefactory.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", options, path, allocated)
     imagefactory.run("qemu-img", "resize", "-q", path, virtual)
     return path
 

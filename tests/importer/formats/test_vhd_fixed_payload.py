@@ -84,7 +84,9 @@ def test_footer_with_wrong_checksum_is_not_trusted() -> None:
 
 
 def test_differencing_footer_is_not_a_fixed_payload() -> None:
-    assert vhd_fixed_payload(factory.vhd_fixed_footer(1 << 20, disk_type=4), (1 << 20) + 512) is None
+    assert (
+        vhd_fixed_payload(factory.vhd_fixed_footer(1 << 20, disk_type=4), (1 << 20) + 512) is None
+    )
 
 
 def test_tail_of_the_wrong_length_is_ignored() -> None:

@@ -113,7 +113,9 @@ def test_the_first_of_two_parent_cids_counts(tmp_path: Path) -> None:
     vmdkfactory.set_descriptor(
         path, text.replace(b"parentCID=ffffffff", b"parentCID=1234abcd\nparentCID=ffffffff")
     )
-    assert imagefactory.qemu_info(path, "vmdk")["format-specific"]["data"]["parent-cid"] == 0x1234ABCD  # type: ignore[index]
+    specific = imagefactory.qemu_info(path, "vmdk")["format-specific"]
+    assert isinstance(specific, dict)
+    assert specific["data"]["parent-cid"] == 0x1234ABCD
     with pytest.raises(ImportFailure) as failure:
         _inspect(path)
     assert "parentCID" in failure.value.message
