@@ -178,3 +178,18 @@ def test_size_unknown_skips_the_walk_but_not_the_headers(
     data = matrix[name].read_bytes()
     info = inspect(detect(data[:HEAD_SIZE]), CountingReader(data), None)
     assert info.format is FORMAT_OF[name]
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "vmdk", "vdi"])
+def test_qemu_img_converts_these_truncated_images_without_a_word(tmp_path: Path, fmt: str) -> None:
+    """The risk the walk removes: qemu reads past the end as zeros, exits 0, and the disk
+    has holes where the data was. (qemu refuses truncated VHD and VHDX itself, but only
+    once qemu-img runs, and without saying which table.)"""
+    cut = tablefactory.cut_short(tmp_path, fmt)
+    out = tmp_path / "out.raw"
+    imagefactory.run("qemu-img", "convert", "-f", fmt, "-O", "raw", cut, out)
+    with pytest.raises(RuntimeError, match="qemu-img failed \\(1\\)"):  # content differs
+        imagefactory.run(
+            "qemu-img", "compare", "-f", "raw", "-F", "raw", tmp_path / "dense.raw", out
+        )
+    _expect_corrupt(cut.read_bytes(), fmt)
