@@ -268,8 +268,8 @@ class ImportPipeline:
         except RestartRequired as e:
             return self._restart(e)
         image_size = written
-        payload = formats.vhd_fixed_payload(tail.data) if written >= 1024 else None
-        if payload is not None and payload <= written - 512:
+        payload = formats.vhd_fixed_payload(tail.data, written) if written >= 1024 else None
+        if payload is not None:
             # A fixed VHD is raw data plus a 512-byte footer: drop the footer.
             st.fmt = formats.DiskFormat.VHD
             image_size = payload

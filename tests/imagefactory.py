@@ -274,14 +274,19 @@ def vhd_differencing(directory: Path) -> Path:
     return path
 
 
-def vhd_fixed_footer(payload_size: int, disk_type: int = 2, creator: bytes = b"qem2") -> bytes:
+def vhd_fixed_footer(
+    payload_size: int,
+    disk_type: int = 2,
+    creator: bytes = b"qem2",
+    geometry: tuple[int, int, int] = (1, 1, 1),
+) -> bytes:
     """A valid 512-byte VHD footer (for streams where only the tail matters)."""
     footer = bytearray(512)
     footer[0:8] = b"conectix"
     struct.pack_into(">IIQ", footer, 8, 2, 0x10000, 0xFFFFFFFFFFFFFFFF)
     footer[28:32] = creator
     struct.pack_into(">QQ", footer, 40, payload_size, payload_size)
-    struct.pack_into(">HBB", footer, 56, 1, 1, 1)
+    struct.pack_into(">HBB", footer, 56, *geometry)
     struct.pack_into(">I", footer, 60, disk_type)
     footer[68:84] = uuid.uuid4().bytes
     footer[64:68] = vhd_checksum(bytes(footer), 64)

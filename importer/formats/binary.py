@@ -1,7 +1,9 @@
-"""Bounded reads and the three ways a header can be refused.
+"""Bounded reads and the four ways an image can be refused.
 
 Every parser reads through `read_exact`, so a file shorter than its header declares is an
-`INVALID_IMAGE` rather than a `struct.error` or an `IndexError` deep in a parser.
+`INVALID_IMAGE` rather than a `struct.error` or an `IndexError` deep in a parser. A header
+that parses but whose tables point past the end of the file is `CORRUPT_IMAGE`: qemu would
+read zeros there and convert a truncated download "successfully".
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ def unsafe(message: str) -> ImportFailure:
 
 def unsupported(message: str) -> ImportFailure:
     return ImportFailure(Reason.UNSUPPORTED_FORMAT, message)
+
+
+def corrupt(message: str) -> ImportFailure:
+    return ImportFailure(Reason.CORRUPT_IMAGE, message)
+
+
+def beyond_end(what: str, offset: int, end: int, file_size: int) -> ImportFailure:
+    """`what`, spanning [offset, end), does not fit in the `file_size` bytes served."""
+    return corrupt(
+        f"{what} at offset {offset} ends at {end}, beyond the end of the image "
+        f"({file_size} bytes): the file is truncated or its tables are corrupt"
+    )
 
 
 def read_exact(read_at: ReadAt, offset: int, length: int, what: str) -> bytes:

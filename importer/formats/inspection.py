@@ -1,8 +1,9 @@
 """`inspect`: safe header inspection, dispatched on the detected format.
 
-Runs before qemu-img touches the image and reads only headers through `read_at` (a few
-small reads, never the whole file), so an unsafe or corrupt image is refused with a
-precise reason and nothing has been written yet.
+Runs before qemu-img touches the image and reads headers and allocation tables through
+`read_at` (bounded reads whose number and size follow the tables, never the data), so
+an unsafe, corrupt or truncated image is refused with a precise reason and nothing has
+been written yet.
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ def inspect(fmt: DiskFormat, read_at: ReadAt, file_size: int | None) -> ImageInf
     """Parse and check the headers of an image of format `fmt` (as returned by `detect`).
 
     Raises ImportFailure: UNSAFE_IMAGE for images that would make qemu-img open other
-    files or allocate absurd tables, INVALID_IMAGE for truncated or corrupt headers,
-    UNSUPPORTED_FORMAT for variants we do not convert.
+    files or allocate absurd tables, INVALID_IMAGE for truncated or malformed headers,
+    CORRUPT_IMAGE for tables pointing past the end of the file (a truncated download) or
+    breaking the format's rules, UNSUPPORTED_FORMAT for variants we do not convert.
+
+    `file_size` is the length of the image as served. When it is None, nothing can be
+    said to lie beyond the end, so the table walks are skipped (headers are still
+    checked); the pipeline always knows the size where it converts.
     """
     if fmt == DiskFormat.RAW:
         return _inspect_raw(read_at, file_size)

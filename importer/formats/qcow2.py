@@ -3,15 +3,18 @@
 Refuses what would make qemu-img read other files (backing file, external data file),
 what it cannot read without secrets (encryption), and header fields that would make it
 allocate tables out of proportion to the disk. Limits mirror qemu's own (block/qcow2.h)
-so that anything we pass, qemu opens.
+so that anything we pass, qemu opens. When the file size is known, every table is then
+walked (qcow2_tables) so that a truncated or inconsistent image is refused too.
 """
 
 from __future__ import annotations
 
+from importer.formats import qcow2_tables
 from importer.formats.binary import (
     Window,
     be32,
     be64,
+    beyond_end,
     ceil_div,
     invalid,
     read_exact,
@@ -61,19 +64,27 @@ def inspect_qcow2(read_at: ReadAt, file_size: int | None) -> ImageInfo:
     if be32(header, 32) != 0:
         raise unsafe("qcow2 image is encrypted")
 
-    incompat, header_length = 0, V2_HEADER_LENGTH
+    incompat, header_length, refcount_order = 0, V2_HEADER_LENGTH, 4
     if version == 3:
-        incompat, header_length = _v3_fields(read_at, file_size, cluster_size)
+        incompat, header_length, refcount_order = _v3_fields(read_at, file_size, cluster_size)
     extended_l2 = bool(incompat & INCOMPAT_EXTL2)
     if extended_l2 and cluster_bits < 14:
         raise invalid("qcow2 extended L2 entries need clusters of at least 16 KiB")
 
     _check_tables(header, size, cluster_size, extended_l2, file_size)
     _check_extensions(read_at, header_length, cluster_size)
+    if file_size is not None:
+        # Without the size nothing can be said to lie beyond the end: the pipeline always
+        # knows it where it converts (a ranged source's length, or the scratch file's).
+        layout = qcow2_tables.Layout(
+            version, cluster_bits, 1 << refcount_order, size, extended_l2, file_size
+        )
+        qcow2_tables.check_tables(read_at, header, layout)
     return ImageInfo(DiskFormat.QCOW2, size)
 
 
-def _v3_fields(read_at: ReadAt, file_size: int | None, cluster_size: int) -> tuple[int, int]:
+def _v3_fields(read_at: ReadAt, file_size: int | None, cluster_size: int) -> tuple[int, int, int]:
+    """(incompatible features, header length, refcount order) of a version 3 header."""
     header = read_exact(read_at, 0, V3_MIN_HEADER_LENGTH, "qcow2 v3 header")
     header_length = be32(header, 100)
     if header_length < V3_MIN_HEADER_LENGTH:
@@ -103,7 +114,7 @@ def _v3_fields(read_at: ReadAt, file_size: int | None, cluster_size: int) -> tup
         raise unsupported(f"qcow2 compression type {compression} is not supported")
     if compression != 0 and not incompat & INCOMPAT_COMPRESSION:
         raise invalid("qcow2 compression type set without its incompatible feature bit")
-    return incompat, header_length
+    return incompat, header_length, refcount_order
 
 
 def _check_tables(
@@ -125,7 +136,7 @@ def _check_tables(
     if l1_size and l1_offset % cluster_size:
         raise invalid("qcow2 L1 table offset is not cluster aligned")
     if l1_size and file_size is not None and l1_offset + l1_size * 8 > file_size:
-        raise invalid("qcow2 image is truncated: L1 table lies beyond the end of the file")
+        raise beyond_end("qcow2 L1 table", l1_offset, l1_offset + l1_size * 8, file_size)
 
     refcount_offset = be64(header, 48)
     refcount_clusters = be32(header, 56)
@@ -135,8 +146,9 @@ def _check_tables(
         raise unsafe(f"qcow2 refcount table of {refcount_clusters} clusters is absurd")
     if refcount_offset % cluster_size:
         raise invalid("qcow2 refcount table offset is not cluster aligned")
-    if file_size is not None and refcount_offset + refcount_clusters * cluster_size > file_size:
-        raise invalid("qcow2 image is truncated: refcount table lies beyond the end of the file")
+    refcount_end = refcount_offset + refcount_clusters * cluster_size
+    if file_size is not None and refcount_end > file_size:
+        raise beyond_end("qcow2 refcount table", refcount_offset, refcount_end, file_size)
 
     snapshots = be32(header, 60)
     if snapshots > MAX_SNAPSHOTS:

@@ -1,9 +1,24 @@
-"""VDI (VirtualBox) header inspection, with qemu's limits (block/vdi.c)."""
+"""VDI (VirtualBox) header inspection, with qemu's limits (block/vdi.c).
+
+When the file size is known, the block map is walked too: every allocated block must be
+one of the image's blocks and lie inside the file, or qemu would read zeros for it.
+"""
 
 from __future__ import annotations
 
-from importer.formats.binary import ceil_div, invalid, le32, le64, read_exact, unsafe, unsupported
+from importer.formats.binary import (
+    beyond_end,
+    ceil_div,
+    corrupt,
+    invalid,
+    le32,
+    le64,
+    read_exact,
+    unsafe,
+    unsupported,
+)
 from importer.formats.model import DiskFormat, ImageInfo, ReadAt
+from importer.formats.tables import entries
 
 HEADER_SIZE = 512
 SIGNATURE = 0xBEDA107F
@@ -17,6 +32,8 @@ MAX_BLOCKS = 0x3FFFFFFF // 4  # keeps the block map qemu allocates under 1 GiB
 MAX_DISK_SIZE = MAX_BLOCKS * BLOCK_SIZE
 SLACK_BLOCKS = 1024
 NULL_UUID = bytes(16)
+FREE = 0xFFFFFFFF  # the block reads as zeros (never written)
+ZERO = 0xFFFFFFFE  # the block reads as zeros (discarded)
 
 
 def inspect_vdi(read_at: ReadAt, file_size: int | None) -> ImageInfo:
@@ -49,7 +66,29 @@ def inspect_vdi(read_at: ReadAt, file_size: int | None) -> ImageInfo:
         raise invalid("VDI block map is too small for the virtual size")
     if blocks > needed + SLACK_BLOCKS:
         raise unsafe(f"VDI block map of {blocks} entries is absurd for its virtual size")
-    if file_size is not None and offset_bmap + blocks * 4 > file_size:
-        raise invalid("VDI image is truncated: block map lies beyond the end of the file")
     # qemu rounds sizes VirtualBox left unaligned up to whole sectors.
-    return ImageInfo(DiskFormat.VDI, ceil_div(disk_size, 512) * 512)
+    size = ceil_div(disk_size, 512) * 512
+    if file_size is not None:
+        if offset_bmap + blocks * 4 > file_size:
+            raise beyond_end("VDI block map", offset_bmap, offset_bmap + blocks * 4, file_size)
+        _check_blocks(read_at, offset_bmap, blocks, data=offset_data, size=size, end=file_size)
+    return ImageInfo(DiskFormat.VDI, size)
+
+
+def _check_blocks(
+    read_at: ReadAt, offset_bmap: int, blocks: int, *, data: int, size: int, end: int
+) -> None:
+    """Allocated entries name one of the `blocks` blocks at `data`, inside the `end` bytes."""
+    for first, values in entries(read_at, offset_bmap, blocks, "<I", "VDI block map", empty=FREE):
+        for i, entry in enumerate(values, first):
+            if entry in (FREE, ZERO):
+                continue
+            if entry >= blocks:  # qemu-img check calls this "block index too large"
+                raise corrupt(f"VDI block map entry {i} names block {entry} of {blocks}")
+            start = data + entry * BLOCK_SIZE
+            # The block that straddles the end of the disk is read up to the end only.
+            tail = size - i * BLOCK_SIZE
+            needed = tail if 0 < tail < BLOCK_SIZE else BLOCK_SIZE
+            if start + needed > end:
+                what = f"VDI block {entry} (block map entry {i})"
+                raise beyond_end(what, start, start + needed, end)

@@ -3,14 +3,18 @@
 qemu-img reads the whole BAT region into memory, so its length is checked against what
 the virtual size needs. A log that needs replaying cannot be handled read-only and a
 differencing disk needs its parent: both are refused before qemu-img opens the file.
+When the file size is known, every present block the BAT points at must lie inside it.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from importer.formats.binary import (
+    beyond_end,
     ceil_div,
+    corrupt,
     invalid,
     le16,
     le32,
@@ -21,6 +25,7 @@ from importer.formats.binary import (
 )
 from importer.formats.crc32c import crc32c
 from importer.formats.model import DiskFormat, ImageInfo, ReadAt
+from importer.formats.tables import entries
 
 KiB, MiB = 1024, 1024 * 1024
 SIGNATURE = b"vhdxfile"
@@ -51,6 +56,13 @@ KNOWN_METADATA = frozenset(
 )
 HAS_PARENT = 1 << 1
 METADATA_IS_REQUIRED = 1 << 2
+# BAT entry states (bits 0-2); the file offset is in bits 20-63, in MiB.
+STATE_MASK = 0x7
+OFFSET_MASK = ~0xFFFFF & (2**64 - 1)
+PAYLOAD_FULLY_PRESENT = 6
+PAYLOAD_PARTIALLY_PRESENT = 7
+PAYLOAD_UNKNOWN = 4  # undefined by the spec; qemu fails the read
+SB_PRESENT = 6
 
 
 def inspect_vhdx(read_at: ReadAt, file_size: int | None) -> ImageInfo:
@@ -64,9 +76,12 @@ def inspect_vhdx(read_at: ReadAt, file_size: int | None) -> ImageInfo:
         if offset % MiB or offset < MiB:
             raise invalid("VHDX region is not 1 MiB aligned")
         if file_size is not None and offset + length > file_size:
-            raise invalid("VHDX image is truncated: a region lies beyond the end of the file")
+            raise beyond_end("VHDX region", offset, offset + length, file_size)
     size, block_size, sector_size = _metadata(read_at, *regions[METADATA_REGION])
-    _check_bat(size, block_size, sector_size, regions[BAT_REGION][1])
+    count = _check_bat(size, block_size, sector_size, regions[BAT_REGION][1])
+    if file_size is not None:
+        geometry = _Geometry(size, block_size, sector_size, file_size)
+        _check_blocks(read_at, regions[BAT_REGION][0], count, geometry)
     return ImageInfo(DiskFormat.VHDX, size)
 
 
@@ -159,11 +174,50 @@ def _metadata(read_at: ReadAt, region_offset: int, region_length: int) -> tuple[
     return size, block_size, sector_size
 
 
-def _check_bat(size: int, block_size: int, sector_size: int, bat_length: int) -> None:
-    chunk_ratio = MAX_SECTORS_PER_BLOCK * sector_size // block_size
+def _chunk_ratio(block_size: int, sector_size: int) -> int:
+    """Payload blocks per sector bitmap block: the BAT interleaves one after each chunk."""
+    return MAX_SECTORS_PER_BLOCK * sector_size // block_size
+
+
+def _check_bat(size: int, block_size: int, sector_size: int, bat_length: int) -> int:
+    """The number of BAT entries (qemu's count for a disk without a parent)."""
     data_blocks = ceil_div(size, block_size)
-    entries = data_blocks + max(data_blocks - 1, 0) // chunk_ratio
-    if bat_length < entries * 8:
+    count = data_blocks + max(data_blocks - 1, 0) // _chunk_ratio(block_size, sector_size)
+    if bat_length < count * 8:
         raise invalid("VHDX BAT region is too small for the virtual size")
-    if bat_length > ceil_div(entries * 8, MiB) * MiB + MiB:
+    if bat_length > ceil_div(count * 8, MiB) * MiB + MiB:
         raise unsafe(f"VHDX BAT region of {bat_length} bytes is absurd for its virtual size")
+    return count
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    size: int
+    block_size: int
+    sector_size: int
+    file_size: int
+
+
+def _check_blocks(read_at: ReadAt, bat_offset: int, count: int, geometry: _Geometry) -> None:
+    """Present payload blocks (and sector bitmaps) lie inside the file, past its headers."""
+    period = _chunk_ratio(geometry.block_size, geometry.sector_size) + 1
+    for first, values in entries(read_at, bat_offset, count, "<Q", "VHDX BAT"):
+        for i, entry in enumerate(values, first):
+            state, offset = entry & STATE_MASK, entry & OFFSET_MASK
+            if (i + 1) % period == 0:  # a sector bitmap entry
+                if state == SB_PRESENT and offset + MiB > geometry.file_size:
+                    what = f"VHDX sector bitmap (BAT entry {i})"
+                    raise beyond_end(what, offset, offset + MiB, geometry.file_size)
+                continue
+            if state == PAYLOAD_UNKNOWN:
+                raise corrupt(f"VHDX BAT entry {i} has the undefined state {state}")
+            if state not in (PAYLOAD_FULLY_PRESENT, PAYLOAD_PARTIALLY_PRESENT):
+                continue
+            if offset < MiB:
+                raise corrupt(f"VHDX BAT entry {i} puts a data block in the headers")
+            # The block that straddles the end of the disk is read up to the end only.
+            block = i - i // period
+            end = offset + min(geometry.block_size, geometry.size - block * geometry.block_size)
+            if end > geometry.file_size:
+                what = f"VHDX data block {block} (BAT entry {i})"
+                raise beyond_end(what, offset, end, geometry.file_size)

@@ -28,7 +28,7 @@ HOSTILE: dict[str, tuple[Builder, Reason, str]] = {
         Reason.UNSAFE_IMAGE,
         "virtual size 72057594037927936",
     ),
-    "qcow2-truncated": (imagefactory.qcow2_truncated, Reason.INVALID_IMAGE, "truncated"),
+    "qcow2-truncated": (imagefactory.qcow2_truncated, Reason.CORRUPT_IMAGE, "beyond the end"),
     "qcow2-truncated-header": (
         lambda d: imagefactory.qcow2_truncated(d, 90),
         Reason.INVALID_IMAGE,

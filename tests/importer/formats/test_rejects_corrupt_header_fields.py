@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -18,12 +19,14 @@ from importer.errors import ImportFailure
 from importer.formats import HEAD_SIZE, DiskFormat, detect, inspect
 from importer.formats.crc32c import crc32c
 from tests import imagefactory as factory
+from tests import vmdkfactory
 from tests.importer.formats.conftest import CountingReader, Sample
 
 Patch = Callable[[bytearray], None]
 KiB, MiB = 1024, 1024 * 1024
 UNKNOWN_GUID = "00000000-0000-0000-0000-000000000001"
 UNSAFE, INVALID, UNSUPPORTED = Reason.UNSAFE_IMAGE, Reason.INVALID_IMAGE, Reason.UNSUPPORTED_FORMAT
+CORRUPT = Reason.CORRUPT_IMAGE
 
 
 def put(fmt: str, offset: int, value: int) -> Patch:
@@ -134,7 +137,7 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
     "qcow2-l1-absurd": ("qcow2-v3", put(">I", 36, 1 << 30), UNSAFE, "L1 table"),
     "qcow2-l1-too-small": ("qcow2-v3", put(">I", 36, 0), INVALID, "too small"),
     "qcow2-l1-unaligned": ("qcow2-v3", put(">Q", 40, 0x30001), INVALID, "aligned"),
-    "qcow2-l1-past-eof": ("qcow2-v3", put(">Q", 40, 1 << 40), INVALID, "truncated"),
+    "qcow2-l1-past-eof": ("qcow2-v3", put(">Q", 40, 1 << 40), CORRUPT, "beyond the end"),
     "qcow2-refcount-absurd": ("qcow2-v3", put(">I", 56, 1 << 20), UNSAFE, "refcount table"),
     "qcow2-refcount-missing": ("qcow2-v3", put(">I", 56, 0), INVALID, "refcount"),
     "qcow2-snapshots-absurd": ("qcow2-v3", put(">I", 60, 1 << 24), UNSAFE, "snapshots"),
@@ -189,10 +192,15 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
     "vmdk-descriptor-past-eof": (
         "vmdk-monolithic-sparse",
         put("<Q", 28, 1 << 30),
-        INVALID,
-        "truncated",
+        CORRUPT,
+        "beyond the end",
     ),
-    "vmdk-gd-past-eof": ("vmdk-monolithic-sparse", put("<Q", 56, 1 << 30), INVALID, "truncated"),
+    "vmdk-gd-past-eof": (
+        "vmdk-monolithic-sparse",
+        put("<Q", 56, 1 << 30),
+        CORRUPT,
+        "grain directory at offset 549755813888",
+    ),
     "vmdk-create-type-vmfs": (
         "vmdk-monolithic-sparse",
         vmdk_descriptor_line(b"createType=", b'createType="vmfs"'),
@@ -209,7 +217,7 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
         "vmdk-monolithic-sparse",
         vmdk_descriptor_line(b"createType=", b'parentFileNameHint="x"'),
         UNSAFE,
-        "createType",
+        "parentFileNameHint",
     ),
     # VHD dynamic
     "vhd-footer-checksum": ("vhd-dynamic", put(">I", 64, 1), INVALID, "checksum"),
@@ -227,7 +235,7 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
     "vhd-block-size-huge": ("vhd-dynamic", vhd_dynamic(">I", 32, 1 << 31), UNSAFE, "block size"),
     "vhd-bat-absurd": ("vhd-dynamic", vhd_dynamic(">I", 28, 1 << 28), UNSAFE, "block table"),
     "vhd-bat-too-small": ("vhd-dynamic", vhd_dynamic(">I", 28, 1), INVALID, "too small"),
-    "vhd-bat-past-eof": ("vhd-dynamic", vhd_dynamic(">Q", 16, 1 << 40), INVALID, "truncated"),
+    "vhd-bat-past-eof": ("vhd-dynamic", vhd_dynamic(">Q", 16, 1 << 40), CORRUPT, "past the footer"),
     "vhd-parent-locator": (
         "vhd-dynamic",
         vhd_dynamic(">I", 576, 0x57326B75),
@@ -238,8 +246,8 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
     "vhd-fixed-truncated": (
         "vhd-fixed",
         vhd_footer(">Q", 48, 1 << 30, tail=True),
-        INVALID,
-        "truncated",
+        CORRUPT,
+        "1073741824 bytes",
     ),
     "vhd-tail-differencing": (
         "vhd-fixed",
@@ -333,7 +341,7 @@ CASES: dict[str, tuple[str, Patch, Reason, str]] = {
     "vdi-blocks-too-few": ("vdi-dynamic", put("<I", 0x180, 1), INVALID, "too small"),
     "vdi-size-absurd": ("vdi-dynamic", put("<Q", 0x170, 1 << 60), UNSAFE, "virtual size"),
     "vdi-bmap-unaligned": ("vdi-dynamic", put("<I", 0x154, 0x201), INVALID, "aligned"),
-    "vdi-bmap-past-eof": ("vdi-dynamic", put("<I", 0x154, 1 << 30), INVALID, "truncated"),
+    "vdi-bmap-past-eof": ("vdi-dynamic", put("<I", 0x154, 1 << 30), CORRUPT, "beyond the end"),
 }
 
 
@@ -372,14 +380,22 @@ def test_vhd_footer_with_bad_checksum_at_the_tail_is_just_raw_data(
     assert (info.format, info.virtual_size, info.payload_size) == (DiskFormat.RAW, len(data), None)
 
 
-def test_stream_optimized_with_grain_directory_at_end_is_accepted(
-    samples: dict[str, Sample],
-) -> None:
+def test_stream_optimized_with_grain_directory_at_end_is_accepted(tmp_path: Path) -> None:
     """VMware writes streamOptimized files with the directory in a footer (GD_AT_END)."""
-    data = bytearray(samples["vmdk-stream-optimized"].path.read_bytes())
-    struct.pack_into("<Q", data, 56, 0xFFFFFFFFFFFFFFFF)
-    info = inspect(DiskFormat.VMDK, CountingReader(bytes(data)), len(data))
-    assert info.virtual_size == factory.REFERENCE_SIZE
+    path = vmdkfactory.stream_with_footer(tmp_path)
+    data = path.read_bytes()
+    assert struct.unpack_from("<Q", data, 56)[0] == 0xFFFFFFFFFFFFFFFF
+    info = inspect(DiskFormat.VMDK, CountingReader(data), len(data))
+    assert info.virtual_size == factory.qemu_info(path, "vmdk")["virtual-size"] == 1024 * 1024
+
+
+def test_stream_whose_footer_is_missing_is_corrupt(tmp_path: Path) -> None:
+    """No footer where the header says the directory is: a stream cut short."""
+    data = vmdkfactory.stream_without_footer(tmp_path).read_bytes()
+    with pytest.raises(ImportFailure) as failure:
+        inspect(DiskFormat.VMDK, CountingReader(data), len(data))
+    assert failure.value.reason is CORRUPT
+    assert "footer" in failure.value.message
 
 
 def test_inspect_accepts_the_format_as_its_string_value(samples: dict[str, Sample]) -> None:
