@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cdicontract.reasons import Reason
+from importer import tarbounds
 from importer.errors import ImportFailure
 from importer.sources.base import RandomAccess, SourceInfo
 from importer.sources.registry.client import ClientOptions, RegistryClient
@@ -69,6 +70,7 @@ class RegistryOptions:
     insecure_registries: frozenset[str] = frozenset()
     architecture: str = node_architecture()
     max_manifest_bytes: int = MAX_MANIFEST_BYTES
+    layer_bounds: tarbounds.TarBounds = tarbounds.REGISTRY_LAYER
 
 
 class BlobStore(Protocol):
@@ -221,8 +223,8 @@ class RegistrySource:
                 return None
             scan = LayerScan()
             try:
-                with tarfile.open(
-                    fileobj=RangedFile(self._store, layer.digest, layer.size), mode="r:"
+                with tarbounds.open_seekable(
+                    RangedFile(self._store, layer.digest, layer.size), self._options.layer_bounds
                 ) as tar:
                     for member in tar:
                         path = classify(member, scan)
@@ -266,6 +268,7 @@ class RegistrySource:
                 LAYER_COMPRESSION[layer.media_type],
                 visibility,
                 skip=skip,
+                bounds=self._options.layer_bounds,
             )
             if visibility.found is not None:
                 return
