@@ -10,6 +10,7 @@ import pytest
 
 from importer import leftovers
 from importer.leftovers import Kind, leftover_kind
+from tests.killedrun import plant_decoys, plant_leftovers
 
 NAMES = {
     "part-of-dest": ("disk.img.part", "disk.img", Kind.FILE),
@@ -50,42 +51,6 @@ def test_places_of_a_file_target_an_archive_and_a_block_device(tmp_path: Path) -
         (scratch, None),
     ]
     assert places("/dev/loop7", scratch, dest_is_dir=False, dest_is_block=True) == [(scratch, None)]
-
-
-def plant_leftovers(directory: Path, dest_name: str) -> list[Path]:
-    """What a SIGKILLed run leaves: a part file, scratch, probe, a staging tree with
-    read-only and unreadable directories in it. Returns their paths."""
-    part = directory / f"{dest_name}.part"
-    with part.open("wb") as f:
-        f.truncate(64 << 20)
-        f.write(os.urandom(4096))
-    scratch = directory / ".cdi-scratch-q8w7e6r5.img"
-    scratch.write_bytes(os.urandom(8192))
-    probe = directory / ".odirect-7"
-    probe.touch()
-    staging = directory / ".cdi-extract-z9y8x7w6"
-    deep = staging / "tree" / "ro" / "locked" / "deeper"
-    deep.mkdir(parents=True)
-    (deep / "file").write_bytes(b"x" * 1000)
-    (staging / "tree" / "ro" / "f").write_bytes(b"y")
-    (staging / "dirmodes").mkdir()
-    os.chmod(deep, 0o500)
-    os.chmod(deep.parent, 0o000)
-    os.chmod(deep.parent.parent, 0o500)
-    return [part, scratch, probe, staging]
-
-
-def plant_decoys(directory: Path, outside: Path) -> list[Path]:
-    """Things named like ours that are not, and user data: all must survive a sweep."""
-    (directory / "other.img.part").write_bytes(b"user's")
-    (directory / "data").mkdir()
-    (directory / "data" / ".cdi-scratch-aaaaaaaa.img").write_bytes(b"not at the top")
-    link = directory / ".cdi-scratch-zzzzzzzz.img"
-    link.symlink_to(outside)
-    (directory / ".cdi-extract-linked").symlink_to(outside.parent)
-    (directory / ".odirect-5").mkdir()
-    (directory / ".cdi-extract-filename").write_bytes(b"a file, not a staging tree")
-    return sorted(directory.iterdir())
 
 
 def test_sweep_removes_leftovers_and_nothing_else(
