@@ -225,6 +225,23 @@ def _move_into_place(src_root: str, dest_root: str) -> None:
         os.replace(src, dst)
 
 
+def _os_failure(exc: OSError) -> ImportFailure:
+    """An OSError as a failure whose message holds no path.
+
+    Member names come from the archive and may be a MiB long (within tarbounds' bound on
+    a header); the CLI logs and redacts messages, and redact's URL pattern is quadratic
+    in a long run of letters: an OSError naming such a path cost hours of CPU.
+    """
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ImportFailure(Reason.NO_SPACE, "no space left extracting archive")
+    if exc.errno == errno.ENAMETOOLONG:
+        return ImportFailure(
+            Reason.ARCHIVE_REFUSED,
+            "archive refused: a member name is longer than the volume's file system allows",
+        )
+    return ImportFailure(Reason.INTERNAL, f"extracting the archive failed: {exc.strerror}")
+
+
 def extract_tar(
     chunks: Iterable[bytes],
     dest_dir: str,
@@ -236,8 +253,9 @@ def extract_tar(
     """Extract a (decompressed) tar stream into `dest_dir`; returns the bytes of file content.
 
     Raises ImportFailure: UNSAFE_ARCHIVE for hostile members, ARCHIVE_REFUSED past one of
-    `bounds`, IMAGE_TOO_LARGE past `limit`, INVALID_IMAGE for a corrupt or truncated tar,
-    NO_SPACE when the volume fills up. On any of these `dest_dir` is left as it was. Once
+    `bounds` or for a name the file system cannot hold, IMAGE_TOO_LARGE past `limit`,
+    INVALID_IMAGE for a corrupt or truncated tar, NO_SPACE when the volume fills up,
+    INTERNAL for other I/O errors. On any of these `dest_dir` is left as it was. Once
     the files are in place, `sync` makes them durable (syncfs on the volume).
     """
     staging = tempfile.mkdtemp(prefix=leftovers.EXTRACT_PREFIX, dir=dest_dir)
@@ -251,9 +269,7 @@ def extract_tar(
             _move_into_place(tree, dest_dir)
             sync(dest_dir)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ImportFailure(Reason.NO_SPACE, "no space left extracting archive") from exc
-            raise
+            raise _os_failure(exc) from exc
         return total
     finally:
         # Never hide the failure being raised; what stays is swept by the next run.

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import tarfile
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from cdicontract.reasons import Reason
 from importer.archive import extract_tar
 from importer.errors import ImportFailure
+from importer.redact import redact
 from importer.tarbounds import TarBounds
 from tests import tarbombs
 
@@ -285,6 +287,28 @@ def test_header_bombs_are_refused_and_leave_nothing(tmp_path: Path, bomb) -> Non
     assert err.value.reason is Reason.ARCHIVE_REFUSED
     assert os.listdir(tmp_path) == []
     assert peak < 8 * MiB
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("b" * (MiB - 100), id="path-of-a-MiB"),
+        pytest.param("d/" + "c" * 300, id="component-over-NAME_MAX"),
+    ],
+)
+def test_names_the_volume_cannot_hold_are_refused_in_a_short_message(
+    tmp_path: Path, name: str
+) -> None:
+    data = tarbombs.joined(tarbombs.pax_long_name(len(name)))
+    data = data.replace(b"a" * len(name), name.encode())
+    started = time.monotonic()
+    with pytest.raises(ImportFailure) as err:
+        extract_tar(_chunks(data, MiB), str(tmp_path))
+    assert err.value.reason is Reason.ARCHIVE_REFUSED
+    assert len(err.value.message) < 200
+    assert redact(err.value.message) == err.value.message
+    assert time.monotonic() - started < 5
+    assert os.listdir(tmp_path) == []
 
 
 # --- durability ---------------------------------------------------------------------------
