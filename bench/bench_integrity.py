@@ -61,8 +61,8 @@ def sha256_cached(path: Path) -> str:
 
 def importer(tree: Path) -> list[str]:
     """The importer of `tree`, run from `tree` so that `-m importer.cli` imports its code."""
-    return ["env", f"PYTHONPATH={tree}", "-C", str(tree), sys.executable, "-m",
-            "importer.cli", "--no-progress"]  # fmt: skip
+    return ["env", f"PYTHONPATH={tree}", "bash", "-c", 'cd "$0" && exec "$@"', str(tree),
+            sys.executable, "-m", "importer.cli", "--no-progress"]  # fmt: skip
 
 
 def main() -> int:

@@ -11,15 +11,24 @@ and links that could lead outside the destination are refused with
   itself never writes through a link (every parent of a member must be a real directory
   it created), so a link cannot redirect a later member either;
 - hard links are allowed only to a regular file extracted earlier from the same archive.
+  That is checked on disk, in the private staging tree that only the extractor writes, so
+  no set of names grows with the archive.
 
 Everything is extracted into a private temporary directory inside `dest_dir` and moved
 into place only when the whole archive was accepted, so a refused or truncated archive
 leaves nothing behind. Ownership is not preserved (the pod is not root); permission bits
 are, except setuid/setgid, which a volume of user data has no business carrying.
+
+Memory does not grow with the number of members: the tar is read through
+`importer.tarbounds` (header sizes and the member count are bounded, members are not
+kept), directory modes wait in a journal on disk (`importer.dirmodes`), and the staging
+tree is listed lazily when moved into place. The moved files are then synced (syncfs) so
+that success is reported only for data that would survive a crash.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
@@ -27,9 +36,11 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from cdicontract.reasons import Reason
+from importer import leftovers, syncfs, tarbounds
+from importer.dirmodes import DirModes
 from importer.errors import ImportFailure
 from importer.streams import ChunkReader
 
@@ -79,6 +90,28 @@ def _is_dir(mode: int) -> bool:
     return stat.S_ISDIR(mode)
 
 
+def _link_source(root: str, rel: str, linkname: str) -> str:
+    """The path of the earlier regular file a hard link `rel` names, or raise.
+
+    Only the extractor writes in `root` (a private staging tree), so a regular file found
+    there through real directories was extracted from this archive.
+    """
+    target = safe_member_path(linkname)
+    current = root
+    parts = target.split("/") if target else []
+    for i, part in enumerate(parts):
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            break
+        if stat.S_ISREG(mode) and i == len(parts) - 1:
+            return current
+        if not _is_dir(mode):
+            break
+    raise _unsafe(f"hard link {rel[:200]!r} to a file not in the archive")
+
+
 def _write_file(
     tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, budget: int | None
 ) -> int:
@@ -104,12 +137,16 @@ def _write_file(
     return written
 
 
-def _extract_into(chunks: Iterable[bytes], root: str, limit: int | None) -> int:
+def _extract_into(
+    chunks: Iterable[bytes],
+    root: str,
+    modes: DirModes,
+    limit: int | None,
+    bounds: tarbounds.TarBounds,
+) -> int:
     total = 0
-    files: set[str] = set()
-    dir_modes: dict[str, int] = {}
     try:
-        tar = tarfile.open(fileobj=ChunkReader(chunks), mode="r|")  # noqa: SIM115
+        tar = tarbounds.open_stream(ChunkReader(chunks), bounds)
     except tarfile.TarError as exc:
         raise ImportFailure(Reason.INVALID_IMAGE, f"content is not a tar archive: {exc}") from exc
     with tar:
@@ -128,7 +165,7 @@ def _extract_into(chunks: Iterable[bytes], root: str, limit: int | None) -> int:
                             raise _unsafe(f"directory {rel[:200]!r} replaces a non-directory")
                     except FileNotFoundError:
                         os.mkdir(path, 0o700)
-                    dir_modes[rel] = member.mode & _MODE_MASK
+                    modes.record(rel, member.mode & _MODE_MASK)
                     continue
                 if os.path.lexists(path):
                     # A later member replacing an earlier one could swap a file for a link.
@@ -137,31 +174,42 @@ def _extract_into(chunks: Iterable[bytes], root: str, limit: int | None) -> int:
                     check_symlink_target(rel, member.linkname)
                     os.symlink(member.linkname, path)
                 elif member.islnk():
-                    target = safe_member_path(member.linkname)
-                    if target not in files:
-                        raise _unsafe(f"hard link {rel[:200]!r} to a file not in the archive")
-                    os.link(os.path.join(root, target), path, follow_symlinks=False)
-                    files.add(rel)
+                    os.link(_link_source(root, rel, member.linkname), path, follow_symlinks=False)
                 elif member.isreg() and not member.issparse():
                     budget = None if limit is None else limit - total
                     total += _write_file(tar, member, path, budget)
                     os.chmod(path, member.mode & _MODE_MASK)
                     os.utime(path, (member.mtime, member.mtime))
-                    files.add(rel)
                 else:
                     kind = "sparse file" if member.issparse() else "device node or fifo"
                     raise _unsafe(f"archive member {rel[:200]!r} is a {kind}")
         except tarfile.TarError as exc:
             raise ImportFailure(Reason.INVALID_IMAGE, f"corrupt tar archive: {exc}") from exc
     # Directory modes last, deepest first, so a read-only directory did not block its content.
-    for rel in sorted(dir_modes, key=lambda r: r.count("/"), reverse=True):
-        os.chmod(os.path.join(root, rel), dir_modes[rel])
+    modes.apply(root)
     return total
+
+
+def _drain(directory: str) -> Iterator[str]:
+    """The names in `directory`, listed lazily, while the caller moves each one out.
+
+    Never the whole listing at once (an archive can put a million files in one
+    directory). Entries that were not returned yet are not affected by moving returned
+    ones away; the second pass only proves the directory is empty.
+    """
+    while True:
+        listed = False
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                listed = True
+                yield entry.name
+        if not listed:
+            return
 
 
 def _move_into_place(src_root: str, dest_root: str) -> None:
     """Move extracted entries into dest, merging into existing directories (e.g. lost+found)."""
-    for name in os.listdir(src_root):
+    for name in _drain(src_root):
         src = os.path.join(src_root, name)
         dst = os.path.join(dest_root, name)
         src_is_dir = os.path.isdir(src) and not os.path.islink(src)
@@ -177,35 +225,53 @@ def _move_into_place(src_root: str, dest_root: str) -> None:
         os.replace(src, dst)
 
 
-def extract_tar(chunks: Iterable[bytes], dest_dir: str, *, limit: int | None = None) -> int:
+def _os_failure(exc: OSError) -> ImportFailure:
+    """An OSError as a failure whose message holds no path.
+
+    Member names come from the archive and may be a MiB long (within tarbounds' bound on
+    a header); the CLI logs and redacts messages, and redact's URL pattern is quadratic
+    in a long run of letters: an OSError naming such a path cost hours of CPU.
+    """
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ImportFailure(Reason.NO_SPACE, "no space left extracting archive")
+    if exc.errno == errno.ENAMETOOLONG:
+        return ImportFailure(
+            Reason.ARCHIVE_REFUSED,
+            "archive refused: a member name is longer than the volume's file system allows",
+        )
+    return ImportFailure(Reason.INTERNAL, f"extracting the archive failed: {exc.strerror}")
+
+
+def extract_tar(
+    chunks: Iterable[bytes],
+    dest_dir: str,
+    *,
+    limit: int | None = None,
+    bounds: tarbounds.TarBounds = tarbounds.ARCHIVE_CONTENT,
+    sync: Callable[[str], None] = syncfs.sync_filesystem,
+) -> int:
     """Extract a (decompressed) tar stream into `dest_dir`; returns the bytes of file content.
 
-    Raises ImportFailure: UNSAFE_ARCHIVE for hostile members, IMAGE_TOO_LARGE past `limit`,
-    INVALID_IMAGE for a corrupt or truncated tar, NO_SPACE when the volume fills up. On any
-    failure `dest_dir` is left as it was.
+    Raises ImportFailure: UNSAFE_ARCHIVE for hostile members, ARCHIVE_REFUSED past one of
+    `bounds` or for a name the file system cannot hold, IMAGE_TOO_LARGE past `limit`,
+    INVALID_IMAGE for a corrupt or truncated tar, NO_SPACE when the volume fills up,
+    INTERNAL for other I/O errors. On any of these `dest_dir` is left as it was. Once
+    the files are in place, `sync` makes them durable (syncfs on the volume).
     """
-    staging = tempfile.mkdtemp(prefix=".cdi-extract-", dir=dest_dir)
+    staging = tempfile.mkdtemp(prefix=leftovers.EXTRACT_PREFIX, dir=dest_dir)
+    tree = os.path.join(staging, "tree")
+    journal = os.path.join(staging, "dirmodes")
     try:
         try:
-            total = _extract_into(chunks, staging, limit)
+            os.mkdir(tree, 0o700)
+            os.mkdir(journal, 0o700)
+            total = _extract_into(chunks, tree, DirModes(journal), limit, bounds)
+            _move_into_place(tree, dest_dir)
+            sync(dest_dir)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ImportFailure(Reason.NO_SPACE, "no space left extracting archive") from exc
-            raise
-        _move_into_place(staging, dest_dir)
+            raise _os_failure(exc) from exc
         return total
     finally:
-        _force_rmtree(staging)
-
-
-def _force_rmtree(path: str) -> None:
-    """Remove the staging tree even when the archive made some directories read-only."""
-    if not os.path.lexists(path):
-        return
-    for dirpath, dirnames, _ in os.walk(path):
-        for d in dirnames:
-            full = os.path.join(dirpath, d)
-            if not os.path.islink(full):
-                os.chmod(full, 0o700)
-    os.chmod(path, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
+        # Never hide the failure being raised; what stays is swept by the next run.
+        with contextlib.suppress(OSError):
+            leftovers.remove_tree(staging)

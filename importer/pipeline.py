@@ -31,7 +31,7 @@ from typing import TypeVar
 
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
-from importer import formats, qemu
+from importer import formats, leftovers, qemu
 from importer.checksum import Hasher
 from importer.compression import Compression, decompress, detect_compression
 from importer.config import ContentType, ImporterConfig, SourceKind
@@ -109,6 +109,8 @@ class ImportPipeline:
     # ---- driver -------------------------------------------------------------------------
 
     def run(self) -> TerminationReport:
+        # A killed run's temporary files would eat the space this one needs.
+        leftovers.sweep_before_run(self.config.dest, self.target, self._scratch_dir())
         handlers = {
             Phase.INFO: self._info,
             Phase.BLANK: self._blank,

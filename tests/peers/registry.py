@@ -128,13 +128,19 @@ class OciLayout:
         return digest, len(data)
 
     def image(
-        self, layers: list[list[Entry]], compression: str = "gzip", arch: str = "amd64"
+        self, layers: list[list[Entry] | bytes], compression: str = "gzip", arch: str = "amd64"
     ) -> dict[str, Any]:
-        """Write the layers, config and manifest; returns the manifest descriptor."""
+        """Write the layers, config and manifest; returns the manifest descriptor.
+
+        A layer is a list of entries, or the bytes of a tar made elsewhere (a hostile one).
+        """
         descs, diff_ids = [], []
         for i, entries in enumerate(layers):
             tar_path = self.root / f"layer-{uuid.uuid4().hex}-{i}.tar"
-            write_tar(tar_path, entries)
+            if isinstance(entries, bytes):
+                tar_path.write_bytes(entries)
+            else:
+                write_tar(tar_path, entries)
             diff_ids.append(_sha_file(tar_path))
             out = tar_path.with_suffix(".blob")
             _compress(tar_path, out, compression)

@@ -10,6 +10,9 @@ members, and more than one regular file. Layers below the winning one are not re
 The digest of the blob (sha256 of the bytes as served, i.e. compressed) is checked by
 reading the blob to its end even after the disk file was delivered; a mismatch raises
 DIGEST_MISMATCH after the last byte, and the pipeline must then discard what it wrote.
+
+The tar is read through `importer.tarbounds` (ARCHIVE_REFUSED past a bound on header
+sizes or on the member count, `REGISTRY_LAYER` unless the caller says otherwise).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import zstandard
 from isal import igzip
 
 from cdicontract.reasons import Reason
+from importer import tarbounds
 from importer.errors import ImportFailure
 from importer.streams import ChunkReader, tap
 
@@ -166,6 +170,7 @@ def walk_layer(
     visibility: Visibility,
     *,
     skip: int = 0,
+    bounds: tarbounds.TarBounds = tarbounds.REGISTRY_LAYER,
 ) -> Iterator[bytes]:
     """Stream one layer: yield the bytes (from `skip`) of its visible disk file, if any.
 
@@ -178,7 +183,7 @@ def walk_layer(
     scan = LayerScan()
     chosen: str | None = None
     try:
-        tar = tarfile.open(fileobj=body, mode="r|")  # noqa: SIM115
+        tar = tarbounds.open_stream(body, bounds)
     except (tarfile.TarError, *_DECODE_ERRORS) as exc:
         _digest_first(raw)
         raise ImportFailure(Reason.INVALID_IMAGE, "layer is not a tar archive") from exc

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cdicontract.reasons import Reason
+from importer import tarbounds
 from importer.checksum import DigestCheck
 from importer.errors import ImportFailure
 from importer.sources.base import SourceInfo
@@ -79,6 +80,7 @@ class RegistryOptions:
     max_manifest_bytes: int = MAX_MANIFEST_BYTES
     range_block: int = BLOCK
     deny_local_addresses: bool = False
+    layer_bounds: tarbounds.TarBounds = tarbounds.REGISTRY_LAYER
 
 
 class BlobStore(Protocol):
@@ -233,7 +235,7 @@ class RegistrySource:
             scan = LayerScan()
             blob = self._pinned_blob(layer)
             try:
-                with tarfile.open(fileobj=RangedFile(blob), mode="r:") as tar:
+                with tarbounds.open_seekable(RangedFile(blob), self._options.layer_bounds) as tar:
                     for member in tar:
                         path = classify(member, scan)
                         if path is not None:
@@ -293,6 +295,7 @@ class RegistrySource:
                 LAYER_COMPRESSION[layer.media_type],
                 visibility,
                 skip=skip,
+                bounds=self._options.layer_bounds,
             )
             if visibility.found is not None:
                 return
