@@ -35,6 +35,9 @@ from importer.streams import ChunkReader
 
 CHUNK = 1 << 20
 _MODE_MASK = 0o1777  # permission bits and sticky; setuid/setgid dropped on purpose
+# tarfile raises plain ValueError for some malformed headers (a GNU sparse 1.0 map without
+# its newline, found by fuzz/archive), not only TarError.
+_TAR_ERRORS = (tarfile.TarError, ValueError)
 
 
 def _unsafe(message: str) -> ImportFailure:
@@ -110,7 +113,7 @@ def _extract_into(chunks: Iterable[bytes], root: str, limit: int | None) -> int:
     dir_modes: dict[str, int] = {}
     try:
         tar = tarfile.open(fileobj=ChunkReader(chunks), mode="r|")  # noqa: SIM115
-    except tarfile.TarError as exc:
+    except _TAR_ERRORS as exc:
         raise ImportFailure(Reason.INVALID_IMAGE, f"content is not a tar archive: {exc}") from exc
     with tar:
         try:
@@ -151,7 +154,7 @@ def _extract_into(chunks: Iterable[bytes], root: str, limit: int | None) -> int:
                 else:
                     kind = "sparse file" if member.issparse() else "device node or fifo"
                     raise _unsafe(f"archive member {rel[:200]!r} is a {kind}")
-        except tarfile.TarError as exc:
+        except _TAR_ERRORS as exc:
             raise ImportFailure(Reason.INVALID_IMAGE, f"corrupt tar archive: {exc}") from exc
     # Directory modes last, deepest first, so a read-only directory did not block its content.
     for rel in sorted(dir_modes, key=lambda r: r.count("/"), reverse=True):
