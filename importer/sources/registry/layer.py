@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import IO, cast
 
 import zstandard
-from isal import igzip
+from isal import igzip, igzip_lib
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure
@@ -148,7 +148,16 @@ def decompressing(raw: io.RawIOBase, compression: str) -> IO[bytes]:
     return io.BufferedReader(raw, CHUNK)
 
 
-_DECODE_ERRORS = (EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile)
+# isal's inflate errors are IsalError, a class of its own (found by fuzz/layer).
+_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    EOFError,
+    zlib.error,
+    zstandard.ZstdError,
+    gzip.BadGzipFile,
+    cast(type[Exception], igzip_lib.IsalError),
+)
+# tarfile raises plain ValueError for some malformed headers, not only TarError.
+_TAR_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, ValueError)
 
 
 def walk_layer(
@@ -172,7 +181,7 @@ def walk_layer(
     chosen: str | None = None
     try:
         tar = tarfile.open(fileobj=body, mode="r|")  # noqa: SIM115
-    except (tarfile.TarError, *_DECODE_ERRORS) as exc:
+    except (*_TAR_ERRORS, *_DECODE_ERRORS) as exc:
         raise ImportFailure(Reason.INVALID_IMAGE, "layer is not a tar archive") from exc
     with tar:
         try:
@@ -201,7 +210,7 @@ def walk_layer(
                         if not block:
                             continue
                     yield block
-        except tarfile.TarError as exc:
+        except _TAR_ERRORS as exc:
             raise ImportFailure(Reason.INVALID_IMAGE, f"corrupt layer tar: {exc}") from exc
         except _DECODE_ERRORS as exc:
             raise ImportFailure(Reason.INVALID_IMAGE, "layer is not valid compressed data") from exc
