@@ -36,8 +36,9 @@ from importer.streams import ChunkReader
 CHUNK = 1 << 20
 _MODE_MASK = 0o1777  # permission bits and sticky; setuid/setgid dropped on purpose
 # tarfile raises plain ValueError for some malformed headers (a GNU sparse 1.0 map without
-# its newline, found by fuzz/archive), not only TarError.
-_TAR_ERRORS = (tarfile.TarError, ValueError)
+# its newline) and OverflowError for a pax record length past ssize_t, not only TarError
+# (both found by fuzz/archive and fuzz/layer).
+_TAR_ERRORS = (tarfile.TarError, ValueError, OverflowError)
 
 
 def _unsafe(message: str) -> ImportFailure:
@@ -194,6 +195,10 @@ def extract_tar(chunks: Iterable[bytes], dest_dir: str, *, limit: int | None = N
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ImportFailure(Reason.NO_SPACE, "no space left extracting archive") from exc
+            if exc.errno == errno.ENAMETOOLONG:  # a legal tar name, too long for the volume
+                raise ImportFailure(
+                    Reason.ARCHIVE_REFUSED, "archive member name is too long for the filesystem"
+                ) from exc
             raise
         _move_into_place(staging, dest_dir)
         return total
