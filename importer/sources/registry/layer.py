@@ -156,8 +156,9 @@ _DECODE_ERRORS: tuple[type[Exception], ...] = (
     gzip.BadGzipFile,
     cast(type[Exception], igzip_lib.IsalError),
 )
-# tarfile raises plain ValueError for some malformed headers, not only TarError.
-_TAR_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, ValueError)
+# tarfile raises plain ValueError for some malformed headers and OverflowError for a pax
+# record length past ssize_t, not only TarError.
+_TAR_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, ValueError, OverflowError)
 
 
 def walk_layer(
