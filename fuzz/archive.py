@@ -4,7 +4,8 @@ Invariant: the archive is extracted or refused with ImportFailure (never OSError
 UnicodeError, OverflowError, ...); a refused archive leaves the destination as it was
 (empty here) and nothing anywhere else; an extracted one has no symlink that resolves
 outside the destination, no setuid/setgid bit, and the returned byte count is the size of
-the regular files written.
+the regular files written. The destination starts with an empty lost+found/, as a
+fresh volume does, so merging into existing directories is fuzzed too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ LIMIT = 32 * 1024
 """Small enough that the fuzzer reaches IMAGE_TOO_LARGE with inputs of a few blocks."""
 
 PREFIX = "cdi-fuzz-archive-"
+LOST_FOUND = "lost+found"
 
 
 @functools.cache
@@ -94,11 +96,17 @@ def one_input(data: bytes) -> None:
     root = _scratch()
     dest = os.path.join(root, "dest")
     os.mkdir(dest)
+    # A fresh ext4 volume is not empty: extraction merges into what is there.
+    os.mkdir(os.path.join(dest, LOST_FOUND))
     try:
         try:
             total = extract_tar(chunked(data), dest, limit=LIMIT)
         except ImportFailure:
-            require(os.listdir(dest) == [], "a refused archive left files behind")
+            left = [(d, sorted(n + f)) for d, n, f in os.walk(dest)]
+            require(
+                left == [(dest, [LOST_FOUND]), (os.path.join(dest, LOST_FOUND), [])],
+                f"a refused archive changed the destination: {left}",
+            )
         else:
             _check_extracted(dest, total)
         require(os.listdir(root) == ["dest"], f"files outside dest: {os.listdir(root)}")

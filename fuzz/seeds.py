@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -179,6 +180,7 @@ def format_seeds(work: Path) -> dict[str, bytes]:
     )
     made.append(iso)
 
+    made += _patched(work)
     seeds: dict[str, bytes] = {}
     for path in made:
         seeds.update(image_seeds(path))
@@ -206,6 +208,40 @@ def format_seeds(work: Path) -> dict[str, bytes]:
     ):
         seeds[f"magic-{hashlib.sha256(magic).hexdigest()[:8]}.head"] = magic + bytes(512)
     return seeds
+
+
+def _patched(work: Path) -> list[Path]:
+    """Hostile variants qemu-img will not write: real images with one field changed.
+
+    Each hides the hostile part behind a check that would otherwise catch it first (an
+    external data file named only by its header extension, an encryption extension with
+    crypt_method 0, a VHDX parent locator without the has-parent flag), so the fuzzer
+    starts next to the refusals it would otherwise need many lucky mutations to reach.
+    """
+    out = []
+
+    def patch(src: str, name: str, edit: Callable[[bytearray], None]) -> None:
+        data = bytearray((work / src).read_bytes())
+        edit(data)
+        (work / name).write_bytes(bytes(data))
+        out.append(work / name)
+
+    def clear_incompat_data_file(d: bytearray) -> None:
+        d[79] &= ~0x04  # incompatible_features (be64 at 72), bit 2: external data file
+
+    def clear_crypt_method(d: bytearray) -> None:
+        d[32:36] = bytes(4)
+
+    def parent_locator(d: bytearray) -> None:
+        page83 = uuid.UUID("BECA12AB-B2E6-4523-93EF-C309E000C746").bytes_le
+        locator = uuid.UUID("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C").bytes_le
+        at = d.find(page83, 3 * MiB)
+        d[at : at + 16] = locator
+
+    patch("qcow2-datafile.qcow2", "qcow2-datafile-ext-only.qcow2", clear_incompat_data_file)
+    patch("qcow2-luks.qcow2", "qcow2-luks-ext-only.qcow2", clear_crypt_method)
+    patch("vhdx-dynamic.vhdx", "vhdx-parent-locator.vhdx", parent_locator)
+    return out
 
 
 # -- tar streams ---------------------------------------------------------------------------
@@ -272,6 +308,11 @@ def archive_seeds(work: Path) -> dict[str, bytes]:
         "too-large.tar": _tar([_file("big", b"\0" * (40 * KiB))]),
         "truncated.tar": _tar([_file("a", b"y" * 3000)])[:2048],
         "dir-over-file.tar": _tar([_file("a", b"1"), _entry("a", tarfile.DIRTYPE)]),
+        "through-file.tar": _tar([_file("a", b"1"), _file("a/b", b"2")]),
+        "lost-found.tar": _tar(
+            [_entry("lost+found", tarfile.DIRTYPE, mode=0o700), _file("lost+found/f", b"x")]
+        ),
+        "lost-found-file.tar": _tar([_file("lost+found", b"not a dir")]),
         "readonly-dir.tar": _tar(
             [_entry("ro", tarfile.DIRTYPE, mode=0o500), _file("ro/f", b"x", 0o400)]
         ),
@@ -317,6 +358,8 @@ def layer_seeds() -> dict[str, bytes]:
         "disk-symlink.tar": _tar([_entry("disk/l.img", tarfile.SYMTYPE, "/etc/passwd")]),
         "disk-hardlink.tar": _tar([_file("x", disk), _entry("disk/h.img", tarfile.LNKTYPE, "x")]),
         "climb.tar": _tar([_file("disk/../../x", disk)]),
+        "absolute.tar": _tar([_file("/disk/x.img", disk)]),
+        "whiteout-climb.tar": _tar([_file("disk/.wh...", b""), _file("disk/a.img", disk)]),
         "no-disk.tar": _tar([_file("etc/hostname", b"h\n")]),
     }
     seeds = dict(layers)
