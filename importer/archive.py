@@ -46,6 +46,10 @@ from importer.streams import ChunkReader
 
 CHUNK = 1 << 20
 _MODE_MASK = 0o1777  # permission bits and sticky; setuid/setgid dropped on purpose
+# tarfile raises plain ValueError for some malformed headers (a GNU sparse 1.0 map without
+# its newline) and OverflowError for a pax record length past ssize_t, not only TarError
+# (both found by fuzz/archive and fuzz/layer).
+_TAR_ERRORS = (tarfile.TarError, ValueError, OverflowError)
 
 
 def _unsafe(message: str) -> ImportFailure:
@@ -147,7 +151,7 @@ def _extract_into(
     total = 0
     try:
         tar = tarbounds.open_stream(ChunkReader(chunks), bounds)
-    except tarfile.TarError as exc:
+    except _TAR_ERRORS as exc:
         raise ImportFailure(Reason.INVALID_IMAGE, f"content is not a tar archive: {exc}") from exc
     with tar:
         try:
@@ -183,7 +187,7 @@ def _extract_into(
                 else:
                     kind = "sparse file" if member.issparse() else "device node or fifo"
                     raise _unsafe(f"archive member {rel[:200]!r} is a {kind}")
-        except tarfile.TarError as exc:
+        except _TAR_ERRORS as exc:
             raise ImportFailure(Reason.INVALID_IMAGE, f"corrupt tar archive: {exc}") from exc
     # Directory modes last, deepest first, so a read-only directory did not block its content.
     modes.apply(root)

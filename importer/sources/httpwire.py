@@ -67,7 +67,10 @@ def ca_bundle_from_dir(cert_dir: str, into: str) -> str | None:
 
 def redact_url(url: str) -> str:
     """The URL for messages: no userinfo, and the query (presigned signatures) elided."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1", a netloc with characters NFKC turns into '@' or ':'
+        return "(malformed URL)"
     netloc = parts.netloc.rpartition("@")[2]
     text = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     return text + ("?..." if parts.query else "")

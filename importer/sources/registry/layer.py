@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import IO, cast
 
 import zstandard
-from isal import igzip
+from isal import igzip, igzip_lib
 
 from cdicontract.reasons import Reason
 from importer import tarbounds
@@ -152,7 +152,17 @@ def decompressing(raw: io.RawIOBase, compression: str) -> IO[bytes]:
     return io.BufferedReader(raw, CHUNK)
 
 
-_DECODE_ERRORS = (EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile)
+# isal's inflate errors are IsalError, a class of its own (found by fuzz/layer).
+_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    EOFError,
+    zlib.error,
+    zstandard.ZstdError,
+    gzip.BadGzipFile,
+    cast(type[Exception], igzip_lib.IsalError),
+)
+# tarfile raises plain ValueError for some malformed headers and OverflowError for a pax
+# record length past ssize_t, not only TarError.
+_TAR_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, ValueError, OverflowError)
 
 
 def _digest_first(raw: DigestReader) -> None:
@@ -184,7 +194,7 @@ def walk_layer(
     chosen: str | None = None
     try:
         tar = tarbounds.open_stream(body, bounds)
-    except (tarfile.TarError, *_DECODE_ERRORS) as exc:
+    except (*_TAR_ERRORS, *_DECODE_ERRORS) as exc:
         _digest_first(raw)
         raise ImportFailure(Reason.INVALID_IMAGE, "layer is not a tar archive") from exc
     with tar:
@@ -214,7 +224,7 @@ def walk_layer(
                         if not block:
                             continue
                     yield block
-        except tarfile.TarError as exc:
+        except _TAR_ERRORS as exc:
             _digest_first(raw)
             raise ImportFailure(Reason.INVALID_IMAGE, f"corrupt layer tar: {exc}") from exc
         except _DECODE_ERRORS as exc:

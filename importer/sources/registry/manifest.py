@@ -77,13 +77,16 @@ def _descriptor(doc: Any, what: str) -> Descriptor:
         digest = str(doc["digest"])
         size = int(doc["size"])
         media_type = str(doc.get("mediaType", ""))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # 1e999 is an inf float
         raise _invalid(f"{what}: descriptor lacks digest or size") from exc
     if not digest.startswith("sha256:") or len(digest) != 71 or size < 0:
         raise _invalid(f"{what}: descriptor has an invalid digest or size")
     platform = doc.get("platform") or {}
     if not isinstance(platform, dict):
         raise _invalid(f"{what}: platform is not an object")
+    # choose_platform compares and sorts these: a number or a list there is not a platform.
+    if any(not isinstance(platform.get(k), str | None) for k in ("architecture", "os", "variant")):
+        raise _invalid(f"{what}: platform fields must be strings")
     return Descriptor(
         media_type=media_type,
         digest=digest,
@@ -107,7 +110,7 @@ def parse_manifest(
         verify_digest(body, expected_digest, "manifest")
     try:
         doc = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[...", a few KiB deep
         raise _invalid("manifest is not JSON") from exc
     if not isinstance(doc, dict):
         raise _invalid("manifest is not a JSON object")
