@@ -1,9 +1,16 @@
-"""qemu-img, run safely: always an explicit format, never a backing file, always under limits.
+"""qemu-img, run safely: an explicit driver tree, never a backing file, always under limits.
 
 `info` inspects an image (a local path or an NBD URI) and `check_safe` refuses images
 that would make qemu-img open other files. `convert` writes raw data into the target
 under a stall watchdog, retrying a stuck run, and maps qemu-img's failures onto
 termination reasons.
+
+Two layers keep qemu-img from opening anything but the image and the target:
+- every input is an explicit driver tree (`importer.drivertree`): the format, `backing`
+  nulled, the protocol named (file or nbd), so no header field is followed as a backing
+  file and no name is parsed as a protocol;
+- `check_safe` refuses what a tree cannot null (qcow2 data files, VMDK extents) from
+  `qemu-img info`, before convert.
 
 Why the options (measured, see bench/bench_convert_opts.py and the report):
 - `-W` (out-of-order writes) and `-m 16` coroutines keep several NBD requests in flight;
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdicontract.reasons import Reason
+from importer import drivertree
 from importer.errors import ImportFailure, TransientSourceError
 from importer.limits import CONVERT_LIMITS, INFO_LIMITS, Limits
 from importer.watchdog import Outcome, run_watched
@@ -65,14 +73,24 @@ def is_nbd_uri(filename: str) -> bool:
 
 
 def qemu_filename(filename: str) -> str:
-    """The filename as qemu-img should see it.
+    """The target filename as qemu-img should see it.
 
     qemu treats "json:{...}" and "proto:..." prefixes as option strings, so a local path
     is made absolute: a path starting with '/' is never parsed as anything but a file.
+    (Inputs never get here: they are driver trees, see `source_filename`.)
     """
-    if is_nbd_uri(filename):
-        return filename
     return os.path.abspath(filename)
+
+
+def source_filename(source: str, fmt: str) -> str:
+    """The `json:` driver tree qemu-img opens for `source` (a path or nbd+unix URI).
+
+    Raises ImportFailure(INTERNAL) for a URI we never produce (TCP/TLS NBD).
+    """
+    try:
+        return drivertree.image_filename(source, fmt)
+    except ValueError as e:
+        raise ImportFailure(Reason.INTERNAL, f"cannot read the image from there: {e}") from e
 
 
 def _check_format(fmt: str) -> None:
@@ -89,12 +107,13 @@ def first_error_line(lines: Sequence[str]) -> str:
 
 
 def info_command(filename: str, fmt: str) -> list[str]:
-    """`qemu-img info` argv: explicit format (no probing), JSON, shared lock.
+    """`qemu-img info` argv: an explicit driver tree (no probing, no backing), JSON, shared lock.
 
+    No `-f`: the tree's driver is the format (and `-f` would override it).
     `--force-share` lets info read an image another process holds open (a scratch file
     still being closed) and takes no lock on NBD exports.
     """
-    return [QEMU_IMG, "info", "-f", fmt, "--output=json", "--force-share", qemu_filename(filename)]
+    return [QEMU_IMG, "info", "--output=json", "--force-share", source_filename(filename, fmt)]
 
 
 def parse_info(text: bytes) -> QemuInfo:
@@ -185,6 +204,30 @@ def info(filename: str, fmt: str, *, limits: Limits = INFO_LIMITS) -> QemuInfo:
     return qi
 
 
+def own_filenames(doc: dict[str, object]) -> frozenset[str]:
+    """The names `qemu-img info` may give the image's own file (pure).
+
+    qemu 7.2 reports a plain `filename` for our driver trees (the path, or
+    "nbd+unix://?socket=..."), the same name it gives a VMDK's extent that lives in the
+    image itself. Should it report the tree as "json:{...}" (options it cannot express as
+    a plain name), the protocol node's own filename is the extent's name; an NBD node has
+    none there, so such an extent counts as outside (refused: failing closed).
+    """
+    own = doc.get("filename")
+    if not isinstance(own, str):
+        return frozenset()
+    names = {own}
+    if own.startswith("json:"):
+        try:
+            tree = json.loads(own[len("json:") :])
+        except ValueError:
+            tree = None
+        node = tree.get("file") if isinstance(tree, dict) else None
+        if isinstance(node, dict) and isinstance(node.get("filename"), str):
+            names.add(node["filename"])
+    return frozenset(names)
+
+
 def unsafe_reason(qi: QemuInfo) -> str | None:
     """Why an image would make qemu-img open files other than itself, or None if it won't."""
     if qi.backing_file:
@@ -195,10 +238,10 @@ def unsafe_reason(qi: QemuInfo) -> str | None:
     if isinstance(specific, dict) and isinstance(specific.get("data"), dict):
         extents = specific["data"].get("extents")
         if isinstance(extents, list):
-            own = qi.raw.get("filename")
+            own = own_filenames(qi.raw)
             for extent in extents:
                 name = extent.get("filename") if isinstance(extent, dict) else None
-                if name != own:
+                if name not in own:
                     return "image has an extent outside itself"
     return None
 
@@ -243,16 +286,18 @@ def convert_command(
 ) -> list[str]:
     """The `qemu-img convert` argv (a pure function; the choices are explained above).
 
-    Never `-B`/`-o backing_file`, never probing: `-f` and `-O raw` are always explicit.
+    Never `-B`/`-o backing_file`, never probing: the source is an explicit driver tree
+    (its driver is the format, so no `-f`) and `-O raw` is explicit. The target stays a
+    plain absolute path: qemu-img creates it, or picks host_device for a block device.
     """
-    argv = [QEMU_IMG, "convert", "-p", "-f", fmt, "-O", "raw"]
+    argv = [QEMU_IMG, "convert", "-p", "-O", "raw"]
     argv += ["-t", "none" if direct else "writeback", "-T", "none" if direct else "writeback"]
     argv += ["-W", "-m", str(coroutines)]
     if not create:
         argv.append("-n")
         if target_is_zero:
             argv.append("--target-is-zero")
-    argv += [qemu_filename(src), qemu_filename(dest)]
+    argv += [source_filename(src, fmt), qemu_filename(dest)]
     return argv
 
 
@@ -432,5 +477,7 @@ __all__ = [
     "convert",
     "convert_command",
     "info",
+    "own_filenames",
     "parse_info",
+    "source_filename",
 ]
