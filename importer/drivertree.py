@@ -18,7 +18,7 @@ image header references. A `json:` tree names every node instead:
   differencing VHD without its parent; our header inspection refuses all three). What a
   tree cannot null (a qcow2 external data file: an explicit `data-file` is an error for
   every image without one; VMDK extents) is refused by `qemu.check_safe` from
-  `qemu-img info`.
+  `qemu-img info` and, should that be bypassed, denied by the sandbox (`importer.sandbox`).
 
 All of this is verified against qemu-img 7.2 in tests/importer/test_qemu_driver_tree.py.
 """

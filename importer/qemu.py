@@ -1,40 +1,44 @@
-"""qemu-img, run safely: an explicit driver tree, never a backing file, always under limits.
+"""qemu-img, run safely: an explicit driver tree, no backing file, limits and a sandbox.
 
 `info` inspects an image (a local path or an NBD URI) and `check_safe` refuses images
 that would make qemu-img open other files. `convert` writes raw data into the target
 under a stall watchdog, retrying a stuck run, and maps qemu-img's failures onto
 termination reasons.
 
-Two layers keep qemu-img from opening anything but the image and the target:
+Three layers keep qemu-img from opening anything but the image and the target:
 - every input is an explicit driver tree (`importer.drivertree`): the format, `backing`
   nulled, the protocol named (file or nbd), so no header field is followed as a backing
   file and no name is parsed as a protocol;
 - `check_safe` refuses what a tree cannot null (qcow2 data files, VMDK extents) from
-  `qemu-img info`, before convert.
+  `qemu-img info`, before convert;
+- every run is confined by Landlock (`importer.sandbox`) to the libraries, its input and
+  its output, without TCP, should a driver open something all the same.
 
 Why the options (measured, see bench/bench_convert_opts.py and the report):
 - `-W` (out-of-order writes) and `-m 16` coroutines keep several NBD requests in flight;
 - `-t none` (O_DIRECT) on the target keeps the page cache, and so the pod's cgroup
   memory, flat (CDI issue #2110), where the target supports it; `writeback` otherwise;
 - file targets are created by qemu-img itself (sparse, and it knows the new file reads as
-  zeros); a pre-created or block target gets `-n`, plus `--target-is-zero` only when the
-  caller vouches that it reads as zeros.
+  zeros; we only make an empty file first, for the sandbox's sake); a pre-created or block
+  target gets `-n`, plus `--target-is-zero` only when the caller vouches that it reads as
+  zeros.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from cdicontract.reasons import Reason
-from importer import drivertree
+from importer import drivertree, sandbox
 from importer.errors import ImportFailure, TransientSourceError
 from importer.limits import CONVERT_LIMITS, INFO_LIMITS, Limits
 from importer.watchdog import Outcome, run_watched
@@ -91,6 +95,11 @@ def source_filename(source: str, fmt: str) -> str:
         return drivertree.image_filename(source, fmt)
     except ValueError as e:
         raise ImportFailure(Reason.INTERNAL, f"cannot read the image from there: {e}") from e
+
+
+def _local_inputs(source: str) -> tuple[str, ...]:
+    """Files the sandbox lets qemu-img read for `source` (none for a Unix socket)."""
+    return () if is_nbd_uri(source) else (os.path.abspath(source),)
 
 
 def _check_format(fmt: str) -> None:
@@ -166,6 +175,28 @@ _NBD_TRANSPORT_ERRORS = (
 )
 
 
+_OPEN = "Could not open '"
+_DENIED = "': Permission denied"
+
+
+def denied_reference(lines: Sequence[str], own: Collection[str]) -> bool:
+    """Whether qemu-img was denied opening a file that is not one of `own` (pure).
+
+    qemu-img opens nothing but its input and output unless the image points elsewhere (a
+    data file, an extent); under the sandbox such an open fails with EACCES, reported as
+    "Could not open 'NAME': Permission denied". That is an unsafe image, not a broken one.
+    """
+    for line in lines:
+        end = line.rfind(_DENIED)
+        start = line.rfind(_OPEN, 0, end) if end >= 0 else -1
+        if start >= 0 and line[start + len(_OPEN) : end] not in own:
+            return True
+    return False
+
+
+_DENIED_MESSAGE = "image references a file outside itself (the sandbox denied opening it)"
+
+
 def info_failure(outcome: Outcome, filename: str, limits: Limits) -> ImportFailure:
     """Why `qemu-img info` failed, as a reason (pure).
 
@@ -173,6 +204,8 @@ def info_failure(outcome: Outcome, filename: str, limits: Limits) -> ImportFailu
     problem worth a retry, not a bad image: it must not fail the DataVolume for good.
     """
     line = first_error_line(outcome.stderr_tail)
+    if denied_reference(outcome.stderr_tail, _local_inputs(filename)):
+        return ImportFailure(Reason.UNSAFE_IMAGE, f"refusing image: {_DENIED_MESSAGE}")
     if is_nbd_uri(filename):
         if outcome.timed_out:
             return ImportFailure(
@@ -186,11 +219,15 @@ def info_failure(outcome: Outcome, filename: str, limits: Limits) -> ImportFailu
 
 
 def info(filename: str, fmt: str, *, limits: Limits = INFO_LIMITS) -> QemuInfo:
-    """`qemu-img info` of `filename` (a path or NBD URI) read as `fmt`, never probed."""
+    """`qemu-img info` of `filename` (a path or NBD URI) read as `fmt`, never probed,
+    confined to reading that file (or connecting to that socket)."""
     _check_format(fmt)
-    outcome = run_watched(
-        info_command(filename, fmt), limits=limits, capture_stdout=True, env=_env()
-    )
+    argv = info_command(filename, fmt)
+    policy = sandbox.qemu_policy(inputs=_local_inputs(filename))
+    with sandbox.prepare(policy) as confinement:
+        outcome = run_watched(
+            argv, limits=limits, capture_stdout=True, env=_env(), confine=confinement.restrict
+        )
     if outcome.returncode != 0:
         raise info_failure(outcome, filename, limits)
     try:
@@ -324,6 +361,22 @@ def _fixed(src: str) -> Iterator[str]:
     yield src
 
 
+def _create_empty(dest: str) -> None:
+    """Make the file qemu-img is about to create, so the sandbox can grant it that one file.
+
+    qemu-img's own create then truncates it to 0 and to the virtual size (sparse, known
+    to read as zeros): the same file it would have made. Failing here is what qemu-img
+    would have reported.
+    """
+    try:
+        os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as e:
+        reason = Reason.NO_SPACE if e.errno in (errno.ENOSPC, errno.EDQUOT) else (
+            Reason.CONVERSION_FAILED
+        )
+        raise ImportFailure(reason, f"cannot create the target: {e.strerror}") from e
+
+
 def classify_failure(lines: Sequence[str], returncode: int) -> tuple[Reason, str]:
     """Map a failed convert's stderr onto a reason and a one-line message (pure)."""
     line = first_error_line(lines)
@@ -390,6 +443,7 @@ def convert(
     try:
         _convert_attempts(
             factory, fmt, dest, remote=remote, create=create, zeroed=dest_exists_zeroed,
+            dest_is_block=dest_is_block,
             direct=direct, on_progress=on_progress, stall_timeout=stall_timeout,
             attempts=attempts, limits=limits, cancel=cancel, verified=verified,
         )
@@ -409,6 +463,7 @@ def _convert_attempts(
     remote: bool,
     create: bool,
     zeroed: bool,
+    dest_is_block: bool,
     direct: bool,
     on_progress: Callable[[float], None] | None,
     stall_timeout: float,
@@ -434,14 +489,22 @@ def _convert_attempts(
                 ),
                 uri,
             )
-            outcome = run_watched(
-                argv,
-                limits=limits,
-                stall_timeout=stall_timeout,
-                on_progress=on_progress,
-                cancel=cancel,
-                env=_env(),
+            inputs = _local_inputs(uri)
+            if create:
+                _create_empty(dest)
+            policy = sandbox.qemu_policy(
+                inputs=inputs, output=os.path.abspath(dest), output_is_block=dest_is_block
             )
+            with sandbox.prepare(policy) as confinement:
+                outcome = run_watched(
+                    argv,
+                    limits=limits,
+                    stall_timeout=stall_timeout,
+                    on_progress=on_progress,
+                    cancel=cancel,
+                    env=_env(),
+                    confine=confinement.restrict,
+                )
         if outcome.returncode == 0 and not (outcome.stalled or outcome.cancelled):
             if on_progress is not None and outcome.last_progress != 100.0:
                 on_progress(100.0)
@@ -455,6 +518,8 @@ def _convert_attempts(
                 f"(at {outcome.last_progress or 0.0:.2f}%), {max(1, attempts)} attempts",
             )
             continue
+        if denied_reference(outcome.stderr_tail, (*inputs, os.path.abspath(dest))):
+            raise ImportFailure(Reason.UNSAFE_IMAGE, f"refusing {fmt} image: {_DENIED_MESSAGE}")
         if _limit_hit(outcome, limits):
             raise ImportFailure(
                 Reason.CONVERSION_FAILED, "qemu-img convert exceeded its resource limits"
@@ -476,6 +541,7 @@ __all__ = [
     "classify_failure",
     "convert",
     "convert_command",
+    "denied_reference",
     "info",
     "own_filenames",
     "parse_info",

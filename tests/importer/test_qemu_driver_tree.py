@@ -144,7 +144,7 @@ def test_a_data_file_cannot_be_nulled_in_a_tree(
 ) -> None:
     """Why the qcow2 tree has no `data-file`: a null one is ignored (the header's file is
     opened all the same), and any node is an error for the images without a data file.
-    The data file is left to check_safe."""
+    The data file is left to check_safe and the sandbox."""
     img, data = with_data_file
     nulled = {"driver": "qcow2", "backing": None, "data-file": None,
               "file": {"driver": "file", "filename": str(img)}}
@@ -248,3 +248,48 @@ def test_differencing_images_of_formats_without_backing_name_no_parent(
         with pytest.raises(ImportFailure) as e:
             qemu.info(str(image), fmt)
         assert e.value.reason is Reason.INVALID_IMAGE
+
+
+@pytest.mark.parametrize("proto", ["file", "nbd"])
+def test_a_data_file_is_reported_but_never_opened(
+    with_data_file: tuple[Path, Path], proto: str, tmp_path: Path
+) -> None:
+    img, data = with_data_file
+    watched = watch(data)
+    out = tmp_path / "out.raw"
+    with source(img, proto, tmp_path) as src:
+        qi = qemu.info(src, "qcow2")
+        assert qi.data_file == str(data)
+        with pytest.raises(ImportFailure) as e:
+            qemu.check_safe(qi)
+        assert e.value.reason is Reason.UNSAFE_IMAGE
+        # Straight to convert, as if the check had passed: the sandbox denies the open.
+        with pytest.raises(ImportFailure) as e:
+            qemu.convert(src, "qcow2", str(out), dest_is_block=False, verified=src)
+    assert e.value.reason is Reason.UNSAFE_IMAGE
+    assert str(data) not in e.value.message
+    assert untouched(watched)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("proto", ["file", "nbd"])
+def test_vmdk_extents_outside_the_image_are_refused(tmp_path: Path, proto: str) -> None:
+    img = tmp_path / "split.vmdk"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "-o",
+                    "subformat=twoGbMaxExtentSparse", str(img), "4M"], check=True)
+    extent = tmp_path / "split-s001.vmdk"
+    watched = watch(extent)
+    # A local descriptor's extent is denied by the sandbox (an unsafe image); over NBD,
+    # qemu cannot even resolve a name relative to the export (an invalid one).
+    expected = Reason.UNSAFE_IMAGE if proto == "file" else Reason.INVALID_IMAGE
+    with source(img, proto, tmp_path) as src:
+        with pytest.raises(ImportFailure) as e:
+            qemu.check_safe(qemu.info(src, "vmdk"))
+        assert e.value.reason is expected
+        with pytest.raises(ImportFailure) as e:
+            qemu.convert(src, "vmdk", str(tmp_path / "out.raw"), dest_is_block=False,
+                         verified=src)
+        assert e.value.reason is (
+            Reason.UNSAFE_IMAGE if proto == "file" else Reason.CONVERSION_FAILED
+        )
+    assert untouched(watched)
