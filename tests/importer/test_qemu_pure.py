@@ -148,8 +148,25 @@ def _qi(**doc: object) -> qemu.QemuInfo:
             {"format-specific": {"type": "vmdk", "data": {"extents": [{"filename": "/etc/x"}]}}},
             True,
         ),
+        (
+            {
+                "filename": 'json:{"driver":"vmdk","file":{"driver":"file","filename":"/a"}}',
+                "format-specific": {"type": "vmdk", "data": {"extents": [{"filename": "/a"}]}},
+            },
+            False,
+        ),
+        (
+            {
+                "filename": 'json:{"driver":"vmdk","file":{"driver":"nbd","server":{}}}',
+                "format-specific": {
+                    "type": "vmdk", "data": {"extents": [{"filename": "nbd+unix://?socket=/s"}]}
+                },
+            },
+            True,
+        ),
     ],
-    ids=["plain", "backing", "data-file", "vmdk-self-extent", "vmdk-external-extent"],
+    ids=["plain", "backing", "data-file", "vmdk-self-extent", "vmdk-external-extent",
+         "json-name-self-extent", "json-name-unknown-extent"],
 )
 def test_images_referencing_other_files_are_unsafe(doc: dict[str, object], unsafe: bool) -> None:
     qi = _qi(**{k.replace("_", "-"): v for k, v in doc.items()})
@@ -201,3 +218,21 @@ def test_secrets_on_the_nbdkit_command_line_are_scrubbed() -> None:
         assert s not in clean
     assert "Authorization" in clean and "/run/secret/file" in clean
     assert public_url("https://u:pw1@h:8443/b/k?sig=1") == "https://h:8443/b/k"
+
+
+@pytest.mark.parametrize(
+    ("line", "denied"),
+    [
+        ("qemu-img: Could not open 'json:{\"driver\":\"qcow2\"}': "
+         "Could not open '/v/data.raw': Permission denied", True),
+        ("qemu-img: Could not open backing file: Could not open '/b.raw': Permission denied",
+         True),
+        ("qemu-img: Could not open 'json:{}': Could not open '/s/img': Permission denied", False),
+        ("qemu-img: Could not open '/dev/vdb': Permission denied", False),
+        ("qemu-img: Could not open '/v/x': No such file or directory", False),
+        ("qemu-img: Failed to connect to '127.0.0.1:1': Permission denied", False),
+    ],
+    ids=["data-file", "backing", "own-input", "own-output", "not-denied", "tcp"],
+)
+def test_a_denied_open_of_another_file_is_told_apart(line: str, denied: bool) -> None:
+    assert qemu.denied_reference([line], ["/s/img", "/dev/vdb"]) is denied
