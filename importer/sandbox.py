@@ -198,6 +198,17 @@ def _libc() -> _Libc:
     return _Libc()
 
 
+_UNSUPPORTED = frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.E2BIG})
+
+
+@functools.cache
+def _unusable(err: int) -> None:
+    log.warning(
+        "helpers run without a sandbox: Landlock refused the ruleset error=%s",
+        errno.errorcode.get(err, str(err)),
+    )
+
+
 def weakness(abi: int, err: int) -> str | None:
     """What a kernel of Landlock ABI `abi` (0: none, `err` from probing) cannot enforce."""
     if abi < 1:
@@ -275,7 +286,15 @@ def prepare(policy: Policy, *, abi: int | None = None) -> Iterator[Confinement]:
     lib = _libc()
     fs, net, scope = handled_fs(use), handled_net(use), handled_scope(use)
     attr = _RulesetAttr(int(fs), int(net), int(scope))
-    ruleset = lib.create_ruleset(attr, _attr_size(use))
+    try:
+        ruleset = lib.create_ruleset(attr, _attr_size(use))
+    except OSError as e:
+        if e.errno not in _UNSUPPORTED:
+            raise
+        # A kernel that announced an ABI but refuses its ruleset: as good as none.
+        _unusable(e.errno)
+        yield Confinement(None, 0)
+        return
     try:
         for rule in policy.rules:
             _add(lib, ruleset, rule, fs)
@@ -304,10 +323,12 @@ def _add(lib: _Libc, ruleset: int, rule: Rule, handled: Fs) -> None:
 # --- what qemu-img needs --------------------------------------------------------------
 
 RUNTIME: tuple[Rule, ...] = (
-    # The program, the dynamic loader and shared libraries. On merged-/usr systems /lib
-    # and /bin are symlinks into /usr (Landlock checks the resolved path); elsewhere
-    # they are real directories.
-    Rule("/usr", READ_EXEC),
+    # All optional: a system without one of them is no reason to fail an import (qemu-img
+    # would then fail or warn by itself).
+    # The program, the loader and shared libraries. On merged-/usr systems /lib and /bin
+    # are symlinks into /usr (Landlock checks the resolved path); elsewhere they are real
+    # directories.
+    Rule("/usr", READ_EXEC, optional=True),
     Rule("/lib", READ_EXEC, optional=True),
     Rule("/lib64", READ_EXEC, optional=True),
     Rule("/lib32", READ_EXEC, optional=True),
@@ -316,10 +337,10 @@ RUNTIME: tuple[Rule, ...] = (
     Rule("/etc/ld.so.preload", Fs.READ_FILE, optional=True),
     # qemu probes for OFD locks by locking /dev/null (O_RDWR); denied, it warns on every
     # run and falls back to process-wide POSIX locks.
-    Rule("/dev/null", Fs.READ_FILE | Fs.WRITE_FILE),
-    # qemu's crypto layer opens it at start (it uses getrandom(2) when it can, but a build
-    # without that fails to start without it). It tells nothing about the system.
-    Rule("/dev/urandom", Fs.READ_FILE),
+    Rule("/dev/null", Fs.READ_FILE | Fs.WRITE_FILE, optional=True),
+    # glib seeds the generator of qemu's node names from it (g_rand_new; denied, it falls
+    # back to the clock). It tells nothing about the system.
+    Rule("/dev/urandom", Fs.READ_FILE, optional=True),
 )
 """Measured with strace on Debian 12's qemu-img 7.2. Deliberately *not* allowed, with no
 visible effect on qemu-img: /proc (libnuma reads /proc/self/status, but /proc also holds
