@@ -10,10 +10,13 @@ COPY controller controller
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
-# qemu-img (with the curl/ssh block drivers) converts images; nbdkit's curl plugin gives
-# qemu-img random access to HTTP(S)/S3 sources so no scratch copy is needed.
+# qemu-img converts images; nbdkit's curl plugin gives it random access to HTTP(S)/S3
+# sources, so no scratch copy is needed. No qemu-block-extra: its curl/ssh/iscsi/rbd/
+# gluster/nfs block drivers are network code inside the process that parses untrusted
+# images, and nothing uses them (qemu-img only ever opens a local file or nbdkit's socket).
+# qemu-utils only recommends it, so --no-install-recommends is what keeps it out.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends qemu-utils qemu-block-extra nbdkit ca-certificates \
+ && apt-get install -y --no-install-recommends qemu-utils nbdkit ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels

@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  # importer data path and its real peers
-  qemu-utils qemu-block-extra nbdkit nginx-light curl xz-utils zstd bzip2 pigz e2fsprogs
+  # importer data path and its real peers (no qemu-block-extra: qemu-img reads only local
+  # files and nbdkit's socket; remote sources go through nbdkit's curl plugin)
+  qemu-utils nbdkit nginx-light curl xz-utils zstd bzip2 pigz e2fsprogs
   util-linux xorriso
   # S3 / registry peers and tools
   skopeo docker-registry umoci

@@ -63,7 +63,9 @@ def _load_prctl() -> Callable[..., int] | None:
 _PRCTL = _load_prctl()
 
 
-def preexec(limits: Limits) -> Callable[[], None]:
+def preexec(
+    limits: Limits, confine: Callable[[], None] | None = None
+) -> Callable[[], None]:
     """A `preexec_fn` for subprocess.Popen that applies `limits` in the child.
 
     The child gets its own session (so the runner can kill the whole process group,
@@ -71,6 +73,9 @@ def preexec(limits: Limits) -> Callable[[], None]:
     SIGKILL when the thread that started it goes away (PR_SET_PDEATHSIG), so a crashed
     importer never leaves a qemu-img writing into a volume. Note: the death signal
     follows the *thread* that called Popen; start children from a long-lived thread.
+
+    `confine` (e.g. `importer.sandbox.Confinement.restrict`) runs last, once everything
+    that needs the unconfined process is done; it obeys the same rules as this function.
     """
     parent = os.getpid()
     prctl = _PRCTL
@@ -91,5 +96,7 @@ def preexec(limits: Limits) -> Callable[[], None]:
             )
         # No core dumps of a process that may hold credentials or image data.
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if confine is not None:
+            confine()
 
     return _apply

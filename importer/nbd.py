@@ -25,6 +25,7 @@ from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 from cdicontract.reasons import Reason
+from importer.drivertree import nbd_unix_uri
 from importer.errors import ImportFailure
 from importer.limits import Limits, preexec
 from importer.redact import hide
@@ -167,7 +168,7 @@ class NbdServer:
         except BaseException:
             self._cleanup()
             raise
-        self.uri = f"nbd+unix:///?socket={self.socket_path}"
+        self.uri = nbd_unix_uri(self.socket_path)
         return self
 
     def _wait_ready(self, timeout: float) -> None:

@@ -1,34 +1,44 @@
-"""qemu-img, run safely: always an explicit format, never a backing file, always under limits.
+"""qemu-img, run safely: an explicit driver tree, no backing file, limits and a sandbox.
 
 `info` inspects an image (a local path or an NBD URI) and `check_safe` refuses images
 that would make qemu-img open other files. `convert` writes raw data into the target
 under a stall watchdog, retrying a stuck run, and maps qemu-img's failures onto
 termination reasons.
 
+Three layers keep qemu-img from opening anything but the image and the target:
+- every input is an explicit driver tree (`importer.drivertree`): the format, `backing`
+  nulled, the protocol named (file or nbd), so no header field is followed as a backing
+  file and no name is parsed as a protocol;
+- `check_safe` (`importer.qemuinfo`) refuses what a tree cannot null (qcow2 data files,
+  VMDK extents) from `qemu-img info`, before convert;
+- every run is confined by Landlock (`importer.sandbox`) to the libraries, its input and
+  its output, without TCP, should a driver open something all the same.
+
 Why the options (measured, see bench/bench_convert_opts.py and the report):
 - `-W` (out-of-order writes) and `-m 16` coroutines keep several NBD requests in flight;
 - `-t none` (O_DIRECT) on the target keeps the page cache, and so the pod's cgroup
   memory, flat (CDI issue #2110), where the target supports it; `writeback` otherwise;
 - file targets are created by qemu-img itself (sparse, and it knows the new file reads as
-  zeros); a pre-created or block target gets `-n`, plus `--target-is-zero` only when the
-  caller vouches that it reads as zeros.
+  zeros; we only make an empty file first, for the sandbox's sake); a pre-created or block
+  target gets `-n`, plus `--target-is-zero` only when the caller vouches that it reads as
+  zeros.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any
 
 from cdicontract.reasons import Reason
+from importer import drivertree, sandbox
 from importer.errors import ImportFailure, TransientSourceError
 from importer.limits import CONVERT_LIMITS, INFO_LIMITS, Limits
+from importer.qemuinfo import QemuInfo, check_safe, own_filenames, parse_info, unsafe_reason
 from importer.watchdog import Outcome, run_watched
 
 QEMU_IMG = "qemu-img"
@@ -42,18 +52,6 @@ _CHILD_ENV_EXTRA = {"MALLOC_ARENA_MAX": "2", "LC_ALL": "C"}
 Source = str | Callable[[], AbstractContextManager[str]]
 
 
-@dataclass(frozen=True)
-class QemuInfo:
-    """What `qemu-img info` says about an image (only the fields our decisions need)."""
-
-    format: str
-    virtual_size: int
-    actual_size: int | None
-    backing_file: str | None
-    data_file: str | None
-    raw: dict[str, object]
-
-
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR")}
     env.update(_CHILD_ENV_EXTRA)
@@ -65,14 +63,29 @@ def is_nbd_uri(filename: str) -> bool:
 
 
 def qemu_filename(filename: str) -> str:
-    """The filename as qemu-img should see it.
+    """The target filename as qemu-img should see it.
 
     qemu treats "json:{...}" and "proto:..." prefixes as option strings, so a local path
     is made absolute: a path starting with '/' is never parsed as anything but a file.
+    (Inputs never get here: they are driver trees, see `source_filename`.)
     """
-    if is_nbd_uri(filename):
-        return filename
     return os.path.abspath(filename)
+
+
+def source_filename(source: str, fmt: str) -> str:
+    """The `json:` driver tree qemu-img opens for `source` (a path or nbd+unix URI).
+
+    Raises ImportFailure(INTERNAL) for a URI we never produce (TCP/TLS NBD).
+    """
+    try:
+        return drivertree.image_filename(source, fmt)
+    except ValueError as e:
+        raise ImportFailure(Reason.INTERNAL, f"cannot read the image from there: {e}") from e
+
+
+def _local_inputs(source: str) -> tuple[str, ...]:
+    """Files the sandbox lets qemu-img read for `source` (none for a Unix socket)."""
+    return () if is_nbd_uri(source) else (os.path.abspath(source),)
 
 
 def _check_format(fmt: str) -> None:
@@ -89,38 +102,13 @@ def first_error_line(lines: Sequence[str]) -> str:
 
 
 def info_command(filename: str, fmt: str) -> list[str]:
-    """`qemu-img info` argv: explicit format (no probing), JSON, shared lock.
+    """`qemu-img info` argv: an explicit driver tree (no probing, no backing), JSON, shared lock.
 
+    No `-f`: the tree's driver is the format (and `-f` would override it).
     `--force-share` lets info read an image another process holds open (a scratch file
     still being closed) and takes no lock on NBD exports.
     """
-    return [QEMU_IMG, "info", "-f", fmt, "--output=json", "--force-share", qemu_filename(filename)]
-
-
-def parse_info(text: bytes) -> QemuInfo:
-    """Parse `qemu-img info --output=json`; raises ValueError on anything unexpected."""
-    doc: Any = json.loads(text)
-    if not isinstance(doc, dict):
-        raise ValueError("qemu-img info output is not an object")
-    fmt = doc.get("format")
-    vsize = doc.get("virtual-size")
-    if not isinstance(fmt, str) or not isinstance(vsize, int) or vsize < 0:
-        raise ValueError("qemu-img info output lacks format or virtual-size")
-    actual = doc.get("actual-size")
-    backing = doc.get("full-backing-filename") or doc.get("backing-filename")
-    data_file = None
-    specific = doc.get("format-specific")
-    if isinstance(specific, dict) and isinstance(specific.get("data"), dict):
-        df = specific["data"].get("data-file")
-        data_file = df if isinstance(df, str) else None
-    return QemuInfo(
-        format=fmt,
-        virtual_size=vsize,
-        actual_size=actual if isinstance(actual, int) else None,
-        backing_file=backing if isinstance(backing, str) else None,
-        data_file=data_file,
-        raw=doc,
-    )
+    return [QEMU_IMG, "info", "--output=json", "--force-share", source_filename(filename, fmt)]
 
 
 def _limit_hit(outcome: Outcome, limits: Limits) -> bool:
@@ -147,6 +135,28 @@ _NBD_TRANSPORT_ERRORS = (
 )
 
 
+_OPEN = "Could not open '"
+_DENIED = "': Permission denied"
+
+
+def denied_reference(lines: Sequence[str], own: Collection[str]) -> bool:
+    """Whether qemu-img was denied opening a file that is not one of `own` (pure).
+
+    qemu-img opens nothing but its input and output unless the image points elsewhere (a
+    data file, an extent); under the sandbox such an open fails with EACCES, reported as
+    "Could not open 'NAME': Permission denied". That is an unsafe image, not a broken one.
+    """
+    for line in lines:
+        end = line.rfind(_DENIED)
+        start = line.rfind(_OPEN, 0, end) if end >= 0 else -1
+        if start >= 0 and line[start + len(_OPEN) : end] not in own:
+            return True
+    return False
+
+
+_DENIED_MESSAGE = "image references a file outside itself (the sandbox denied opening it)"
+
+
 def info_failure(outcome: Outcome, filename: str, limits: Limits) -> ImportFailure:
     """Why `qemu-img info` failed, as a reason (pure).
 
@@ -154,6 +164,8 @@ def info_failure(outcome: Outcome, filename: str, limits: Limits) -> ImportFailu
     problem worth a retry, not a bad image: it must not fail the DataVolume for good.
     """
     line = first_error_line(outcome.stderr_tail)
+    if denied_reference(outcome.stderr_tail, _local_inputs(filename)):
+        return ImportFailure(Reason.UNSAFE_IMAGE, f"refusing image: {_DENIED_MESSAGE}")
     if is_nbd_uri(filename):
         if outcome.timed_out:
             return ImportFailure(
@@ -167,11 +179,15 @@ def info_failure(outcome: Outcome, filename: str, limits: Limits) -> ImportFailu
 
 
 def info(filename: str, fmt: str, *, limits: Limits = INFO_LIMITS) -> QemuInfo:
-    """`qemu-img info` of `filename` (a path or NBD URI) read as `fmt`, never probed."""
+    """`qemu-img info` of `filename` (a path or NBD URI) read as `fmt`, never probed,
+    confined to reading that file (or connecting to that socket)."""
     _check_format(fmt)
-    outcome = run_watched(
-        info_command(filename, fmt), limits=limits, capture_stdout=True, env=_env()
-    )
+    argv = info_command(filename, fmt)
+    policy = sandbox.qemu_policy(inputs=_local_inputs(filename))
+    with sandbox.prepare(policy) as confinement:
+        outcome = run_watched(
+            argv, limits=limits, capture_stdout=True, env=_env(), confine=confinement.restrict
+        )
     if outcome.returncode != 0:
         raise info_failure(outcome, filename, limits)
     try:
@@ -183,34 +199,6 @@ def info(filename: str, fmt: str, *, limits: Limits = INFO_LIMITS) -> QemuInfo:
             Reason.INVALID_IMAGE, f"qemu-img read the image as {qi.format}, not {fmt}"
         )
     return qi
-
-
-def unsafe_reason(qi: QemuInfo) -> str | None:
-    """Why an image would make qemu-img open files other than itself, or None if it won't."""
-    if qi.backing_file:
-        return "image has a backing file"
-    if qi.data_file:
-        return "image has an external data file"
-    specific = qi.raw.get("format-specific")
-    if isinstance(specific, dict) and isinstance(specific.get("data"), dict):
-        extents = specific["data"].get("extents")
-        if isinstance(extents, list):
-            own = qi.raw.get("filename")
-            for extent in extents:
-                name = extent.get("filename") if isinstance(extent, dict) else None
-                if name != own:
-                    return "image has an extent outside itself"
-    return None
-
-
-def check_safe(qi: QemuInfo) -> None:
-    """Refuse images that reference other files (backing chains, data files, extents).
-
-    The file names are not echoed: they come from the image and could be anything.
-    """
-    why = unsafe_reason(qi)
-    if why is not None:
-        raise ImportFailure(Reason.UNSAFE_IMAGE, f"refusing {qi.format} image: {why}")
 
 
 def direct_io_supported(dest: str, *, dest_is_block: bool) -> bool:
@@ -243,16 +231,18 @@ def convert_command(
 ) -> list[str]:
     """The `qemu-img convert` argv (a pure function; the choices are explained above).
 
-    Never `-B`/`-o backing_file`, never probing: `-f` and `-O raw` are always explicit.
+    Never `-B`/`-o backing_file`, never probing: the source is an explicit driver tree
+    (its driver is the format, so no `-f`) and `-O raw` is explicit. The target stays a
+    plain absolute path: qemu-img creates it, or picks host_device for a block device.
     """
-    argv = [QEMU_IMG, "convert", "-p", "-f", fmt, "-O", "raw"]
+    argv = [QEMU_IMG, "convert", "-p", "-O", "raw"]
     argv += ["-t", "none" if direct else "writeback", "-T", "none" if direct else "writeback"]
     argv += ["-W", "-m", str(coroutines)]
     if not create:
         argv.append("-n")
         if target_is_zero:
             argv.append("--target-is-zero")
-    argv += [qemu_filename(src), qemu_filename(dest)]
+    argv += [source_filename(src, fmt), qemu_filename(dest)]
     return argv
 
 
@@ -277,6 +267,22 @@ def _direct_ok_for_read(path: str) -> bool:
 @contextlib.contextmanager
 def _fixed(src: str) -> Iterator[str]:
     yield src
+
+
+def _create_empty(dest: str) -> None:
+    """Make the file qemu-img is about to create, so the sandbox can grant it that one file.
+
+    qemu-img's own create then truncates it to 0 and to the virtual size (sparse, known
+    to read as zeros): the same file it would have made. Failing here is what qemu-img
+    would have reported.
+    """
+    try:
+        os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as e:
+        reason = Reason.NO_SPACE if e.errno in (errno.ENOSPC, errno.EDQUOT) else (
+            Reason.CONVERSION_FAILED
+        )
+        raise ImportFailure(reason, f"cannot create the target: {e.strerror}") from e
 
 
 def classify_failure(lines: Sequence[str], returncode: int) -> tuple[Reason, str]:
@@ -345,6 +351,7 @@ def convert(
     try:
         _convert_attempts(
             factory, fmt, dest, remote=remote, create=create, zeroed=dest_exists_zeroed,
+            dest_is_block=dest_is_block,
             direct=direct, on_progress=on_progress, stall_timeout=stall_timeout,
             attempts=attempts, limits=limits, cancel=cancel, verified=verified,
         )
@@ -364,6 +371,7 @@ def _convert_attempts(
     remote: bool,
     create: bool,
     zeroed: bool,
+    dest_is_block: bool,
     direct: bool,
     on_progress: Callable[[float], None] | None,
     stall_timeout: float,
@@ -389,14 +397,22 @@ def _convert_attempts(
                 ),
                 uri,
             )
-            outcome = run_watched(
-                argv,
-                limits=limits,
-                stall_timeout=stall_timeout,
-                on_progress=on_progress,
-                cancel=cancel,
-                env=_env(),
+            inputs = _local_inputs(uri)
+            if create:
+                _create_empty(dest)
+            policy = sandbox.qemu_policy(
+                inputs=inputs, output=os.path.abspath(dest), output_is_block=dest_is_block
             )
+            with sandbox.prepare(policy) as confinement:
+                outcome = run_watched(
+                    argv,
+                    limits=limits,
+                    stall_timeout=stall_timeout,
+                    on_progress=on_progress,
+                    cancel=cancel,
+                    env=_env(),
+                    confine=confinement.restrict,
+                )
         if outcome.returncode == 0 and not (outcome.stalled or outcome.cancelled):
             if on_progress is not None and outcome.last_progress != 100.0:
                 on_progress(100.0)
@@ -410,6 +426,8 @@ def _convert_attempts(
                 f"(at {outcome.last_progress or 0.0:.2f}%), {max(1, attempts)} attempts",
             )
             continue
+        if denied_reference(outcome.stderr_tail, (*inputs, os.path.abspath(dest))):
+            raise ImportFailure(Reason.UNSAFE_IMAGE, f"refusing {fmt} image: {_DENIED_MESSAGE}")
         if _limit_hit(outcome, limits):
             raise ImportFailure(
                 Reason.CONVERSION_FAILED, "qemu-img convert exceeded its resource limits"
@@ -431,6 +449,10 @@ __all__ = [
     "classify_failure",
     "convert",
     "convert_command",
+    "denied_reference",
     "info",
+    "own_filenames",
     "parse_info",
+    "source_filename",
+    "unsafe_reason",
 ]

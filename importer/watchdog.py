@@ -180,19 +180,21 @@ def run_watched(
     capture_stdout: bool = False,
     cancel: threading.Event | None = None,
     env: dict[str, str] | None = None,
+    confine: Callable[[], None] | None = None,
 ) -> Outcome:
     """Run `argv` to completion under `limits`, killing its group on stall, wall limit or cancel.
 
     `stall_timeout`: seconds without a change of progress or of the child's I/O counters
     before it is declared stalled (None: never). Progress is parsed from stdout unless
     `capture_stdout` is set, in which case stdout is returned (bounded) instead.
+    `confine` runs in the child after the limits, just before exec (see `limits.preexec`).
     """
     proc = subprocess.Popen(
         list(argv),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        preexec_fn=preexec(limits),  # noqa: PLW1509 - setrlimit/prctl need it
+        preexec_fn=preexec(limits, confine),  # noqa: PLW1509 - setrlimit/prctl need it
         close_fds=True,
         env=env,
     )

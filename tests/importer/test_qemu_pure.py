@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from cdicontract.reasons import Reason
@@ -27,16 +30,27 @@ def test_progress_is_parsed_from_qemu_img_p_output(text: str, values: list[float
     assert parse_progress(text) == values
 
 
-def test_convert_always_names_the_source_format_and_raw_output() -> None:
+def tree_of(filename: str) -> dict[str, object]:
+    assert filename.startswith("json:")
+    tree: dict[str, object] = json.loads(filename[len("json:") :])
+    return tree
+
+
+def test_convert_reads_an_explicit_driver_tree_and_writes_raw() -> None:
     argv = qemu.convert_command(
         "/s.qcow2", "qcow2", "/d.img", create=True, target_is_zero=False, direct=True
     )
     assert argv[:2] == ["qemu-img", "convert"]
-    assert argv[argv.index("-f") + 1] == "qcow2"
     assert argv[argv.index("-O") + 1] == "raw"
     assert "-p" in argv
-    assert not {"-B", "-o", "-b"} & set(argv)
-    assert argv[-2:] == ["/s.qcow2", "/d.img"]
+    # No -f: it would override the tree's driver. No backing options of any kind.
+    assert not {"-f", "-B", "-o", "-b", "-F", "--image-opts"} & set(argv)
+    assert tree_of(argv[-2]) == {
+        "driver": "qcow2",
+        "backing": None,
+        "file": {"driver": "file", "filename": "/s.qcow2"},
+    }
+    assert argv[-1] == "/d.img"
 
 
 @pytest.mark.parametrize(
@@ -67,10 +81,28 @@ def test_local_paths_cannot_smuggle_qemu_option_strings() -> None:
     # "json:{...}" or "nbd:host:port" as a relative path would be parsed as options by qemu.
     assert qemu.qemu_filename("json:{}").startswith("/")
     assert qemu.qemu_filename("nbd:evil:10809").startswith("/")
-    assert qemu.qemu_filename("nbd+unix:///?socket=/x") == "nbd+unix:///?socket=/x"
-    argv = qemu.info_command("json:{}", "raw")
-    assert argv[-1].startswith("/")
-    assert argv[argv.index("-f") + 1] == "raw"
+    argv = qemu.info_command('json:{"driver":"nbd"}', "raw")
+    assert "-f" not in argv
+    assert tree_of(argv[-1]) == {
+        "driver": "raw",
+        "file": {"driver": "file", "filename": os.path.abspath('json:{"driver":"nbd"}')},
+    }
+    assert tree_of(qemu.info_command("nbd:evil:10809", "raw")[-1])["file"] == {
+        "driver": "file", "filename": os.path.abspath("nbd:evil:10809"),
+    }
+
+
+def test_nbd_sources_are_read_through_the_unix_socket_only() -> None:
+    argv = qemu.info_command("nbd+unix:///?socket=/w/nbd-1/sock", "vmdk")
+    assert tree_of(argv[-1]) == {
+        "driver": "vmdk",
+        "backing": None,
+        "file": {"driver": "nbd", "server": {"type": "unix", "path": "/w/nbd-1/sock"}},
+    }
+    for uri in ("nbd://evil:10809/x", "nbds://evil/x", "nbd+unix:///export?socket=/s"):
+        with pytest.raises(ImportFailure) as e:
+            qemu.info_command(uri, "raw")
+        assert e.value.reason is Reason.INTERNAL
 
 
 def test_unknown_format_is_refused_before_running_anything() -> None:
@@ -116,8 +148,25 @@ def _qi(**doc: object) -> qemu.QemuInfo:
             {"format-specific": {"type": "vmdk", "data": {"extents": [{"filename": "/etc/x"}]}}},
             True,
         ),
+        (
+            {
+                "filename": 'json:{"driver":"vmdk","file":{"driver":"file","filename":"/a"}}',
+                "format-specific": {"type": "vmdk", "data": {"extents": [{"filename": "/a"}]}},
+            },
+            False,
+        ),
+        (
+            {
+                "filename": 'json:{"driver":"vmdk","file":{"driver":"nbd","server":{}}}',
+                "format-specific": {
+                    "type": "vmdk", "data": {"extents": [{"filename": "nbd+unix://?socket=/s"}]}
+                },
+            },
+            True,
+        ),
     ],
-    ids=["plain", "backing", "data-file", "vmdk-self-extent", "vmdk-external-extent"],
+    ids=["plain", "backing", "data-file", "vmdk-self-extent", "vmdk-external-extent",
+         "json-name-self-extent", "json-name-unknown-extent"],
 )
 def test_images_referencing_other_files_are_unsafe(doc: dict[str, object], unsafe: bool) -> None:
     qi = _qi(**{k.replace("_", "-"): v for k, v in doc.items()})
@@ -169,3 +218,21 @@ def test_secrets_on_the_nbdkit_command_line_are_scrubbed() -> None:
         assert s not in clean
     assert "Authorization" in clean and "/run/secret/file" in clean
     assert public_url("https://u:pw1@h:8443/b/k?sig=1") == "https://h:8443/b/k"
+
+
+@pytest.mark.parametrize(
+    ("line", "denied"),
+    [
+        ("qemu-img: Could not open 'json:{\"driver\":\"qcow2\"}': "
+         "Could not open '/v/data.raw': Permission denied", True),
+        ("qemu-img: Could not open backing file: Could not open '/b.raw': Permission denied",
+         True),
+        ("qemu-img: Could not open 'json:{}': Could not open '/s/img': Permission denied", False),
+        ("qemu-img: Could not open '/dev/vdb': Permission denied", False),
+        ("qemu-img: Could not open '/v/x': No such file or directory", False),
+        ("qemu-img: Failed to connect to '127.0.0.1:1': Permission denied", False),
+    ],
+    ids=["data-file", "backing", "own-input", "own-output", "not-denied", "tcp"],
+)
+def test_a_denied_open_of_another_file_is_told_apart(line: str, denied: bool) -> None:
+    assert qemu.denied_reference([line], ["/s/img", "/dev/vdb"]) is denied
