@@ -377,7 +377,10 @@ class HttpSource:
     def _check_body(self, response: requests.Response, offset: int) -> None:
         status = response.status_code
         if offset > 0 and status == 416:
-            raise RestartRequired(f"{self._where}: byte {offset} is past the end now (HTTP 416)")
+            raise RestartRequired(
+                f"{self._where}: byte {offset} is past the end now (HTTP 416)",
+                Reason.SOURCE_CHANGED,
+            )
         failure = failure_for_status(status, self._where)
         if failure is not None:
             raise failure
@@ -388,18 +391,24 @@ class HttpSource:
                 )
             return
         if status != 206:
+            # Ranges worked when probed and If-Range carried the validator: a whole body
+            # now means the object is no longer the one we started with.
             raise RestartRequired(
                 f"{self._where}: HTTP {status} to a ranged GET from byte {offset} "
-                "(no range support, or the object changed)"
+                "(the object changed, or the server stopped honouring ranges)",
+                Reason.SOURCE_CHANGED,
             )
         parsed = parse_content_range(response.headers.get("Content-Range"))
         if parsed is None or parsed[0] != offset:
             raise RestartRequired(
-                f"{self._where}: Content-Range does not start at the requested byte {offset}"
+                f"{self._where}: Content-Range does not start at the requested byte {offset}",
+                Reason.SOURCE_CHANGED,
             )
         known = self._info.size if self._info is not None else None
         if known is not None and parsed[2] is not None and parsed[2] != known:
-            raise RestartRequired(f"{self._where}: size changed from {known} to {parsed[2]}")
+            raise RestartRequired(
+                f"{self._where}: size changed from {known} to {parsed[2]}", Reason.SOURCE_CHANGED
+            )
 
     def random_reads(self) -> Window | None:
         """A pinned view of the object for qemu-img and inspection, or None without ranges."""
