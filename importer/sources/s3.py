@@ -276,19 +276,25 @@ class S3Source:
             kwargs["Range"] = f"bytes={offset}-"
         if info.validator:
             kwargs["IfMatch"] = info.validator
+        resp = self._get_object(kwargs)
+        expected = resp.get("ContentLength")
+        return _S3Stream(resp["Body"], None if expected is None else int(expected), loc.description)
+
+    def _get_object(self, kwargs: dict[str, Any]) -> Any:
+        """GET with the boto exceptions translated; a failed IfMatch means the object changed."""
+        loc = self._loc
         try:
-            resp = self._client.get_object(**kwargs)
+            return self._client.get_object(**kwargs)
         except botocore.exceptions.ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("PreconditionFailed", "412"):
                 raise RestartRequired(
-                    f"S3 object {loc.description} changed during the import"
+                    f"S3 object {loc.description} changed during the import",
+                    Reason.SOURCE_CHANGED,
                 ) from exc
             raise translate(exc, f"GET {loc.description}") from exc
         except Exception as exc:
             raise translate(exc, f"GET {loc.description}") from exc
-        expected = resp.get("ContentLength")
-        return _S3Stream(resp["Body"], None if expected is None else int(expected), loc.description)
 
     def random_reads(self) -> Window | None:
         """A pinned view of the object (ranged GETs with IfMatch), or None when it is empty."""
@@ -312,17 +318,7 @@ class S3Source:
         kwargs["Range"] = f"bytes={start}-{end}"
         if self._info is not None and self._info.validator:
             kwargs["IfMatch"] = self._info.validator
-        try:
-            resp = self._client.get_object(**kwargs)
-        except botocore.exceptions.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("PreconditionFailed", "412"):
-                raise RestartRequired(
-                    f"S3 object {loc.description} changed during the import"
-                ) from exc
-            raise translate(exc, f"GET {loc.description}") from exc
-        except Exception as exc:
-            raise translate(exc, f"GET {loc.description}") from exc
+        resp = self._get_object(kwargs)
         stream = _S3Stream(resp["Body"], end - start + 1, loc.description)
         try:
             yield from stream
