@@ -77,6 +77,13 @@ _PAX = {
 _MAX_LENGTH_DIGITS = 20  # a pax record length beyond this cannot fit any header we accept
 
 
+# tarfile's header errors (not in typeshed): a checksum that does not add up, a short block.
+_CORRUPT_HEADER: tuple[type[Exception], ...] = (
+    getattr(tarfile, "InvalidHeaderError"),  # noqa: B009
+    getattr(tarfile, "TruncatedHeaderError"),  # noqa: B009
+)
+
+
 def refused(bounds: TarBounds, why: str) -> ImportFailure:
     return ImportFailure(Reason.ARCHIVE_REFUSED, f"{bounds.what} refused: {why}")
 
@@ -84,9 +91,26 @@ def refused(bounds: TarBounds, why: str) -> ImportFailure:
 class BoundedTarInfo(tarfile.TarInfo):
     """Parses extended headers itself, refusing oversized ones before reading them.
 
+    A header that is corrupt (bad checksum) or cut short after the first member is an
+    error here: tarfile would take it for the end of the archive and report a partial
+    extraction as a complete one. (A stream that simply ends at a member boundary without
+    the two zero blocks is still accepted, as GNU tar accepts it.)
+
     `_proc_member` is tarfile's documented hook for subclasses ("can be overridden in a
     subclass to add custom _proc_*() methods"); ordinary members still go through it.
     """
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> BoundedTarInfo:
+        try:
+            member = super().fromtarfile(tarfile_)
+        except _CORRUPT_HEADER as exc:
+            if tarfile_.offset > 0:
+                raise tarfile.ReadError(
+                    f"corrupt tar header at byte {tarfile_.offset}: {exc}"
+                ) from None
+            raise
+        return member
 
     def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
         assert isinstance(archive, BoundedTarFile)

@@ -316,3 +316,35 @@ def test_pax_records_parse(data: bytes, records: list[tuple[bytes, bytes]]) -> N
 def test_malformed_pax_records_are_errors(data: bytes) -> None:
     with pytest.raises(tarfile.ReadError):
         list(tarbounds.pax_records(data))
+
+
+def _three_files() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in ("a", "b", "c"):
+            data = name.encode() * 700
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_a_corrupt_header_in_the_middle_is_an_error_not_the_end_of_the_archive() -> None:
+    data = bytearray(_three_files())
+    second = 512 + 1024  # header, then 700 bytes of data padded to two blocks
+    assert data[second : second + 1] == b"b"
+    data[second + 148 : second + 156] = b"0000000\0"  # a checksum that does not add up
+    with pytest.raises(tarfile.ReadError, match="corrupt tar header"):
+        _members(bytes(data))
+    assert _members(_three_files()) == 3  # tarfile alone stops after "a", silently
+
+
+def test_a_header_cut_short_after_the_first_member_is_an_error() -> None:
+    data = _three_files()[: 512 + 1024 + 300]
+    with pytest.raises(tarfile.ReadError, match="corrupt tar header"):
+        _members(data)
+
+
+def test_an_archive_ending_at_a_member_boundary_without_zero_blocks_is_read() -> None:
+    data = _three_files()
+    assert _members(data[: 3 * (512 + 1024)]) == 3
