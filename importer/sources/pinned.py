@@ -219,6 +219,9 @@ class PinnedObject:
             self._blocks.move_to_end(index)
             while len(self._blocks) > self._keep:
                 self._blocks.popitem(last=False)
+            # The block is in the cache now: a read-ahead's future must not keep it alive
+            # after it is evicted (a reader already waiting holds its own reference).
+            self._inflight.pop(index, None)
         self._advance(index, data)
         return data
 
@@ -314,7 +317,7 @@ class PinnedObject:
         finally:
             with self._lock:
                 if self._inflight.get(index) is fut:
-                    del self._inflight[index]
+                    del self._inflight[index]  # a failed load never reached the cache
 
     def _block_for_reader(self, index: int, *, read_ahead: bool = True) -> bytearray:
         """`_get`, remembering the failure for the pipeline (qemu-img only sees EIO)."""

@@ -230,3 +230,23 @@ def test_memory_is_bounded_by_kept_blocks() -> None:
     obj = pinned(Server(data), keep=2)
     read(obj, 0, len(data) - 1)
     assert len(obj._blocks) <= 2
+
+
+def test_blocks_read_ahead_are_not_kept_alive_after_eviction() -> None:
+    import gc
+    import tracemalloc
+
+    data = os.urandom(4 << 20)
+    tracemalloc.start()
+    try:
+        obj = pinned(Server(data), block=64 * 1024, keep=2)
+        for start in range(0, len(data), 16 * 1024):  # every block, each one read ahead
+            read(obj, start, start + 1023)
+        gc.collect()
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The two kept blocks and a read-ahead or two, not the 64 blocks read.
+    assert held < 6 * 64 * 1024, held
+    assert len(obj._inflight) <= 1
+    obj.close()
