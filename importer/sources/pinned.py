@@ -55,6 +55,8 @@ ImportFailure otherwise."""
 
 BLOCK = 8 << 20
 BLOCKS_KEPT = 2
+HASH_AHEAD = 2
+"""Blocks loaded ahead of the hashing that are held for it (beyond the cache)."""
 MAX_ATTEMPTS = 8
 _KEY = 32
 
@@ -135,9 +137,13 @@ class PinnedObject:
         self._pending: dict[int, list[_Piece]] = {}
         self._feeds: list[_Feed] = []
         self._cursor = 0  # the next block to hash, in order
+        self._unhashed: dict[int, bytearray] = {}  # loaded, not hashed yet (HASH_AHEAD)
         self._lock = threading.Lock()  # cache, fingerprints, pending pieces
         self._hash_lock = threading.Lock()  # in-order hashing
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pinned-fetch")
+        # Hashing runs on its own thread, in order, so a reader waiting for a block never
+        # waits for that block's checksum too.
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pinned-hash")
         self._closed = False
         self.failure: ImportFailure | None = None
         """The first failure a reader got (kept for the pipeline: qemu-img only says EIO)."""
@@ -222,7 +228,7 @@ class PinnedObject:
             # The block is in the cache now: a read-ahead's future must not keep it alive
             # after it is evicted (a reader already waiting holds its own reference).
             self._inflight.pop(index, None)
-        self._advance(index, data)
+        self._offer(index, data)
         return data
 
     def _check(self, index: int, data: bytearray) -> None:
@@ -261,22 +267,32 @@ class PinnedObject:
             self.description, f"bytes {start}-{end - 1} differ between two reads"
         )
 
-    def _advance(self, index: int = -1, loaded: bytearray | None = None) -> None:
-        """Hash blocks in order, from the first one not hashed yet: the block just loaded
-        (`index`, `loaded`) if it is that one, then whatever the cache holds after it."""
+    def _offer(self, index: int, data: bytearray) -> None:
+        """Give a loaded block to the hasher if it will need it soon, and let it run."""
         if not self._feeds:
             return
+        with self._lock:
+            if self._cursor <= index < self._cursor + HASH_AHEAD:
+                self._unhashed[index] = data
+        if not self._closed:
+            self._hasher.submit(self._drain)
+
+    def _drain(self) -> None:
+        """Hash blocks in order while the next one is at hand (held for us, or cached).
+
+        Runs on the hasher thread (and `finish` waits for it).
+        """
         with self._hash_lock:
             while self._cursor < self.blocks:
-                if self._cursor == index:
-                    cached: bytearray | None = loaded
-                else:
-                    with self._lock:
-                        cached = self._blocks.get(self._cursor)
-                if cached is None:
+                with self._lock:
+                    data = self._unhashed.pop(self._cursor, None)
+                    if data is None:
+                        data = self._blocks.get(self._cursor)
+                if data is None:
                     return
-                self._feed(self._cursor, cached)
-                self._cursor += 1
+                self._feed(self._cursor, data)
+                with self._lock:
+                    self._cursor += 1
 
     def _feed(self, index: int, data: bytearray) -> None:
         start, end = self._range(index)
@@ -389,11 +405,14 @@ class PinnedObject:
         if self.failure is not None:
             raise self.failure
         while self._feeds:
-            with self._hash_lock:
+            with self._lock:
                 cursor = self._cursor
             if cursor >= self.blocks:
                 break
-            self._advance(cursor, self._block_for_reader(cursor))
+            data = self._block_for_reader(cursor)
+            with self._lock:
+                self._unhashed[cursor] = data
+            self._hasher.submit(self._drain).result()
         with self._lock:
             unchecked = sorted(self._pending)
         for index in unchecked:
@@ -412,8 +431,10 @@ class PinnedObject:
     def close(self) -> None:
         self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._hasher.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             self._blocks.clear()
+            self._unhashed.clear()
 
 
 @dataclass(frozen=True)
