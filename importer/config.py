@@ -15,13 +15,12 @@ from enum import StrEnum
 from pathlib import Path
 
 from cdicontract import envvars as env
-from cdicontract import importpod
+from cdicontract import importpod, sizes
 from cdicontract.reasons import Reason
 from importer.checksum import Checksum
 from importer.errors import ImportFailure
-from importer.sizes import parse_overhead, parse_quantity
 
-DEFAULT_OVERHEAD = 0.06
+DEFAULT_OVERHEAD = float(sizes.DEFAULT_OVERHEAD)
 
 
 class SourceKind(StrEnum):
@@ -182,6 +181,22 @@ def build_parser() -> argparse.ArgumentParser:
         "for high-latency object stores, two blocks are cached)",
     )
     return p
+
+
+def parse_quantity(text: str) -> int:
+    """A Kubernetes quantity in bytes; a bad one is INVALID_CONFIG."""
+    try:
+        return sizes.parse_quantity(text)
+    except sizes.SizeError as e:
+        raise ImportFailure(Reason.INVALID_CONFIG, str(e)) from e
+
+
+def parse_overhead(text: str) -> float:
+    """A filesystem overhead in [0, 1); anything else is INVALID_CONFIG."""
+    try:
+        return sizes.parse_overhead(text)
+    except sizes.SizeError as e:
+        raise ImportFailure(Reason.INVALID_CONFIG, str(e)) from e
 
 
 def _default_dest(content_type: ContentType, environ: Mapping[str, str]) -> str:

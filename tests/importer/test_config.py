@@ -100,7 +100,10 @@ def test_secret_dir_gives_credentials(tmp_path: Path) -> None:
     ("argv", "env", "needle"),
     [
         (["--dest", "x"], {}, "--endpoint is required"),
-        (["--dest", "x", "--endpoint", "h", "--size", "ten"], {}, ""),
+        (["--dest", "x", "--endpoint", "h", "--size", "ten"], {}, "invalid size 'ten'"),
+        (["--dest", "x", "--endpoint", "h", "--size", "-1Gi"], {}, "negative"),
+        (["--dest", "x", "--endpoint", "h", "--range-block-size", "8MB"], {}, "invalid size"),
+        (["--dest", "x", "--endpoint", "h", "--filesystem-overhead", "1.5"], {}, "overhead"),
         (["--dest", "x", "--endpoint", "h", "--checksum", "crc32:00"], {}, ""),
         (["--dest", "x", "--endpoint", "h", "--extra-header", "no colon"], {}, "Name: value"),
         (["--dest", "x", "--endpoint", "h", "--metrics-addr", "nope"], {}, "HOST:PORT"),

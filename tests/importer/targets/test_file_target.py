@@ -175,3 +175,9 @@ def test_directory_selects_no_target(tmp_path: Path) -> None:
     with pytest.raises(ImportFailure) as exc:
         select_target(str(tmp_path))
     assert exc.value.reason is Reason.INVALID_CONFIG
+
+
+def test_a_bad_overhead_is_invalid_config(tmp_path: Path) -> None:
+    with pytest.raises(ImportFailure) as e:
+        FileTarget(str(tmp_path / "disk.img")).capacity(MiB, 1.0)
+    assert e.value.reason is Reason.INVALID_CONFIG
