@@ -101,24 +101,26 @@ def parse_overhead(text: str) -> float:
 
 
 def usable_size(available: int, overhead: float) -> int:
-    """The importer's rule: available / (1 + overhead), rounded down to 1 MiB.
+    """The importer's rule, CDI's `GetUsableSpace`: ceil((1 - overhead) x available),
+    rounded down to 1 MiB (`DefaultAlignBlockSize`).
 
     The overhead is taken as the decimal the user wrote (0.06, not its binary float
-    approximation), so that sizes computed by the controller from the same rule agree.
+    approximation), so the result does not depend on float rounding.
     """
     if available < 0:
         raise SizeError(f"invalid available size {available}")
     ratio = _exact(overhead)
-    usable = math.floor(Fraction(available) / (1 + ratio))
+    usable = math.ceil((1 - ratio) * available)
     return usable - usable % MIB
 
 
 def required_size(requested: int, overhead: float) -> int:
     """The controller's rule: the claim size whose usable part still holds `requested`.
 
-    CDI divides by (1 - overhead); `usable_size` computes size / (1 + overhead) rounded
-    down to 1 MiB, and requested/(1-o)/(1+o) = requested/(1-o^2) >= requested, so after
-    rounding the claim up to 1 MiB the image always fits.
+    CDI divides by (1 - overhead) and `usable_size` multiplies by it, so the requested size
+    stays usable. Unlike CDI's `GetRequiredSpace` (byte-exact ceil(roundUp(requested, 1 MiB)
+    / (1 - overhead))) the claim is rounded up to a whole MiB after the division, as the
+    controller has always done; the usable part is the same or larger.
     """
     if overhead <= 0:
         return requested

@@ -93,15 +93,17 @@ def test_formats_exact_binary_sizes_compactly() -> None:
     [
         (10 * Gi, 0.0, 10 * Gi),
         (10 * Gi + 12345, 0.0, 10 * Gi),
-        (1060 * MIB, 0.06, 1000 * MIB),
-        (1060 * MIB - 1, 0.06, 999 * MIB),
-        (10 * Gi, 0.06, 9660 * MIB),
+        (1060 * MIB, 0.06, 996 * MIB),
+        (1060 * MIB - 1, 0.06, 996 * MIB),
+        (1090 * MIB, 0.06, 1024 * MIB),  # what the controller claims for 1Gi at 6%
+        (10 * Gi, 0.06, 9625 * MIB),
         (64 * MIB, 0.06, 60 * MIB),
         (MIB - 1, 0.0, 0),
-        (2 * Gi, 0.5, 1365 * MIB),
+        (2 * Gi, 0.5, 1024 * MIB),
+        (1000 * MIB, 0.055, 945 * MIB),  # 0.945 x 1000 MiB exactly: no float rounding down
     ],
 )
-def test_usable_size_follows_the_importers_rule(
+def test_usable_size_is_cdis_get_usable_space(
     available: int, overhead: float, expected: int
 ) -> None:
     assert usable_size(available, overhead) == expected

@@ -101,7 +101,7 @@ def test_secret_dir_gives_credentials(tmp_path: Path) -> None:
     [
         (["--dest", "x"], {}, "--endpoint is required"),
         (["--dest", "x", "--endpoint", "h", "--size", "ten"], {}, "invalid size 'ten'"),
-        (["--dest", "x", "--endpoint", "h", "--size", "-1Gi"], {}, "negative"),
+        (["--dest", "x", "--endpoint", "h", "--size=-1Gi"], {}, "negative"),
         (["--dest", "x", "--endpoint", "h", "--range-block-size", "8MB"], {}, "invalid size"),
         (["--dest", "x", "--endpoint", "h", "--filesystem-overhead", "1.5"], {}, "overhead"),
         (["--dest", "x", "--endpoint", "h", "--checksum", "crc32:00"], {}, ""),
