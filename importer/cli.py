@@ -19,7 +19,8 @@ from types import FrameType
 
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
-from importer.config import ImporterConfig, SourceKind, parse
+from cdicontract.sourcekinds import SourceKind
+from importer.config import ImporterConfig, parse
 from importer.errors import ImportFailure
 from importer.pipeline import ImportPipeline
 from importer.progress import ImportMetrics, Progress

@@ -17,17 +17,15 @@ from pathlib import Path
 from cdicontract import envvars as env
 from cdicontract import importpod, sizes
 from cdicontract.reasons import Reason
+from cdicontract.sourcekinds import SourceKind
 from importer.checksum import Checksum
 from importer.errors import ImportFailure
 
 DEFAULT_OVERHEAD = float(sizes.DEFAULT_OVERHEAD)
 
 
-class SourceKind(StrEnum):
-    HTTP = "http"
-    S3 = "s3"
-    REGISTRY = "registry"
-    BLANK = "blank"
+SUPPORTED_SOURCES = (SourceKind.HTTP, SourceKind.S3, SourceKind.REGISTRY, SourceKind.BLANK)
+"""The kinds this program pulls on its own (an upload body is fed in by the upload server)."""
 
 
 class ContentType(StrEnum):
@@ -244,13 +242,12 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
         return environ.get(var, default)
 
     source_text = pick(a.source, env.SOURCE, SourceKind.HTTP.value).strip().lower() or "http"
-    try:
-        source = SourceKind(source_text)
-    except ValueError:
+    source = next((k for k in SUPPORTED_SOURCES if k.value == source_text), None)
+    if source is None:
         raise ImportFailure(
             Reason.INVALID_CONFIG,
-            f"unsupported source {source_text!r} (http, s3, registry, blank)",
-        ) from None
+            f"unsupported source {source_text[:32]!r} ({', '.join(SUPPORTED_SOURCES)})",
+        )
     ct_text = pick(a.content_type, env.CONTENT_TYPE, "kubevirt").strip().lower() or "kubevirt"
     try:
         content_type = ContentType(ct_text)

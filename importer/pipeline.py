@@ -31,10 +31,11 @@ from typing import TypeVar
 
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
+from cdicontract.sourcekinds import SourceKind
 from importer import formats, leftovers, qemu
 from importer.checksum import Hasher
 from importer.compression import Compression, decompress, detect_compression
-from importer.config import ContentType, ImporterConfig, SourceKind
+from importer.config import ContentType, ImporterConfig
 from importer.driver import Phase, drive
 from importer.errors import ImportFailure, RestartRequired
 from importer.nbd import NbdServer, nbd_source
