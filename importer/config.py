@@ -11,7 +11,6 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from cdicontract import envvars as env
@@ -20,17 +19,14 @@ from cdicontract.reasons import Reason
 from cdicontract.sourcekinds import SourceKind
 from importer.checksum import Checksum
 from importer.errors import ImportFailure
+from importer.transferspec import DEFAULT_STALL_TIMEOUT, ContentType, TransferSpec
 
 DEFAULT_OVERHEAD = float(sizes.DEFAULT_OVERHEAD)
+__all__ = ["SUPPORTED_SOURCES", "ContentType", "ImporterConfig", "MetricsAddr", "parse"]
 
 
 SUPPORTED_SOURCES = (SourceKind.HTTP, SourceKind.S3, SourceKind.REGISTRY, SourceKind.BLANK)
 """The kinds this program pulls on its own (an upload body is fed in by the upload server)."""
-
-
-class ContentType(StrEnum):
-    KUBEVIRT = "kubevirt"
-    ARCHIVE = "archive"
 
 
 @dataclass(frozen=True)
@@ -63,11 +59,24 @@ class ImporterConfig:
     scratch_dir: str | None = None
     insecure_registries: frozenset[str] = frozenset()
     platform_arch: str | None = None
-    stall_timeout: float = 120.0
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
     range_block: int = 8 << 20
     deny_local_addresses: bool = False
     """Refuse sources on loopback and link-local addresses (CDIConfig feature gate)."""
     """Size of the pinned view's ranged reads (and of its cache blocks, two of them kept)."""
+
+    def transfer_spec(self) -> TransferSpec:
+        """The part of the configuration the pipeline reads."""
+        return TransferSpec(
+            dest=self.dest,
+            content_type=self.content_type,
+            requested_size=self.size,
+            filesystem_overhead=self.filesystem_overhead,
+            checksum=self.checksum,
+            preallocation=self.preallocation,
+            scratch_dir=self.scratch_dir,
+            stall_timeout=self.stall_timeout,
+        )
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line or a message."""
@@ -340,7 +349,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
         scratch_dir=scratch,
         insecure_registries=registries,
         platform_arch=environ.get(env.PLATFORM_ARCH) or None,
-        stall_timeout=a.stall_timeout if a.stall_timeout is not None else 120.0,
+        stall_timeout=a.stall_timeout if a.stall_timeout is not None else DEFAULT_STALL_TIMEOUT,
         range_block=_range_block(a.range_block_size),
         deny_local_addresses=bool(a.deny_local_addresses)
         or _truthy(environ.get(env.DENY_LOCAL_ADDRESSES, "")),
