@@ -1,4 +1,5 @@
-from controller import claims, importsource
+from controller import claims
+from controller.transfers.importing import source as importsource
 from controller.cdiconfig import EffectiveConfig, effective
 from tests.controller import factories as f
 
