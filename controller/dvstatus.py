@@ -172,7 +172,12 @@ def compute(obs: Observed) -> Result:
     events: list[Event] = []
     pvc_name = o.name(obs.dv)
     if phase != old.get("phase"):
-        spec = obs.phases.events.get(phase) or _COMMON_EVENTS.get(phase)
+        p = obs.phases
+        if phase == p.running and old.get("phase") not in (p.scheduled, p.running):
+            # The pod got going between two looks: users still see it was scheduled.
+            etype, reason, template = p.events[p.scheduled]
+            events.append(Event(etype, reason, template.format(pvc=pvc_name, msg=r_msg)))
+        spec = p.events.get(phase) or _COMMON_EVENTS.get(phase)
         if spec is not None:
             etype, reason, template = spec
             events.append(Event(etype, reason, template.format(pvc=pvc_name, msg=r_msg)))

@@ -1,6 +1,6 @@
 from cdicontract import envvars
-from controller.transfers.importing import pod as importpod
 from controller.cdiconfig import EffectiveConfig, effective
+from controller.transfers.importing import pod as importpod
 from controller.transfers.importing.source import ImportRequest, SourceKind
 from tests.controller import factories as f
 
