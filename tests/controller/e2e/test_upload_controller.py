@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-
 from localcluster import images as image_table
+
 from tests.cluster.helpers import wait_for
 from tests.controller.e2e.conftest import dv_manifest
 
