@@ -12,8 +12,8 @@ from typing import Any
 
 from cdicontract import annotations as ann
 from cdicontract import sizes
-from controller import objects as o
-from controller.objects import Obj
+from controller.runtime import objects as o
+from controller.runtime.objects import Obj
 
 DEFAULT_OVERHEAD = sizes.DEFAULT_OVERHEAD
 DENY_LOCAL_ADDRESSES_GATE = "DenyLocalImportAddresses"
@@ -46,6 +46,7 @@ class EffectiveConfig:
     scratch_class: str = ""
     preallocation: bool = False
     upload_proxy_url: str = ""
+    """spec.uploadProxyURLOverride; the published URL is `upload_proxy_url()`'s."""
     feature_gates: frozenset[str] = frozenset()
 
     @property
@@ -116,3 +117,26 @@ def effective(cdiconfig: Obj | None, storage_classes: list[Obj]) -> EffectiveCon
         upload_proxy_url=str(spec.get("uploadProxyURLOverride") or ""),
         feature_gates=frozenset(str(g) for g in spec.get("featureGates") or ()),
     )
+
+
+def upload_proxy_url(override: str, service: Obj | None, nodes: list[Obj]) -> str:
+    """What CDIConfig publishes in status.uploadProxyURL (virtctl reads it).
+
+    The override when set; else the upload proxy's Service: through a node's InternalIP
+    and the node port when it is a NodePort Service, else its cluster DNS name; "" when
+    there is no proxy Service.
+    """
+    if override:
+        return override
+    if service is None:
+        return ""
+    if o.spec(service).get("type") == "NodePort":
+        port = next((p.get("nodePort") for p in o.spec(service).get("ports") or []
+                     if p.get("nodePort")), None)
+        ip = next((a.get("address") for n in sorted(nodes, key=o.name)
+                   for a in o.status(n).get("addresses") or []
+                   if a.get("type") == "InternalIP" and a.get("address")), None)
+        if port and ip:
+            host = f"[{ip}]" if ":" in str(ip) else str(ip)
+            return f"https://{host}:{port}"
+    return f"https://{o.name(service)}.{o.namespace(service)}.svc"

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from controller.objects import Obj
+from controller.runtime.objects import Obj
 
 
 @dataclass(frozen=True)
@@ -42,43 +42,76 @@ def dns_names(service: str, namespace: str) -> list[str]:
             f"{service}.{namespace}.svc.cluster.local"]
 
 
-def generate(service: str, namespace: str, *, days: int = 3650) -> ServingCert:
+@dataclass(frozen=True)
+class KeyPair:
+    """A PEM certificate and its PKCS#8 PEM key."""
+
+    cert_pem: bytes
+    key_pem: bytes
+
+
+_KEY_USAGE_CA = x509.KeyUsage(
+    digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+    key_encipherment=False, data_encipherment=False, key_agreement=False,
+    encipher_only=False, decipher_only=False)
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _window(days: int) -> tuple[dt.datetime, dt.datetime]:
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    until = now + dt.timedelta(days=days)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cdi-py webhook CA")])
+    return now, now + dt.timedelta(days=days)
+
+
+def new_ca(common_name: str, *, days: int = 3650) -> KeyPair:
+    start, until = _window(days)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ca = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(until)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True,
-            content_commitment=False, key_encipherment=False, data_encipherment=False,
-            key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    names = dns_names(service, namespace)
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[2])]))
-        .issuer_name(ca_name)
+        .subject_name(name).issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(until)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
-                       critical=False)
+        .not_valid_before(start).not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_KEY_USAGE_CA, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return KeyPair(ca.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+
+
+def issue(ca: KeyPair, common_name: str, *, dns: list[str] | None = None,
+          client: bool = False, days: int = 3650) -> KeyPair:
+    """A leaf signed by `ca`: a server certificate for `dns`, or a client certificate."""
+    start, until = _window(days)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the CA key is not an EC key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     )
-    pem = serialization.Encoding.PEM
-    return ServingCert(
-        ca_pem=ca.public_bytes(pem),
-        cert_pem=leaf.public_bytes(pem),
-        key_pem=key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()),
-    )
+    if dns:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns]), critical=False)
+    return KeyPair(builder.sign(ca_key, hashes.SHA256()).public_bytes(
+        serialization.Encoding.PEM), _pem_key(key))
+
+
+def generate(service: str, namespace: str, *, days: int = 3650) -> ServingCert:
+    ca = new_ca("cdi-py webhook CA", days=days)
+    names = dns_names(service, namespace)
+    leaf = issue(ca, names[2], dns=names, days=days)
+    return ServingCert(ca_pem=ca.cert_pem, cert_pem=leaf.cert_pem, key_pem=leaf.key_pem)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from cdicontract import annotations as ann
 from cdicontract import sizes
 from controller import cdiconfig
-from controller import objects as o
 from controller.cdiconfig import EffectiveConfig
-from controller.objects import Obj
+from controller.runtime import objects as o
+from controller.runtime.objects import Obj
 
 FILESYSTEM = "Filesystem"
 BLOCK = "Block"

@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from controller import importpod, kube, webhook
-from controller.leader import LeaderElector, Timing
-from controller.manager import Controller
-from controller.metrics import Metrics
+from controller import webhook
+from controller.app import Controller
 from controller.reconciler import Settings
-from controller.stallwatch import StallWatch
+from controller.runtime import kube
+from controller.runtime.leader import LeaderElector, Timing
+from controller.runtime.metrics import Metrics
+from controller.runtime.stallwatch import StallWatch
+from controller.transfers.importing import pod as importpod
+from controller.transfers.upload import objects as uploadobjects
 
 log = logging.getLogger("cdi-controller")
 LEASE_NAME = "cdi-controller-leader"
@@ -38,6 +41,7 @@ class Options:
     namespace: str
     identity: str
     importer_image: str
+    uploadserver_image: str
     pull_policy: str
     metrics_addr: tuple[str, int]
     webhook_addr: tuple[str, int] | None
@@ -60,6 +64,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--identity", default=env.get("POD_NAME") or socket.gethostname())
     p.add_argument("--importer-image", default=env.get("IMPORTER_IMAGE",
                                                        "cdi-py/importer:latest"))
+    p.add_argument("--uploadserver-image", default=env.get("UPLOADSERVER_IMAGE",
+                                                           "cdi-py/uploadserver:latest"))
     p.add_argument("--pull-policy", default=env.get("PULL_POLICY", "IfNotPresent"))
     p.add_argument("--metrics-addr", default=":8080")
     p.add_argument("--webhook-addr", default=":8443", help="'off' to not serve the webhook")
@@ -74,6 +80,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         namespace=a.namespace,
         identity=a.identity,
         importer_image=a.importer_image,
+        uploadserver_image=a.uploadserver_image,
         pull_policy=a.pull_policy,
         metrics_addr=_addr(a.metrics_addr),
         webhook_addr=None if a.webhook_addr == "off" else _addr(a.webhook_addr),
@@ -140,8 +147,7 @@ async def run(opts: Options) -> int:
                             timing=Timing(lease_duration=opts.lease_duration,
                                           renew_deadline=opts.lease_duration * 2 / 3,
                                           retry_period=max(opts.lease_duration / 7.5, 0.5)))
-    settings = Settings(pod=importpod.PodSettings(opts.importer_image, opts.pull_policy),
-                        instance=opts.identity)
+    settings = Settings(namespace=opts.namespace, instance=opts.identity)
     code = 0
     try:
         if opts.webhook_addr is not None:
@@ -156,7 +162,10 @@ async def run(opts: Options) -> int:
                 acquiring.cancel()
                 return 0
         metrics.leader.set(1)
-        controller = Controller(client, settings, metrics, workers=opts.workers)
+        controller = Controller(
+            client, settings, metrics, workers=opts.workers,
+            importer=importpod.PodSettings(opts.importer_image, opts.pull_policy),
+            uploadserver=uploadobjects.PodSettings(opts.uploadserver_image, opts.pull_policy))
         running = asyncio.create_task(controller.run())
         watched = {running, stopping}
         keeping = None

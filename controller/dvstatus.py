@@ -1,9 +1,11 @@
 """A DataVolume's status and events, computed purely from what the controller observes.
 
-The phase follows CDI's import sequence (Pending -> ImportScheduled -> ImportInProgress ->
-Succeeded, or WaitForFirstConsumer / Failed), read from the PVC, its import annotations
-and the importer pod. Timestamps change only when a condition changes, so an unchanged
-world gives an identical status and no write.
+The phase follows CDI's sequence for the transfer (import: Pending -> ImportScheduled ->
+ImportInProgress -> Succeeded; upload: Pending -> UploadScheduled -> UploadReady ->
+Succeeded; or WaitForFirstConsumer / Failed), read from the PVC, its transfer annotations
+and the transfer pod; the transfer's `Phases` name the steps and their events.
+Timestamps change only when a condition changes, so an unchanged world gives an
+identical status and no write.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from dataclasses import dataclass, field
 
 from cdicontract import annotations as ann
 from cdicontract import api
-from controller import importstate
-from controller import objects as o
-from controller.objects import Obj
 from controller.podview import view
+from controller.runtime import objects as o
+from controller.runtime.objects import Obj
+from controller.transfers import podstate
+from controller.transfers.importing.transfer import PHASES as IMPORT_PHASES
+from controller.transfers.protocol import Phases
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Observed:
     claim_error: tuple[str, str] | None = None
     """(reason, message) when the PVC cannot be built or is not ours."""
     unsupported: str | None = None
+    phases: Phases = IMPORT_PHASES
 
 
 @dataclass(frozen=True)
@@ -86,21 +91,23 @@ def _phase(obs: Observed) -> str:
         return api.PHASE_PENDING
     a = o.annotations(pvc)
     record = a.get(ann.POD_PHASE)
-    if record == importstate.SUCCEEDED:
+    if record == podstate.SUCCEEDED:
         return api.PHASE_SUCCEEDED
-    if record == importstate.FAILED or o.status(pvc).get("phase") == "Lost":
+    if record == podstate.FAILED or o.status(pvc).get("phase") == "Lost":
         return api.PHASE_FAILED
     if pod is None:
-        if importstate.needs_consumer(pvc, obs.wffc):
+        if podstate.needs_consumer(pvc, obs.wffc):
             return api.PHASE_WAIT_FOR_FIRST_CONSUMER
         if o.status(pvc).get("phase") == "Bound":
             return api.PHASE_PVC_BOUND
         return api.PHASE_PENDING
     v = view(pod)
-    started = v.running or v.restarts > 0 or v.terminated is not None
-    if started or v.last_terminated is not None or v.phase in ("Succeeded", "Failed"):
-        return api.PHASE_IMPORT_IN_PROGRESS
-    return api.PHASE_IMPORT_SCHEDULED
+    ended = v.terminated is not None or v.phase in ("Succeeded", "Failed")
+    if obs.phases.running_needs_ready:
+        started = v.ready or ended
+    else:
+        started = (v.running or v.restarts > 0 or ended or v.last_terminated is not None)
+    return obs.phases.running if started else obs.phases.scheduled
 
 
 def _running(obs: Observed, phase: str) -> tuple[bool, str, str]:
@@ -121,7 +128,7 @@ def _progress(obs: Observed, phase: str) -> str:
     old = str(o.status(obs.dv).get("progress") or api.PROGRESS_UNKNOWN)
     if phase == api.PHASE_SUCCEEDED:
         return api.PROGRESS_DONE
-    if phase == api.PHASE_IMPORT_IN_PROGRESS:
+    if phase == obs.phases.running:
         return obs.progress or old
     if phase == api.PHASE_FAILED:
         return old
@@ -138,11 +145,7 @@ def _restarts(obs: Observed) -> int:
     return max(counts)
 
 
-_PHASE_EVENTS = {
-    api.PHASE_IMPORT_SCHEDULED: ("Normal", "ImportScheduled", "Import into {pvc} scheduled"),
-    api.PHASE_IMPORT_IN_PROGRESS: ("Normal", "ImportInProgress", "Import into {pvc} in progress"),
-    api.PHASE_SUCCEEDED: ("Normal", "ImportSucceeded", "Successfully imported into PVC {pvc}"),
-    api.PHASE_FAILED: ("Warning", "ImportFailed", "Failed to import into PVC {pvc}: {msg}"),
+_COMMON_EVENTS = {
     api.PHASE_WAIT_FOR_FIRST_CONSUMER: ("Normal", "WaitForFirstConsumer",
                                         "PVC {pvc} waits for a consumer to be bound"),
 }
@@ -169,8 +172,14 @@ def compute(obs: Observed) -> Result:
     events: list[Event] = []
     pvc_name = o.name(obs.dv)
     if phase != old.get("phase"):
-        if phase in _PHASE_EVENTS:
-            etype, reason, template = _PHASE_EVENTS[phase]
+        p = obs.phases
+        if phase == p.running and old.get("phase") not in (p.scheduled, p.running):
+            # The pod got going between two looks: users still see it was scheduled.
+            etype, reason, template = p.events[p.scheduled]
+            events.append(Event(etype, reason, template.format(pvc=pvc_name, msg=r_msg)))
+        spec = p.events.get(phase) or _COMMON_EVENTS.get(phase)
+        if spec is not None:
+            etype, reason, template = spec
             events.append(Event(etype, reason, template.format(pvc=pvc_name, msg=r_msg)))
         if bound and old.get("phase") in (None, "", api.PHASE_PENDING,
                                           api.PHASE_WAIT_FOR_FIRST_CONSUMER):

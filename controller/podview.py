@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
-from controller import objects as o
-from controller.objects import Obj
+from controller.runtime import objects as o
+from controller.runtime.objects import Obj
 
 _PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 # Where CDI has its own name for a failure, users' tooling matches on it.
@@ -19,6 +19,7 @@ class Termination:
     exit_code: int
     reason: str
     report: TerminationReport | None
+    container: str = ""
 
     @property
     def failed(self) -> bool:
@@ -31,6 +32,8 @@ class PodView:
     ip: str
     restarts: int
     running: bool
+    ready: bool
+    """The pod's Ready condition is True (its readiness probe passes)."""
     waiting_reason: str
     waiting_message: str
     terminated: Termination | None
@@ -46,13 +49,14 @@ class PodView:
         return self.waiting_reason in _PULL_FAILURES
 
 
-def _termination(state: Obj | None) -> Termination | None:
+def _termination(state: Obj | None, container: str) -> Termination | None:
     t = (state or {}).get("terminated")
     if not isinstance(t, dict):
         return None
     message = str(t.get("message") or "").strip()
     report = TerminationReport.from_json(message) if message else None
-    return Termination(int(t.get("exitCode", 0)), str(t.get("reason") or ""), report)
+    return Termination(int(t.get("exitCode", 0)), str(t.get("reason") or ""), report,
+                       container)
 
 
 def view(pod: Obj) -> PodView:
@@ -70,10 +74,12 @@ def view(pod: Obj) -> PodView:
         ip=str(st.get("podIP") or ""),
         restarts=int(cs.get("restartCount") or 0),
         running="running" in state,
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True"
+                  for c in st.get("conditions") or []),
         waiting_reason=str(waiting.get("reason") or ""),
         waiting_message=str(waiting.get("message") or ""),
-        terminated=_termination(state),
-        last_terminated=_termination(cs.get("lastState")),
+        terminated=_termination(state, str(cs.get("name") or "")),
+        last_terminated=_termination(cs.get("lastState"), str(cs.get("name") or "")),
         unschedulable_message=unschedulable,
     )
 
@@ -82,4 +88,5 @@ def failure_reason(t: Termination) -> tuple[str, str]:
     """(reason, message) of a failed run: the typed report's, else the kubelet's."""
     if t.report is not None and t.report.reason is not Reason.COMPLETED:
         return _CDI_REASONS.get(t.report.reason, str(t.report.reason)), t.report.message
-    return (t.reason or "Error"), f"importer exited with code {t.exit_code}"
+    return (t.reason or "Error"), (
+        f"{t.container or 'container'} exited with code {t.exit_code}")

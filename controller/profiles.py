@@ -7,8 +7,8 @@ provisioner supports), so `spec.storage` works on every class without configurat
 
 from __future__ import annotations
 
-from controller import objects as o
-from controller.objects import Obj
+from controller.runtime import objects as o
+from controller.runtime.objects import Obj
 
 _RWO_FS = {"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem"}
 _RWO_BLOCK = {"accessModes": ["ReadWriteOnce"], "volumeMode": "Block"}

@@ -49,7 +49,8 @@ class Scraper:
             self._session = None
 
     async def progress(self, pod_ip: str, owner_uid: str,
-                       port: int = envvars.METRICS_PORT) -> str | None:
+                       port: int = envvars.METRICS_PORT,
+                       metric: str = envvars.IMPORT_PROGRESS_METRIC) -> str | None:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=16))
@@ -60,6 +61,6 @@ class Scraper:
                                          ) as resp:
                 if resp.status != 200:
                     return None
-                return parse(await resp.text(), owner_uid)
+                return parse(await resp.text(), owner_uid, metric)
         except (aiohttp.ClientError, TimeoutError, OSError):
             return None

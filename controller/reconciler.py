@@ -1,8 +1,10 @@
-"""The reconcile functions: read the caches, decide with the pure modules, act, say when again.
+"""The reconcile functions: read the caches, plan with the transfer's pure protocol, act.
 
 Each function takes only a name, re-reads everything, and is safe to run any number of
 times (level-triggered): object names are deterministic, so a create from a stale cache
 fails with 409 instead of making a duplicate, and every write goes into the cache at once.
+Which transfer (import, upload, ...) a DataVolume or PVC is for is the first transfer
+that claims it; everything after that is the transfer's plan and the executor.
 Return value: seconds until the key should be looked at again, or None.
 """
 
@@ -10,27 +12,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cdicontract import api
-from controller import (
-    cdiconfig,
-    claims,
-    dvstatus,
-    importpod,
-    importsource,
-    importstate,
-    kube,
-    profiles,
-)
-from controller import objects as o
+from cdicontract import api, upload
+from controller import cdiconfig, claims, dvstatus, profiles
 from controller.cdiconfig import EffectiveConfig
-from controller.informer import Informer
-from controller.objects import Obj
 from controller.podview import view
 from controller.progress import Scraper
+from controller.runtime import kube
+from controller.runtime import objects as o
+from controller.runtime.executor import Executor
+from controller.runtime.informer import Informer
+from controller.runtime.objects import Obj
+from controller.transfers import protocol
+from controller.transfers.importing.transfer import PHASES as IMPORT_PHASES
+from controller.transfers.protocol import ClaimView, Transfer, Unsupported
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +41,23 @@ class Caches:
     storage_classes: Informer
     profiles: Informer
     configs: Informer
+    services: Informer
+    """Transfers' Services (by TRANSFER_LABEL), indexed by owner UID."""
+    proxy: Informer
+    """The upload proxy's Service in the controller's namespace (zero or one object)."""
 
     def all(self) -> list[Informer]:
         return [self.dvs, self.pvcs, self.pods, self.storage_classes, self.profiles,
-                self.configs]
+                self.configs, self.services, self.proxy]
+
+    def written(self) -> list[Informer]:
+        """The caches the executor records its writes in (one per resource)."""
+        return [self.dvs, self.pvcs, self.pods, self.services]
 
 
 @dataclass(frozen=True)
 class Settings:
-    pod: importpod.PodSettings
+    namespace: str = "cdi"
     progress_interval: float = 2.0
     component: str = "cdi-controller"
     instance: str = ""
@@ -63,11 +69,14 @@ def now_rfc3339() -> str:
 
 class Reconciler:
     def __init__(self, client: kube.Kube, caches: Caches, settings: Settings,
-                 scraper: Scraper, clock: Callable[[], str] = now_rfc3339) -> None:
+                 scraper: Scraper, transfers: Sequence[Transfer], *,
+                 clock: Callable[[], str] = now_rfc3339) -> None:
         self.client = client
         self.caches = caches
         self.settings = settings
         self.scraper = scraper
+        self.transfers = tuple(transfers)
+        self.executor = Executor(client, caches.written())
         self.clock = clock
 
     # ---- shared reads -------------------------------------------------------------
@@ -81,10 +90,35 @@ class Reconciler:
         sc = self.caches.storage_classes.get("", str(cls)) if cls else None
         return bool(sc) and (sc or {}).get("volumeBindingMode") == "WaitForFirstConsumer"
 
-    def _importer_pod(self, pvc: Obj) -> Obj | None:
-        pod = self.caches.pods.get(o.namespace(pvc), importpod.pod_name(o.name(pvc)))
-        # A pod left by an earlier PVC of the same name is not this import's.
-        return pod if pod is not None and o.is_owned_by(pod, pvc) else None
+    def _for_dv(self, dv: Obj) -> tuple[Transfer | None, dict[str, str] | Unsupported]:
+        for t in self.transfers:
+            anns = t.claim_annotations(dv)
+            if anns is not None:
+                return t, anns
+        kind = protocol.source_type(dv) or "none"
+        return None, Unsupported(kind, f"source type {kind!r} is not supported by this "
+                                       "controller yet")
+
+    def _for_pvc(self, pvc: Obj) -> Transfer | None:
+        return next((t for t in self.transfers if t.targets(pvc)), None)
+
+    def _owned(self, cache: Informer, pvc: Obj, kind: protocol.Kind) -> list[Obj]:
+        ns = o.namespace(pvc)
+        return [x for x in cache.by_label(protocol.owner_uid(pvc))
+                if o.namespace(x) == ns and protocol.is_transfer_object(x, pvc, kind)]
+
+    def _transfer_pod(self, t: Transfer, pvc: Obj) -> Obj | None:
+        """The transfer's pod, found by owner label; a pod of the same name left by an
+        earlier PVC is not this transfer's. Pods made before the labels: by owner ref."""
+        name = t.pod_name(o.name(pvc))
+        pod = next((p for p in self._owned(self.caches.pods, pvc, t.kind)
+                    if o.name(p) == name), None)
+        if pod is not None:
+            return pod
+        pod = self.caches.pods.get(o.namespace(pvc), name)
+        if pod is not None and protocol.is_transfer_object(pod, pvc, t.kind):
+            return pod
+        return None
 
     async def event(self, involved: Obj, e: dvstatus.Event) -> None:
         now = self.clock()
@@ -145,20 +179,23 @@ class Reconciler:
         dv = self.caches.dvs.get(ns, name)
         if dv is None or o.deleting(dv):
             return None
-        anns = importsource.pvc_annotations(dv)
-        unsupported = anns.message if isinstance(anns, importsource.Unsupported) else None
+        transfer, anns = self._for_dv(dv)
+        unsupported = anns.message if isinstance(anns, Unsupported) else None
         pvc: Obj | None = None
         claim_error = None
-        if unsupported is None and isinstance(anns, dict):
+        if transfer is not None and isinstance(anns, dict):
             pvc, claim_error = await self._ensure_pvc(dv, anns)
-        pod = self._importer_pod(pvc) if pvc is not None else None
+        pod = self._transfer_pod(transfer, pvc) if pvc is not None and transfer else None
         progress = None
-        if pod is not None and pvc is not None:
+        if pod is not None and pvc is not None and transfer is not None:
             v = view(pod)
             if v.running and v.ip:
-                progress = await self.scraper.progress(v.ip, o.uid(pvc))
+                progress = await self.scraper.progress(
+                    v.ip, o.uid(pvc), transfer.phases.progress_port,
+                    transfer.phases.progress_metric)
         observed = dvstatus.Observed(dv, pvc, pod, self._wffc(pvc) if pvc else False,
-                                     self.clock(), progress, claim_error, unsupported)
+                                     self.clock(), progress, claim_error, unsupported,
+                                     transfer.phases if transfer else IMPORT_PHASES)
         result = dvstatus.compute(observed)
         if dvstatus.status_changed(o.status(dv), result.status):
             updated = await self.client.merge_patch(
@@ -166,7 +203,7 @@ class Reconciler:
             self.caches.dvs.upsert(updated)
             for e in result.events:
                 await self.event(dv, e)
-        if result.phase == api.PHASE_IMPORT_IN_PROGRESS:
+        if transfer is not None and result.phase == transfer.phases.running:
             return self.settings.progress_interval
         return None
 
@@ -176,30 +213,15 @@ class Reconciler:
         pvc = self.caches.pvcs.get(ns, name)
         if pvc is None:
             return None
-        req = importsource.ImportRequest.from_pvc(pvc)
-        if req is None:
+        transfer = self._for_pvc(pvc)
+        if transfer is None:
             return None
-        pod_name = importpod.pod_name(name)
-        cached_pod = self.caches.pods.get(ns, pod_name)
-        pod = self._importer_pod(pvc)
-        if cached_pod is not None and pod is None:
+        pod = self._transfer_pod(transfer, pvc)
+        if pod is None and self.caches.pods.get(ns, transfer.pod_name(name)) is not None:
             return 1.0  # the previous PVC's pod is still going away
-        decision = importstate.decide(pvc, pod, pod_name, self._wffc(pvc))
-        if decision.annotations:
-            updated = await self.client.merge_patch(
-                kube.PVCS.path(ns, name), {"metadata": {"annotations": decision.annotations}})
-            self.caches.pvcs.upsert(updated)
-        if decision.create_pod:
-            body = importpod.build(pvc, req, self.config(), self.settings.pod)
-            try:
-                created = await self.client.create(kube.PODS.path(ns), body)
-                self.caches.pods.upsert(created)
-                log.info("created importer pod ns=%s pod=%s", ns, pod_name)
-            except kube.Conflict:
-                pass  # made by an earlier reconcile; the watch brings it
-        if decision.delete_pod and pod is not None:
-            await self.client.delete(kube.PODS.path(ns, pod_name), uid=o.uid(pod))
-            log.info("deleted importer pod ns=%s pod=%s", ns, pod_name)
+        seen = ClaimView(pvc, pod, self._wffc(pvc), self.config(),
+                         tuple(self._owned(self.caches.services, pvc, transfer.kind)))
+        await self.executor.apply(transfer.plan(seen))
         return None
 
     # ---- cluster-scoped configuration ---------------------------------------------
@@ -217,12 +239,23 @@ class Reconciler:
                     return 1.0
             self.caches.configs.upsert(current)
         want = self.config().status()
+        url = await self._upload_proxy_url()
+        if url:
+            want["uploadProxyURL"] = url
         if o.status(current) != want:
             updated = await self.client.merge_patch(
                 kube.CDICONFIGS.path(None, api.CDICONFIG_NAME, "status"),
                 {"status": {**{k: None for k in o.status(current)}, **want}})
             self.caches.configs.upsert(updated)
         return None
+
+    async def _upload_proxy_url(self) -> str:
+        override = self.config().upload_proxy_url
+        service = self.caches.proxy.get(self.settings.namespace, upload.PROXY_SERVICE)
+        nodes: list[Obj] = []
+        if not override and service is not None and o.spec(service).get("type") == "NodePort":
+            nodes = list((await self.client.list(kube.NODES.path())).get("items") or [])
+        return cdiconfig.upload_proxy_url(override, service, nodes)
 
     async def storage_profile(self, name: str) -> float | None:
         sc = self.caches.storage_classes.get("", name)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from cdicontract import sizes
-from controller import objects as o
-from controller.objects import Obj
+from controller.runtime import objects as o
+from controller.runtime.objects import Obj
 
 MIN_SIZE = sizes.MIB
 _HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}

@@ -18,8 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
-from controller import certs, kube, validation
-from controller.objects import Obj
+from controller import certs, validation
+from controller.runtime import kube
+from controller.runtime.objects import Obj
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-from controller import claims, importsource
+from controller import claims
 from controller.cdiconfig import EffectiveConfig, effective
+from controller.transfers.importing import source as importsource
 from tests.controller import factories as f
 
 SCS = [f.storage_class("local", default=True), f.storage_class("other")]

@@ -1,4 +1,4 @@
-from controller.manager import CONFIG_KEY, keys_for
+from controller.routing import CONFIG_KEY, keys_for
 
 
 def obj(name, ns="ns", owner=None):

@@ -2,7 +2,7 @@ import pytest
 
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
-from controller import importstate
+from controller.transfers import podstate as importstate
 from tests.controller import factories as f
 
 P = "cdi.kubevirt.io/"
@@ -75,7 +75,7 @@ def test_unparseable_termination_message_is_an_internal_transient_error():
 def test_finished_import_never_recreates_its_pod():
     pvc = f.pvc(annotations={**IMPORT, P + "storage.pod.phase": "Failed"})
     assert importstate.decide(pvc, None, "importer-dv1", wffc=False) == \
-        importstate.ImportDecision()
+        importstate.PodDecision()
 
 
 def test_deleting_claim_removes_its_running_pod():

@@ -1,7 +1,7 @@
 from cdicontract import envvars
-from controller import importpod
 from controller.cdiconfig import EffectiveConfig, effective
-from controller.importsource import ImportRequest, SourceKind
+from controller.transfers.importing import pod as importpod
+from controller.transfers.importing.source import ImportRequest, SourceKind
 from tests.controller import factories as f
 
 SETTINGS = importpod.PodSettings(image="cdi-py/importer:latest")

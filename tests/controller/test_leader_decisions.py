@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.leader import Action, decide, format_time, parse_time
+from controller.runtime.leader import Action, decide, format_time, parse_time
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

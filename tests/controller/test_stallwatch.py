@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from controller.stallwatch import StallWatch
+from controller.runtime.stallwatch import StallWatch
 
 
 def _block_the_loop_for(seconds: float) -> None:

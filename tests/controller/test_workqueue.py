@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from controller.workqueue import ShutDown, WorkQueue
+from controller.runtime.workqueue import ShutDown, WorkQueue
 
 
 def run(coro):

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from controller import kube
-from controller.informer import Informer
+from controller.runtime import kube
+from controller.runtime.informer import Informer
 
 pytestmark = [pytest.mark.cluster]
 

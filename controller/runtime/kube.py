@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import yaml
 
-from controller.objects import Obj
+from controller.runtime.objects import Obj
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -86,6 +86,9 @@ PODS = Resource("", "v1", "pods")
 PVCS = Resource("", "v1", "persistentvolumeclaims")
 EVENTS = Resource("", "v1", "events")
 SECRETS = Resource("", "v1", "secrets")
+SERVICES = Resource("", "v1", "services")
+CONFIGMAPS = Resource("", "v1", "configmaps")
+NODES = Resource("", "v1", "nodes", namespaced=False)
 STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", namespaced=False)
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
 VWCS = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",

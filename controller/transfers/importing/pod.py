@@ -15,10 +15,11 @@ from cdicontract import annotations as ann
 from cdicontract import envvars as env
 from cdicontract import importpod as ip
 from controller import claims
-from controller import objects as o
 from controller.cdiconfig import EffectiveConfig
-from controller.importsource import ImportRequest, SourceKind
-from controller.objects import Obj
+from controller.runtime import objects as o
+from controller.runtime.objects import Obj
+from controller.transfers import protocol
+from controller.transfers.importing.source import ImportRequest, SourceKind
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ def build(pvc: Obj, req: ImportRequest, config: EffectiveConfig, settings: PodSe
                 ann.LABEL_APP: ann.LABEL_APP_VALUE,
                 ann.LABEL_COMPONENT: ann.LABEL_COMPONENT_IMPORTER,
                 ann.LABEL_PROMETHEUS: "true",
+                **protocol.owner_labels(pvc, protocol.Kind.IMPORT),
             },
             "annotations": {ann.CREATED_BY_CONTROLLER: "yes"},
             "ownerReferences": [o.owner_ref(pvc)],

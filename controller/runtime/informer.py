@@ -13,9 +13,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from controller import kube
-from controller import objects as o
-from controller.objects import Obj
+from controller.runtime import kube
+from controller.runtime import objects as o
+from controller.runtime.objects import Obj
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +39,54 @@ def _slim(obj: Obj) -> Obj:
 
 class Informer:
     def __init__(self, client: kube.Kube, resource: kube.Resource, on_change: Handler, *,
-                 label_selector: str | None = None, kind: str = "",
-                 api_version: str = "") -> None:
+                 label_selector: str | None = None, field_selector: str | None = None,
+                 namespace: str | None = None, kind: str = "", api_version: str = "",
+                 index_label: str | None = None) -> None:
         self.client = client
         self.resource = resource
         self.on_change = on_change
         self.selector = label_selector
+        self.field_selector = field_selector
+        self.namespace = namespace
         self.kind = kind
         self.api_version = api_version
+        self.index_label = index_label
         self.store: dict[Key, Obj] = {}
+        self._uids: dict[str, Key] = {}
+        self._labelled: dict[str, set[Key]] = {}
         self.synced = asyncio.Event()
         self.relists = 0
 
     def get(self, namespace: str, name: str) -> Obj | None:
         return self.store.get((namespace, name))
+
+    def by_uid(self, uid: str) -> Obj | None:
+        k = self._uids.get(uid)
+        return self.store.get(k) if k is not None else None
+
+    def by_label(self, value: str) -> list[Obj]:
+        """Objects whose `index_label` has `value` (e.g. a transfer's owner UID)."""
+        return [self.store[k] for k in sorted(self._labelled.get(value, ())) if k in self.store]
+
+    def _index(self, k: Key, old: Obj | None, new: Obj | None) -> None:
+        if old is not None:
+            self._uids.pop(o.uid(old), None)
+            if self.index_label:
+                keys = self._labelled.get(o.labels(old).get(self.index_label, ""))
+                if keys is not None:
+                    keys.discard(k)
+        if new is not None:
+            self._uids[o.uid(new)] = k
+            value = o.labels(new).get(self.index_label, "") if self.index_label else ""
+            if value:
+                self._labelled.setdefault(value, set()).add(k)
+
+    def _put(self, k: Key, obj: Obj) -> None:
+        self._index(k, self.store.get(k), obj)
+        self.store[k] = _slim(obj)
+
+    def _drop(self, k: Key) -> None:
+        self._index(k, self.store.pop(k, None), None)
 
     def items(self) -> list[Obj]:
         return list(self.store.values())
@@ -64,22 +98,28 @@ class Informer:
         k = key_of(obj)
         old = self.store.get(k)
         if _rv(obj) >= _rv(old):
-            self.store[k] = _slim(obj)
+            self._put(k, obj)
 
     def forget(self, namespace: str, name: str) -> None:
-        self.store.pop((namespace, name), None)
+        self._drop((namespace, name))
 
     def _params(self) -> dict[str, str]:
-        return {"labelSelector": self.selector} if self.selector else {}
+        params = {"labelSelector": self.selector} if self.selector else {}
+        if self.field_selector:
+            params["fieldSelector"] = self.field_selector
+        return params
 
     async def _list(self) -> str:
-        doc = await self.client.list(self.resource.path(), self._params())
+        doc = await self.client.list(self.resource.path(self.namespace), self._params())
         fresh: dict[Key, Obj] = {}
         for item in doc.get("items") or []:
             item.setdefault("kind", self.kind)
             item.setdefault("apiVersion", self.api_version)
             fresh[key_of(item)] = _slim(item)
         old_store, self.store = self.store, fresh
+        self._uids, self._labelled = {}, {}
+        for k, new in fresh.items():
+            self._index(k, None, new)
         for k, new in fresh.items():
             old = old_store.get(k)
             if old is None or _rv(old) != _rv(new):
@@ -100,12 +140,12 @@ class Informer:
         k = key_of(obj)
         old = self.store.get(k)
         if etype == "DELETED":
-            self.store.pop(k, None)
+            self._drop(k)
             self.on_change(old, None)
         elif old is None or _rv(obj) >= _rv(old):
             # Equal: the echo of our own write, already cached by `upsert` but not yet
             # routed; the watch is what tells the others (owners) about it.
-            self.store[k] = _slim(obj)
+            self._put(k, obj)
             self.on_change(old, obj)
         return rv
 
@@ -118,7 +158,8 @@ class Informer:
                 if not rv:
                     rv = await self._list()
                     self.synced.set()
-                async for event in self.client.watch(self.resource.path(), rv, self._params()):
+                async for event in self.client.watch(self.resource.path(self.namespace), rv,
+                                                     self._params()):
                     rv = self._apply(event) or rv
                     backoff = 0.2
             except kube.Gone:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from cdicontract import annotations as ann
-from controller import objects as o
-from controller.objects import Obj
+from controller.runtime import objects as o
+from controller.runtime.objects import Obj
+from controller.transfers.protocol import Unsupported, source_type
 
 
 class SourceKind(StrEnum):
@@ -30,23 +31,6 @@ class SourceKind(StrEnum):
 
 
 IMPORT_SOURCES = ("http", "s3", "gcs", "registry", "blank")
-
-
-@dataclass(frozen=True)
-class Unsupported:
-    """A DataVolume source this controller does not (yet) transfer by import."""
-
-    kind: str
-    message: str
-
-
-def source_type(dv: Obj) -> str:
-    """The one key set under spec.source ("" when none)."""
-    src = o.get_path(dv, "spec", "source") or {}
-    keys = [k for k, v in src.items() if v is not None] if isinstance(src, dict) else []
-    if not keys and o.get_path(dv, "spec", "sourceRef"):
-        return "sourceRef"
-    return keys[0] if len(keys) == 1 else ""
 
 
 def pvc_annotations(dv: Obj) -> dict[str, str] | Unsupported:

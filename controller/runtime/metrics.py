@@ -9,16 +9,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 
-class _Pending(Collector):
-    """`kubevirt_cdi_datavolume_pending`, computed from the cache at scrape time."""
+class _Computed(Collector):
+    """A gauge computed at scrape time (from a cache, say)."""
 
-    def __init__(self, count: Callable[[], int]) -> None:
-        self._count = count
+    def __init__(self, name: str, help_text: str, count: Callable[[], int]) -> None:
+        self._name, self._help, self._count = name, help_text, count
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily("kubevirt_cdi_datavolume_pending",
-                                "Number of DataVolumes pending (no PVC bound yet)",
-                                value=self._count())
+        yield GaugeMetricFamily(self._name, self._help, value=self._count())
 
 
 class Metrics:
@@ -36,5 +34,5 @@ class Metrics:
         self.queue_depth = Gauge("cdi_controller_workqueue_depth", "Keys waiting",
                                  registry=self.registry)
 
-    def pending_from(self, count: Callable[[], int]) -> None:
-        self.registry.register(_Pending(count))
+    def gauge_from(self, name: str, help_text: str, count: Callable[[], int]) -> None:
+        self.registry.register(_Computed(name, help_text, count))

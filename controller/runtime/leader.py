@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from controller import kube
-from controller.objects import Obj
+from controller.runtime import kube
+from controller.runtime.objects import Obj
 
 log = logging.getLogger(__name__)
 

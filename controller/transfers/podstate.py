@@ -1,8 +1,10 @@
-"""The import reconciler's decision for one PVC: a pure function of the PVC and its pod.
+"""A transfer pod's lifecycle on its PVC: a pure function of the PVC and the pod.
 
 The PVC's `storage.pod.*` / `storage.condition.*` annotations are both the legacy API's
 output and the durable record of the outcome: once `storage.pod.phase` is Succeeded or
-Failed the import is over, and a lost or deleted pod is never recreated.
+Failed the transfer is over, and a lost or deleted pod is never recreated. Import and
+upload share this; `PodStyle` holds what differs (the pod-name annotation, what "ready"
+means, the words of the Completed condition).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from dataclasses import dataclass, field
 
 from cdicontract import annotations as ann
 from cdicontract.reasons import is_permanent
-from controller import objects as o
-from controller.objects import Obj
 from controller.podview import PodView, failure_reason, view
+from controller.runtime import objects as o
+from controller.runtime.objects import Obj
 
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
@@ -22,7 +24,19 @@ PENDING = "Pending"
 
 
 @dataclass(frozen=True)
-class ImportDecision:
+class PodStyle:
+    pod_name_annotation: str
+    complete_message: str
+    ready_means_running: bool
+    """Import: `storage.pod.ready` is true while the container runs. Upload: only while
+    the pod is Ready (the proxy sends bytes only then)."""
+
+
+IMPORT_STYLE = PodStyle(ann.IMPORT_POD_NAME, "Import Complete", ready_means_running=True)
+
+
+@dataclass(frozen=True)
+class PodDecision:
     create_pod: bool = False
     delete_pod: bool = False
     annotations: dict[str, str] = field(default_factory=dict)
@@ -49,14 +63,14 @@ def _running(status: bool, reason: str, message: str) -> dict[str, str]:
     }
 
 
-def _observe(pod_name: str, v: PodView) -> tuple[dict[str, str], bool]:
-    """Annotations describing the pod, and whether the pod must go (the import ended)."""
-    out = {ann.IMPORT_POD_NAME: pod_name, ann.POD_RESTARTS: str(v.restarts)}
+def _observe(pod_name: str, v: PodView, style: PodStyle) -> tuple[dict[str, str], bool]:
+    """Annotations describing the pod, and whether the pod must go (the transfer ended)."""
+    out = {style.pod_name_annotation: pod_name, ann.POD_RESTARTS: str(v.restarts)}
     latest = v.latest_termination
     if v.phase == SUCCEEDED or (v.terminated is not None and not v.terminated.failed):
         out[ann.POD_PHASE] = SUCCEEDED
         out[ann.POD_READY] = "false"
-        out.update(_running(False, "Completed", "Import Complete"))
+        out.update(_running(False, "Completed", style.complete_message))
         return out, True
     if latest is not None and latest.failed:
         reason, message = failure_reason(latest)
@@ -68,10 +82,11 @@ def _observe(pod_name: str, v: PodView) -> tuple[dict[str, str], bool]:
     if v.phase == FAILED:
         # Evicted or otherwise lost as a whole: the next reconcile makes a new pod.
         out[ann.POD_PHASE] = PENDING
-        out.update(_running(False, "Error", "importer pod failed; it will be recreated"))
+        out.update(_running(False, "Error", "transfer pod failed; it will be recreated"))
         return out, True
     out[ann.POD_PHASE] = v.phase
-    out[ann.POD_READY] = "true" if v.running else "false"
+    ready = v.running if style.ready_means_running else v.ready
+    out[ann.POD_READY] = "true" if ready else "false"
     if v.unschedulable_message is not None:
         out.update(_running(False, "Unschedulable", v.unschedulable_message))
     elif v.image_pull_failed:
@@ -89,7 +104,8 @@ def _observe(pod_name: str, v: PodView) -> tuple[dict[str, str], bool]:
     return out, False
 
 
-def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool) -> ImportDecision:
+def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool,
+           style: PodStyle = IMPORT_STYLE) -> PodDecision:
     current = o.annotations(pvc)
 
     def changed(a: dict[str, str]) -> dict[str, str]:
@@ -97,16 +113,17 @@ def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool) -> ImportDecisi
 
     if o.deleting(pvc) or is_finished(pvc):
         retain = current.get(ann.POD_RETAIN_AFTER_COMPLETION) == "true" and not o.deleting(pvc)
-        return ImportDecision(delete_pod=pod is not None and not o.deleting(pod) and not retain)
+        return PodDecision(delete_pod=pod is not None and not o.deleting(pod) and not retain)
     if pod is None:
         if needs_consumer(pvc, wffc):
-            return ImportDecision(waiting_for_consumer=True)
-        return ImportDecision(create_pod=True, annotations=changed({ann.IMPORT_POD_NAME: pod_name}))
+            return PodDecision(waiting_for_consumer=True)
+        return PodDecision(create_pod=True,
+                              annotations=changed({style.pod_name_annotation: pod_name}))
     if o.deleting(pod):
-        return ImportDecision()
+        return PodDecision()
     v = view(pod)
     restarts = max(v.restarts, int(current.get(ann.POD_RESTARTS) or 0))
-    observed, done = _observe(pod_name, v)
+    observed, done = _observe(pod_name, v, style)
     observed[ann.POD_RESTARTS] = str(restarts)
     retain = current.get(ann.POD_RETAIN_AFTER_COMPLETION) == "true"
-    return ImportDecision(delete_pod=done and not retain, annotations=changed(observed))
+    return PodDecision(delete_pod=done and not retain, annotations=changed(observed))

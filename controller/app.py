@@ -1,0 +1,94 @@
+"""The controller's domain wired onto the runtime: caches, routing, transfers, reconcilers.
+
+Informers: DataVolumes, PVCs, transfer pods (app label), transfer Services (transfer
+label), StorageClasses, StorageProfiles, CDIConfig and the upload proxy's Service. Each
+transfer kind is registered here once; the reconciler asks them in order.
+"""
+
+from __future__ import annotations
+
+from cdicontract import annotations as ann
+from cdicontract import api, upload
+from controller import routing
+from controller.progress import Scraper
+from controller.reconciler import Caches, Reconciler, Settings
+from controller.runtime import kube
+from controller.runtime import objects as o
+from controller.runtime.informer import Informer
+from controller.runtime.manager import Key, Manager
+from controller.runtime.metrics import Metrics
+from controller.transfers.importing import pod as importpod
+from controller.transfers.importing.transfer import ImportTransfer
+from controller.transfers.protocol import Transfer
+from controller.transfers.upload import authority
+from controller.transfers.upload import objects as uploadobjects
+from controller.transfers.upload.transfer import UploadTransfer
+
+
+class Controller:
+    def __init__(self, client: kube.Kube, settings: Settings, metrics: Metrics, *,
+                 importer: importpod.PodSettings,
+                 uploadserver: uploadobjects.PodSettings | None = None,
+                 workers: int = 4) -> None:
+        self.client = client
+        self.settings = settings
+        self.manager = Manager(metrics, workers=workers)
+        h = self.manager.handler
+        self.caches = Caches(
+            dvs=Informer(client, kube.DATAVOLUMES, h(routing.DV), kind="DataVolume",
+                         api_version=api.API_VERSION),
+            pvcs=Informer(client, kube.PVCS, h(routing.PVC), kind="PersistentVolumeClaim",
+                          api_version="v1"),
+            pods=Informer(client, kube.PODS, h(routing.POD), kind="Pod", api_version="v1",
+                          label_selector=f"{ann.LABEL_APP}={ann.LABEL_APP_VALUE}",
+                          index_label=ann.OWNER_UID_LABEL),
+            storage_classes=Informer(client, kube.STORAGECLASSES, h(routing.STORAGECLASS),
+                                     kind="StorageClass", api_version="storage.k8s.io/v1"),
+            profiles=Informer(client, kube.STORAGEPROFILES, h(routing.PROFILE),
+                              kind=api.STORAGEPROFILE_KIND, api_version=api.API_VERSION),
+            configs=Informer(client, kube.CDICONFIGS, h(routing.CONFIG),
+                             kind=api.CDICONFIG_KIND, api_version=api.API_VERSION),
+            services=Informer(client, kube.SERVICES, h(routing.SERVICE), kind="Service",
+                              api_version="v1", label_selector=ann.TRANSFER_LABEL,
+                              index_label=ann.OWNER_UID_LABEL),
+            proxy=Informer(client, kube.SERVICES, h(routing.PROXY), kind="Service",
+                           api_version="v1", namespace=settings.namespace,
+                           field_selector=f"metadata.name={upload.PROXY_SERVICE}"),
+        )
+        owners = routing.Owners(dv=self.caches.dvs.by_uid, pvc=self.caches.pvcs.by_uid)
+        self.manager.route_with(lambda kind, obj: routing.keys_for(kind, obj, owners))
+        self.uploads = UploadTransfer(uploadserver or uploadobjects.PodSettings())
+        self.transfers: list[Transfer] = [ImportTransfer(importer), self.uploads]
+        self.scraper = Scraper()
+        self.reconciler = Reconciler(client, self.caches, settings, self.scraper,
+                                     self.transfers)
+        metrics.gauge_from("kubevirt_cdi_datavolume_pending",
+                           "Number of DataVolumes pending (no PVC bound yet)",
+                           self.pending_count)
+
+    def pending_count(self) -> int:
+        return sum(1 for dv in self.caches.dvs.items()
+                   if o.status(dv).get("phase", "") in ("", api.PHASE_PENDING))
+
+    async def dispatch(self, key: Key) -> float | None:
+        kind, ns, name = key
+        if kind == routing.DV:
+            return await self.reconciler.datavolume(ns, name)
+        if kind == routing.PVC:
+            return await self.reconciler.claim(ns, name)
+        if kind == routing.CONFIG:
+            return await self.reconciler.cdiconfig()
+        if kind == routing.PROFILE:
+            return await self.reconciler.storage_profile(name)
+        return None
+
+    async def _load_authority(self) -> None:
+        self.uploads.authority = await authority.ensure(self.client, self.settings.namespace)
+
+    async def run(self) -> None:
+        """Reconcile until cancelled (the leader only)."""
+        await self.manager.run(self.caches.all(), self.dispatch,
+                               initial=[routing.CONFIG_KEY], on_synced=self._load_authority,
+                               on_stop=self.scraper.close)
+
+

@@ -1,0 +1,53 @@
+"""The one place that applies planned actions to the API.
+
+In order, each idempotent: a create answered 409 is done (an earlier reconcile, or
+another replica, made it; the watch brings it), a delete answered 404 is done. Every
+object the API returns goes into its cache at once, so the next plan never acts on the
+world from before its own write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from controller.runtime import kube
+from controller.runtime.actions import Action, Create, Delete, Patch
+from controller.runtime.informer import Informer
+
+log = logging.getLogger(__name__)
+
+
+class Executor:
+    def __init__(self, client: kube.Kube, caches: Iterable[Informer] = ()) -> None:
+        self.client = client
+        self._caches = {i.resource: i for i in caches}
+
+    def _cache(self, resource: kube.Resource) -> Informer | None:
+        return self._caches.get(resource)
+
+    async def apply(self, actions: Iterable[Action]) -> None:
+        for action in actions:
+            await self.apply_one(action)
+
+    async def apply_one(self, action: Action) -> None:
+        cache = self._cache(action.resource)
+        plural = action.resource.plural
+        if isinstance(action, Create):
+            try:
+                created = await self.client.create(action.resource.path(action.namespace),
+                                                   action.body)
+            except kube.Conflict:
+                return
+            log.info("created kind=%s ns=%s name=%s", plural, action.namespace, action.name)
+            if cache is not None:
+                cache.upsert(created)
+        elif isinstance(action, Patch):
+            updated = await self.client.merge_patch(
+                action.resource.path(action.namespace, action.name, action.sub), action.patch)
+            if cache is not None:
+                cache.upsert(updated)
+        elif isinstance(action, Delete):
+            await self.client.delete(action.resource.path(action.namespace, action.name),
+                                     uid=action.uid)
+            log.info("deleted kind=%s ns=%s name=%s", plural, action.namespace, action.name)
