@@ -1,0 +1,13 @@
+"""`cdi-apiserver`: the aggregated API server of `upload.cdi.kubevirt.io` (UploadTokenRequest).
+
+`virtctl image-upload` creates an UploadTokenRequest through the kube-apiserver, which
+authenticates the user, checks RBAC, and proxies the request here over TLS with its
+front-proxy client certificate and the user in `X-Remote-*` headers. This server believes
+those headers only from that certificate, checks the user's access again with a
+SubjectAccessReview, and answers with a PS256 token (`cdicontract.uploadtoken`) naming
+one PVC, which the upload proxy verifies with the public half of the signing key.
+
+Layers, top to bottom (import-linter keeps them): `cli` (process, startup, refresh loop)
+-> `server` (aiohttp app) -> `tls`, `signingkey` (state kept in the API) -> `authn`,
+`access`, `tokenrequests`, `openapi` (pure) -> `statuses`, `group` (pure).
+"""
