@@ -42,15 +42,14 @@ def dns_names(service: str, namespace: str) -> list[str]:
             f"{service}.{namespace}.svc.cluster.local"]
 
 
-def generate(service: str, namespace: str, *, days: int = 3650,
-             ca_name: str = "cdi-py webhook CA") -> ServingCert:
+def generate(service: str, namespace: str, *, days: int = 3650) -> ServingCert:
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     until = now + dt.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cdi-py webhook CA")])
     ca = (
         x509.CertificateBuilder()
-        .subject_name(ca_subject).issuer_name(ca_subject)
+        .subject_name(ca_name).issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now).not_valid_after(until)
@@ -66,7 +65,7 @@ def generate(service: str, namespace: str, *, days: int = 3650,
     leaf = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[2])]))
-        .issuer_name(ca_subject)
+        .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now).not_valid_after(until)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.apiserver import group
-from controller.apiserver.authn import Identity
-from controller.objects import Obj, get_path
+from apiserver import group
+from apiserver.authn import Identity
+from apiserver.obj import Obj, get_path
 
 
 def review(identity: Identity, namespace: str) -> Obj:

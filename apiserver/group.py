@@ -7,7 +7,7 @@ into its merged discovery; the resource has short names `utr`, `utrs` and one ve
 
 from __future__ import annotations
 
-from controller.objects import Obj
+from apiserver.obj import Obj
 
 GROUP = "upload.cdi.kubevirt.io"
 VERSION = "v1beta1"

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from multidict import CIMultiDictProxy
 
-from controller.objects import Obj
+from apiserver.obj import Obj
 
 CONFIGMAP_NAMESPACE = "kube-system"
 CONFIGMAP_NAME = "extension-apiserver-authentication"
@@ -94,17 +94,23 @@ def common_name(peercert: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def authenticate(peercert: Mapping[str, Any] | None, headers: CIMultiDictProxy[str],
-                 config: AuthConfig) -> Identity:
-    """The user the front proxy speaks for; raises Unauthenticated.
+def is_front_proxy(peercert: Mapping[str, Any] | None, config: AuthConfig) -> bool:
+    """A verified client certificate carrying a name the kube-apiserver allows.
 
     `peercert` is only present when the TLS layer verified it against the request-header
     CA, so here it is enough that it exists and carries an allowed name.
     """
     cn = common_name(peercert)
+    return cn is not None and (not config.allowed_names or cn in config.allowed_names)
+
+
+def authenticate(peercert: Mapping[str, Any] | None, headers: CIMultiDictProxy[str],
+                 config: AuthConfig) -> Identity:
+    """The user the front proxy speaks for; raises Unauthenticated."""
+    cn = common_name(peercert)
     if cn is None:
         raise Unauthenticated("no verified front-proxy client certificate")
-    if config.allowed_names and cn not in config.allowed_names:
+    if not is_front_proxy(peercert, config):
         raise Unauthenticated("front-proxy certificate name is not allowed")
     user = _first(headers, config.username_headers)
     if not user:

@@ -14,8 +14,8 @@ import hashlib
 import json
 from functools import cache
 
-from controller.apiserver import group
-from controller.objects import Obj
+from apiserver import group
+from apiserver.obj import Obj
 
 SCHEMA_NAME = "io.kubevirt.cdi.upload.v1beta1.UploadTokenRequest"
 V3_PATH = f"/openapi/v3/apis/{group.GROUP}/{group.VERSION}"

@@ -6,8 +6,8 @@ so an error from this server reads like one from the kube-apiserver itself.
 
 from __future__ import annotations
 
-from controller.apiserver import group
-from controller.objects import Obj
+from apiserver import group, tokenrequests
+from apiserver.obj import Obj
 
 # The kube-apiserver escapes these in messages it renders (responsewriters' sanitizer).
 _SANITIZE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
@@ -35,6 +35,16 @@ def forbidden(user: str, namespace: str, reason: str = "") -> Obj:
         msg = f"{msg}: {reason}"
     return status(403, "Forbidden", f"{group.RESOURCE}.{group.GROUP} is forbidden: {msg}",
                   {"group": group.GROUP, "kind": group.RESOURCE})
+
+
+def invalid(name: str, causes: list[tokenrequests.Cause]) -> Obj:
+    """422 with one cause per field, as the kube-apiserver reports a failed validation."""
+    qualified = f"{group.KIND}.{group.GROUP}"
+    text = ", ".join(f"{c.field}: {c.message}" for c in causes)
+    details: Obj = {"name": name, "group": group.GROUP, "kind": group.KIND,
+                    "causes": [{"reason": c.type.value, "message": c.message,
+                                "field": c.field} for c in causes]}
+    return status(422, "Invalid", f"{qualified} {_quote(name)} is invalid: {text}", details)
 
 
 def bad_request(message: str) -> Obj:
