@@ -47,9 +47,11 @@ class Served:
     key: signingkey.SigningKey
     workdir: Path
     reviews: list[dict[str, Any]] = field(default_factory=list)
+    sessions: list[requests.Session] = field(default_factory=list)
 
     def session(self, cert: Issued | None = None) -> requests.Session:
         s = requests.Session()
+        self.sessions.append(s)
         s.mount("https://", _PinnedHost())
         s.trust_env = False  # REQUESTS_CA_BUNDLE would replace our CA
         s.verify = str(self.ca_file)
@@ -114,12 +116,23 @@ def served(tmp_path: Path, signing_key: signingkey.SigningKey) -> Iterator[Serve
         await web.TCPSite(runner, "127.0.0.1", port, ssl_context=contexts.listener).start()
 
     asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    async def stop() -> None:
+        await runner.cleanup()
+        current = asyncio.current_task()
+        left = [t for t in asyncio.all_tasks() if t is not current]
+        for t in left:
+            t.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+
+    served = Served(f"https://127.0.0.1:{port}", ca_file, front,
+                    front.client(FRONT_PROXY_NAME, tmp_path / "certs"), state, contexts,
+                    signing_key, tmp_path, reviews)
     try:
-        yield Served(f"https://127.0.0.1:{port}", ca_file, front,
-                     front.client(FRONT_PROXY_NAME, tmp_path / "certs"), state, contexts,
-                     signing_key, tmp_path, reviews)
+        yield served
     finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        for s in served.sessions:
+            s.close()
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
