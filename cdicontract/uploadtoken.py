@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 ISSUER = "cdi-apiserver"
 ALGORITHM = "PS256"
@@ -39,9 +40,17 @@ class UploadClaims:
 
 
 def sign(
-    private_key_pem: bytes, *, namespace: str, pvc: str, now: datetime | None = None
+    private_key_pem: bytes | rsa.RSAPrivateKey,
+    *,
+    namespace: str,
+    pvc: str,
+    now: datetime | None = None,
 ) -> str:
-    """A token allowing an upload into `namespace/pvc`, valid for LIFETIME from `now`."""
+    """A token allowing an upload into `namespace/pvc`, valid for LIFETIME from `now`.
+
+    The key is a PEM, or the loaded key: loading and checking an RSA key costs ~90 ms,
+    signing with a loaded one ~1 ms, which matters to a server issuing many tokens.
+    """
     issued = now or datetime.now(UTC)
     payload: dict[str, Any] = {
         "iss": ISSUER,

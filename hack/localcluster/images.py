@@ -18,6 +18,7 @@ from pathlib import Path
 IMAGES: dict[str, str | None] = {
     "cdi-py/importer": "cdi-importer",
     "cdi-py/controller": "cdi-controller",
+    "cdi-py/apiserver": "cdi-apiserver",
     "cdi-py/uploadproxy": "cdi-uploadproxy",
     "cdi-py/uploadserver": "cdi-uploadserver",
     "cdi-py/cloner": "cdi-cloner",
