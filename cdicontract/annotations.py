@@ -52,3 +52,10 @@ LABEL_COMPONENT = "cdi.kubevirt.io"
 LABEL_COMPONENT_IMPORTER = "importer"
 LABEL_PROMETHEUS = "prometheus.cdi.kubevirt.io"
 LABEL_STORAGE_IMPORT = "cdi.kubevirt.io/storage.import"
+
+# Every pod, Service and Secret of a transfer carries the UID of what it serves (the
+# DataVolume, or the bare PVC of the legacy API) and its kind (`import`, `upload`,
+# `clone`), so the controller finds them by label: a clone's source pod lives in another
+# namespace and cannot carry an owner reference there.
+OWNER_UID_LABEL = PREFIX + "owner-uid"
+TRANSFER_LABEL = PREFIX + "transfer"
