@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import re
 
+import jwt
+
 from cdicontract import upload, uploadtoken
 from uploadproxy.proxy.refusal import Refused
 
 # CDI's matcher: case-insensitive scheme, the token in the base64url/JWT alphabet.
 _BEARER = re.compile(r"Bearer\s+([A-Za-z0-9\-._~+/]+)", re.IGNORECASE)
+
+
+class BadSignature(Refused):
+    """401 because the signature did not verify: perhaps the signing key was rotated and
+    ours is old, so the caller may read the key again and retry once."""
 
 
 def bearer(header: str | None) -> str:
@@ -26,12 +33,13 @@ def bearer(header: str | None) -> str:
     return m.group(1)
 
 
-def authorize(header: str | None, public_key_pem: bytes) -> uploadtoken.UploadClaims:
-    """The verified claims of the request's token, or Refused (400/401)."""
-    token = bearer(header)
+def authorize(token: str, public_key_pem: bytes) -> uploadtoken.UploadClaims:
+    """The verified claims of an upload token, or Refused(401)."""
     try:
         claims = uploadtoken.verify(token, public_key_pem)
     except uploadtoken.TokenError as exc:
+        if isinstance(exc.__cause__, jwt.InvalidSignatureError):
+            raise BadSignature(401, str(exc)) from None
         raise Refused(401, str(exc)) from None
     # The names end up in a URL's host and path: a signed token is trusted, but not to
     # carry something that would change where we connect.

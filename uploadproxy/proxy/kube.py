@@ -1,7 +1,7 @@
-"""Reading PVCs from the API server: a GET and a watch of one object, nothing else.
+"""Reading the API server: GET and watch one PVC, GET the proxy's ConfigMaps and Secret.
 
 Why not the controller's client: the proxy may not import the controller (import-linter),
-and it needs two read-only calls, so a small client of its own is less coupling than a
+and it needs a few read-only calls, so a small client of its own is less coupling than a
 shared one. Credentials: the pod's service account (token and CA at the standard paths)
 or a kubeconfig (client certificate, token, inline or file data). Error bodies from the
 API are trimmed before they reach a message.
@@ -108,8 +108,12 @@ def _pvc_path(namespace: str) -> str:
     return f"/api/v1/namespaces/{quote(namespace, safe='')}/persistentvolumeclaims"
 
 
+def _core_path(namespace: str, plural: str, name: str) -> str:
+    return f"/api/v1/namespaces/{quote(namespace, safe='')}/{plural}/{quote(name, safe='')}"
+
+
 class Kube:
-    """GET and watch PVCs; one connection pool, closed with `close()`."""
+    """Read-only calls to the API server; one connection pool, closed with `close()`."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -149,7 +153,17 @@ class Kube:
 
     async def get_pvc(self, namespace: str, name: str, *, timeout: float = 10) -> Obj | None:
         """The PVC, or None when it does not exist."""
-        url = f"{self.config.server}{_pvc_path(namespace)}/{quote(name, safe='')}"
+        return await self._get(f"{_pvc_path(namespace)}/{quote(name, safe='')}", timeout)
+
+    async def get_config_map(self, namespace: str, name: str, *,
+                             timeout: float = 10) -> Obj | None:
+        return await self._get(_core_path(namespace, "configmaps", name), timeout)
+
+    async def get_secret(self, namespace: str, name: str, *, timeout: float = 10) -> Obj | None:
+        return await self._get(_core_path(namespace, "secrets", name), timeout)
+
+    async def _get(self, path: str, timeout: float) -> Obj | None:
+        url = f"{self.config.server}{path}"
         async with self._http().get(url, headers=self._headers(),
                                     timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             if resp.status == 404:
