@@ -58,8 +58,12 @@ def parse_public_key(pem: bytes) -> bytes:
 
 
 def client_context(cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> ssl.SSLContext:
-    """TLS to an upload server: our client certificate, their CA, their name checked."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    """TLS to an upload server: our client certificate, their CA, their name checked.
+
+    Only the upload servers' CA is trusted, not the system's: a public CA has no say
+    over which server may receive a user's disk image.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # checks names and chains by default
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         ctx.load_verify_locations(cadata=ca_pem.decode("ascii"))
