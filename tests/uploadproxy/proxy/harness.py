@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from cdicontract import annotations as ann
 from cdicontract import upload, uploadtoken
 from tests.uploadproxy.proxy import pki
@@ -119,13 +118,13 @@ class World:
         (self.tmp / "up.key").write_bytes(pair.key)
         (self.tmp / "client-ca.crt").write_bytes(self.client_ca.pem)
         port_file = self.tmp / "up.port"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.uploadproxy.proxy.upstream",
-             "--cert", str(self.tmp / "up.crt"), "--key", str(self.tmp / "up.key"),
-             "--client-ca", str(self.tmp / "client-ca.crt"),
-             "--record-dir", str(self.records), "--behaviour-file", str(self.behaviour_file),
-             "--port-file", str(port_file)],
-            cwd=Path(__file__).resolve().parents[3], stderr=open(self.tmp / "up.log", "wb"))
+        with open(self.tmp / "up.log", "wb") as log:
+            proc = self._spawn(
+                [sys.executable, "-m", "tests.uploadproxy.proxy.upstream",
+                 "--cert", str(self.tmp / "up.crt"), "--key", str(self.tmp / "up.key"),
+                 "--client-ca", str(self.tmp / "client-ca.crt"),
+                 "--record-dir", str(self.records), "--behaviour-file", str(self.behaviour_file),
+                 "--port-file", str(port_file)], log, os.environ)
         self.procs.append(proc)
         deadline = time.monotonic() + 20
         while not port_file.exists() or not port_file.read_text():
@@ -135,20 +134,24 @@ class World:
             time.sleep(0.05)
         self.upstream_port = int(port_file.read_text())
 
+    def _spawn(self, argv: list[str], log: Any, env: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[3], stderr=log,
+                                env=env)
+
     def start_proxy(self, *extra: str) -> None:
         self.port, self.metrics_port = free_port(), free_port()
         exe = Path(sys.executable).parent / "cdi-uploadproxy"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proxy_log = self.tmp / "proxy.log"
-        self.proxy = subprocess.Popen(
-            [str(exe), "--kubeconfig", str(self.cluster.kubeconfig), "--namespace", self.ns,
-             "--listen", f"127.0.0.1:{self.port}",
-             "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-             "--tls-cert-file", str(self.tmp / "none.crt"),
-             "--tls-key-file", str(self.tmp / "none.key"),
-             "--connect-to", f"127.0.0.1:{self.upstream_port}",
-             "--credentials-min-refresh", "1", *extra],
-            env=env, stderr=open(self.proxy_log, "wb"))
+        with open(self.proxy_log, "wb") as log:
+            self.proxy = self._spawn(
+                [str(exe), "--kubeconfig", str(self.cluster.kubeconfig), "--namespace", self.ns,
+                 "--listen", f"127.0.0.1:{self.port}",
+                 "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+                 "--tls-cert-file", str(self.tmp / "none.crt"),
+                 "--tls-key-file", str(self.tmp / "none.key"),
+                 "--connect-to", f"127.0.0.1:{self.upstream_port}",
+                 "--credentials-min-refresh", "1", *extra], log, env)
         self.procs.append(self.proxy)
         deadline = time.monotonic() + 30
         while True:
