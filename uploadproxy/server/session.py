@@ -9,6 +9,7 @@ executor, so a slow pipeline stops the reads and the client's TCP window closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -125,8 +126,22 @@ class UploadSession:
         transfer = self.transfer
         assert transfer is not None and self.state is State.RECEIVING
         loop = asyncio.get_running_loop()
+        pending = chunks.__aiter__()
         try:
-            async for chunk in chunks:
+            while True:
+                # The next read races the pipeline's end: a failure seen in the first bytes
+                # is answered while the client is still sending.
+                step = asyncio.ensure_future(anext(pending))
+                await asyncio.wait({step, transfer.result}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    with contextlib.suppress(BaseException):
+                        await step
+                    raise BodyClosed("the pipeline ended before the body")
+                try:
+                    chunk = step.result()
+                except StopAsyncIteration:
+                    break
                 await loop.run_in_executor(self._executor, transfer.body.put, chunk)
         except BodyClosed:
             report = await asyncio.shield(transfer.result)
