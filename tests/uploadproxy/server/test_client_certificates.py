@@ -20,7 +20,7 @@ def test_healthz_answers_without_a_client_certificate(upload_server) -> None:
     assert r.text == "OK"
 
 
-@pytest.mark.parametrize("path", contract.PROXY_PATHS + (contract.archive_path("v1beta1"),))
+@pytest.mark.parametrize("path", (*contract.PROXY_PATHS, contract.archive_path("v1beta1")))
 def test_upload_without_a_certificate_is_401(upload_server, path: str) -> None:
     server = upload_server()
     with requests.Session() as s:

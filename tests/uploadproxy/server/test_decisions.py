@@ -36,7 +36,7 @@ S = State
         (S.DONE, 3, 3, Action.CONFLICT),
         (S.FAILED, None, 0, Action.CONFLICT),
     ],
-    ids=lambda v: str(v),
+    ids=str,
 )
 def test_decide_post(state: State, requested: int | None, offset: int, action: Action) -> None:
     assert decide_post(state, requested, offset) is action
