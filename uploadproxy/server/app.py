@@ -216,7 +216,7 @@ def make_app(
 
     async def close_session(app: web.Application) -> AsyncIterator[None]:
         yield
-        app[SESSION].close()
+        await app[SESSION].aclose()
 
     app.cleanup_ctx.append(close_session)
     return app

@@ -218,8 +218,14 @@ class UploadSession:
         self.state = State.FAILED
         self._end(TerminationReport(reason=Reason.CANCELLED, message=why))
 
-    def close(self) -> None:
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Stop any running upload (its target aborted) and wait for its worker thread."""
         self._cancel_pause_timer()
-        if self.transfer is not None and not self.transfer.result.done():
-            self.transfer.cancel("the upload server stopped")
+        transfer = self.transfer
+        if transfer is not None:
+            if not transfer.result.done():
+                transfer.cancel("the upload server stopped")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(transfer.result), timeout)
+            await asyncio.to_thread(transfer.join, timeout)
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -68,7 +68,15 @@ class Transfer:
     # ---- worker thread -----------------------------------------------------------------
 
     def _on_eof(self) -> None:
-        self._loop.call_soon_threadsafe(_set, self.drained, None)
+        self._post(_set, self.drained, None)
+
+    def _post(self, fn: Callable[..., None], *args: object) -> None:
+        # The loop may be gone when the server stopped before the pipeline did.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
     def _run(self) -> None:
         try:
@@ -82,7 +90,7 @@ class Transfer:
             )
         finally:
             self.body.reader_closed()
-        self._loop.call_soon_threadsafe(self._finish, report)
+        self._post(self._finish, report)
 
     def _finish(self, report: TerminationReport) -> None:
         _set(self.drained, None)
