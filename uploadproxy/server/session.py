@@ -131,8 +131,9 @@ class UploadSession:
             while True:
                 # The next read races the pipeline's end: a failure seen in the first bytes
                 # is answered while the client is still sending.
-                step = asyncio.ensure_future(anext(pending))
-                await asyncio.wait({step, transfer.result}, return_when=asyncio.FIRST_COMPLETED)
+                step: asyncio.Future[bytes] = asyncio.ensure_future(anext(pending))
+                racers: set[asyncio.Future[object]] = {step, transfer.result}  # type: ignore[arg-type]
+                await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
                     step.cancel()
                     with contextlib.suppress(BaseException):
