@@ -1,0 +1,77 @@
+"""The upload server's answers as a pure table: state x Upload-Offset -> action."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdicontract.reasons import Reason
+from uploadproxy.server.decisions import (
+    Action,
+    BadHeader,
+    State,
+    decide_post,
+    ends_server,
+    parse_offset,
+    status_for_failure,
+)
+
+S = State
+
+
+@pytest.mark.parametrize(
+    ("state", "requested", "offset", "action"),
+    [
+        (S.IDLE, None, 0, Action.START),
+        (S.IDLE, 0, 0, Action.START),
+        (S.IDLE, 10, 0, Action.OFFSET_MISMATCH),
+        (S.RECEIVING, None, 5, Action.BUSY),
+        (S.RECEIVING, 5, 5, Action.BUSY),
+        (S.PROCESSING, None, 5, Action.BUSY),
+        (S.PAUSED, 5, 5, Action.RESUME),
+        (S.PAUSED, 4, 5, Action.OFFSET_MISMATCH),
+        (S.PAUSED, 6, 5, Action.OFFSET_MISMATCH),
+        (S.PAUSED, 0, 5, Action.OFFSET_MISMATCH),
+        (S.PAUSED, None, 5, Action.RESTART),
+        (S.DONE, None, 0, Action.CONFLICT),
+        (S.DONE, 3, 3, Action.CONFLICT),
+        (S.FAILED, None, 0, Action.CONFLICT),
+    ],
+    ids=str,
+)
+def test_decide_post(state: State, requested: int | None, offset: int, action: Action) -> None:
+    assert decide_post(state, requested, offset) is action
+
+
+@pytest.mark.parametrize(("text", "value"), [(None, None), ("0", 0), ("123", 123), (" 42 ", 42)])
+def test_parse_offset(text: str | None, value: int | None) -> None:
+    assert parse_offset(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "-1", "1.5", "abc", "0x10", "١٢", "9" * 20])
+def test_parse_offset_refuses(text: str) -> None:
+    with pytest.raises(BadHeader, match="Upload-Offset"):
+        parse_offset(text)
+
+
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [
+        (Reason.IMAGE_TOO_LARGE, 400),
+        (Reason.CHECKSUM_MISMATCH, 400),
+        (Reason.INVALID_IMAGE, 400),
+        (Reason.UNSAFE_IMAGE, 400),
+        (Reason.NO_SPACE, 400),
+        (Reason.INTERNAL, 500),
+        (Reason.CONVERSION_FAILED, 500),
+        (Reason.CANCELLED, 500),
+    ],
+)
+def test_status_for_failure(reason: Reason, status: int) -> None:
+    assert status_for_failure(reason) == status
+
+
+def test_only_permanent_or_unreported_failures_end_the_server() -> None:
+    assert ends_server(Reason.CHECKSUM_MISMATCH, answered_early=False)
+    assert ends_server(Reason.INTERNAL, answered_early=True)
+    assert not ends_server(Reason.INTERNAL, answered_early=False)
+    assert not ends_server(Reason.CANCELLED, answered_early=False)

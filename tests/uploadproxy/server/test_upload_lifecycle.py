@@ -1,0 +1,126 @@
+"""One upload per server: 409 after success, 503 while another connection sends, 400 for a
+body too large for the volume (answered while the client is still sending, nothing left)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from cdicontract import upload as contract
+from tests.uploadproxy.server.images import body, reference, same_disk
+from tests.uploadproxy.server.rawclient import RawUpload
+
+MiB = 1 << 20
+
+
+def _leftovers(dest: Path) -> list[str]:
+    return sorted(p.name for p in dest.parent.iterdir() if p.name.startswith((dest.name, ".cdi")))
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+def test_a_second_upload_after_success_is_409(upload_server, tmp_path: Path) -> None:
+    ref = reference(tmp_path)
+    server = upload_server(dest=str(tmp_path / "out" / "disk.img"))
+    (tmp_path / "out").mkdir()
+    with server.client() as c:
+        assert c.post(server.url("/v1beta1/upload"), data=ref.read_bytes()).status_code == 200
+        again = c.post(server.url("/v1beta1/upload-async"), data=b"other")
+        head = c.head(server.url("/v1beta1/upload"))
+    assert again.status_code == 409
+    assert head.status_code == 200
+    assert same_disk(ref, Path(server.config.dest))
+
+
+def test_a_post_while_another_connection_sends_is_503(upload_server, tmp_path: Path) -> None:
+    data = os.urandom(4 * MiB)
+    server = upload_server()
+    first = RawUpload(server.tls_socket(), "/v1beta1/upload", len(data))
+    first.send(data[:MiB])
+    wait_for(lambda: server.state == "receiving")
+    with server.client() as c:
+        busy = c.post(server.url("/v1beta1/upload"), data=b"intruder")
+        assert c.head(server.url("/v1beta1/upload")).status_code == 200
+    assert busy.status_code == 503
+    first.send(data[MiB:])
+    answer = first.answer()
+    assert answer.status == 200, answer.body
+    assert Path(server.config.dest).read_bytes() == data
+
+
+def test_too_large_is_400_while_still_sending_and_leaves_nothing(
+    upload_server, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    server = upload_server(dest=str(out / "disk.img"), image_size=2 * MiB, filesystem_overhead=0.0)
+    total = 64 * MiB
+    upload = RawUpload(server.tls_socket(), "/v1beta1/upload", total)
+    piece = os.urandom(MiB)
+    for _ in range(4):  # twice the volume; the rest never needs to be sent
+        upload.send(piece)
+    answer = upload.answer()
+    assert answer.status == 400
+    assert b"ImageTooLarge" in answer.body
+    assert upload.sent < total
+    server.wait_finished()
+    assert server.session.final.reason == "ImageTooLarge"
+    assert server.session.exit_code == 1
+    assert _leftovers(out / "disk.img") == []
+
+
+def test_an_image_too_large_for_the_volume_is_400(upload_server, tmp_path: Path) -> None:
+    """A qcow2 whose disk exceeds the volume, though its file is small."""
+    src = tmp_path / "src"
+    src.mkdir()
+    image = body(reference(src, 8 * MiB), "qcow2")
+    out = tmp_path / "out"
+    out.mkdir()
+    server = upload_server(dest=str(out / "disk.img"), image_size=4 * MiB, filesystem_overhead=0.0)
+    with server.client() as c:
+        r = c.post(server.url("/v1beta1/upload"), data=image.read_bytes())
+    assert r.status_code == 400
+    assert "ImageTooLarge" in r.text
+    assert _leftovers(out / "disk.img") == []
+
+
+def test_a_form_without_the_file_field_is_400(upload_server) -> None:
+    server = upload_server()
+    with server.client() as c:
+        r = c.post(server.url("/v1beta1/upload-form"), files={"other": ("x", b"data")})
+        assert r.status_code == 400
+        assert "'file'" in r.text
+        wait_for(lambda: server.state == "idle")
+        ok = c.post(
+            server.url("/v1beta1/upload-form"), files={contract.FORM_FIELD: ("x", b"A" * 4096)}
+        )
+    assert ok.status_code == 200, ok.text
+    assert json.loads(ok.text)["reason"] == "Completed"
+
+
+def test_archive_path_extracts_the_tar(upload_server, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, content in {"a.txt": b"alpha", "dir/b.bin": os.urandom(5000)}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    out = tmp_path / "vol"
+    out.mkdir()
+    server = upload_server(dest=str(out))
+    with server.client() as c:
+        r = c.post(server.url(contract.archive_path("v1beta1")), data=buf.getvalue())
+    assert r.status_code == 200, r.text
+    assert (out / "a.txt").read_bytes() == b"alpha"
+    assert (out / "dir" / "b.bin").stat().st_size == 5000

@@ -1,0 +1,232 @@
+"""The one upload a server pod accepts: its state, its pipeline run, and how it ends.
+
+All state changes happen on the event loop, between awaits, so the decision taken for a
+request (`decisions.decide_post`) and the change it causes are atomic. The pipeline runs
+in a worker thread (`transfer.Transfer`); bodies are handed to it through a one-thread
+executor, so a slow pipeline stops the reads and the client's TCP window closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from cdicontract.reasons import Reason
+from cdicontract.report import TerminationReport
+from importer.checksum import Checksum
+from importer.config import ContentType
+from importer.progress import Progress
+from importer.targets import select_target
+from uploadproxy.server import decisions
+from uploadproxy.server.bodyfeed import BodyClosed
+from uploadproxy.server.bodyreader import BadBody, ClientGone
+from uploadproxy.server.config import ServerConfig
+from uploadproxy.server.decisions import State
+from uploadproxy.server.transfer import TargetFactory, Transfer
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+@dataclass(frozen=True)
+class Received:
+    """How one request's body ended."""
+
+    complete: bool
+    """The body arrived whole and the pipeline has it all."""
+    early: TerminationReport | None = None
+    """The pipeline ended before the body did (a failure detected from the first bytes)."""
+    bad_body: str | None = None
+
+
+class UploadSession:
+    def __init__(self, config: ServerConfig, target_factory: TargetFactory = select_target) -> None:
+        self.config = config
+        self._target_factory = target_factory
+        self.state = State.IDLE
+        self.transfer: Transfer | None = None
+        self.progress = Progress()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-body")
+        self._pause_timer: asyncio.TimerHandle | None = None
+        self._answered_early = False
+        self._abandoning = False
+        self.final: TerminationReport | None = None
+        self.finished = asyncio.Event()
+        """Set once the upload succeeded or failed for good: the process should exit."""
+
+    @property
+    def offset(self) -> int:
+        return self.transfer.body.offset if self.transfer is not None else 0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.final is not None and self.final.ok else EXIT_FAILED
+
+    # ---- starting and resuming ---------------------------------------------------------
+
+    def start(
+        self, content_type: ContentType, checksum: Checksum | None, declared_size: int | None
+    ) -> Transfer:
+        assert self.state is State.IDLE, self.state
+        self.progress = Progress()
+        self._answered_early = False
+        transfer = Transfer(
+            self.config,
+            content_type=content_type,
+            checksum=checksum,
+            declared_size=declared_size,
+            progress=self.progress,
+            target_factory=self._target_factory,
+        )
+        self.transfer = transfer
+        self.state = State.RECEIVING
+        transfer.start()
+        asyncio.get_running_loop().create_task(self._watch(transfer))
+        log.info(
+            "upload started content=%s declared_size=%s checksum=%s",
+            content_type,
+            declared_size,
+            checksum.algorithm if checksum else "none",
+        )
+        return transfer
+
+    def resume(self) -> Transfer:
+        assert self.state is State.PAUSED and self.transfer is not None
+        self._cancel_pause_timer()
+        self.state = State.RECEIVING
+        self.transfer.body.resume(self.transfer.body.offset)
+        log.info("upload resumed offset=%d", self.transfer.body.offset)
+        return self.transfer
+
+    async def abandon_paused(self) -> None:
+        """Drop the paused upload (its target is aborted) so a new one can start."""
+        assert self.state is State.PAUSED and self.transfer is not None
+        transfer = self.transfer
+        self._cancel_pause_timer()
+        self.state = State.RECEIVING  # busy for everyone else while the old run unwinds
+        self._abandoning = True
+        try:
+            transfer.cancel("the client started the upload over")
+            await asyncio.shield(transfer.result)
+        finally:
+            self._abandoning = False
+        self.state = State.IDLE
+        log.info("paused upload abandoned offset=%d", transfer.body.offset)
+
+    # ---- the body ----------------------------------------------------------------------
+
+    async def receive(self, chunks: AsyncIterator[bytes]) -> Received:
+        """Feed one request's body into the pipeline; pauses the upload when it breaks off."""
+        transfer = self.transfer
+        assert transfer is not None and self.state is State.RECEIVING
+        loop = asyncio.get_running_loop()
+        pending = chunks.__aiter__()
+        try:
+            while True:
+                # The next read races the pipeline's end: a failure seen in the first bytes
+                # is answered while the client is still sending.
+                step: asyncio.Future[bytes] = asyncio.ensure_future(anext(pending))
+                racers: set[asyncio.Future[object]] = {step, transfer.result}  # type: ignore[arg-type]
+                await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    with contextlib.suppress(BaseException):
+                        await step
+                    raise BodyClosed("the pipeline ended before the body")
+                try:
+                    chunk = step.result()
+                except StopAsyncIteration:
+                    break
+                await loop.run_in_executor(self._executor, transfer.body.put, chunk)
+        except BodyClosed:
+            report = await asyncio.shield(transfer.result)
+            return Received(complete=False, early=report)
+        except ClientGone as e:
+            self._pause(transfer, str(e))
+            return Received(complete=False)
+        except BadBody as e:
+            if transfer.body.offset == 0:
+                transfer.cancel(f"bad request: {e}")
+                await asyncio.shield(transfer.result)
+                return Received(complete=False, bad_body=str(e))
+            self._pause(transfer, f"bad request: {e}")
+            return Received(complete=False, bad_body=str(e))
+        transfer.body.finish()
+        if self.state is State.RECEIVING:
+            self.state = State.PROCESSING
+        log.info("upload body received bytes=%d", transfer.body.offset)
+        return Received(complete=True)
+
+    def _pause(self, transfer: Transfer, why: str) -> None:
+        if transfer.result.done() or self.state is not State.RECEIVING:
+            return
+        transfer.body.pause()
+        self.state = State.PAUSED
+        timeout = self.config.pause_timeout
+        self._pause_timer = asyncio.get_running_loop().call_later(
+            timeout,
+            transfer.cancel,
+            f"the upload was paused at byte {transfer.body.offset} and not resumed "
+            f"within {timeout:g} s",
+        )
+        log.info("upload paused offset=%d why=%s", transfer.body.offset, why)
+
+    def _cancel_pause_timer(self) -> None:
+        if self._pause_timer is not None:
+            self._pause_timer.cancel()
+            self._pause_timer = None
+
+    def answered_early(self) -> None:
+        """An async answer went out: a later failure can only be told by the report."""
+        self._answered_early = True
+
+    # ---- the end -----------------------------------------------------------------------
+
+    async def _watch(self, transfer: Transfer) -> None:
+        report = await transfer.result
+        if transfer is not self.transfer:
+            return
+        self._cancel_pause_timer()
+        if report.ok:
+            self.state = State.DONE
+            log.info("upload done bytes=%s", transfer.body.offset)
+            self._end(report)
+        elif decisions.ends_server(report.reason, self._answered_early):
+            self.state = State.FAILED
+            log.error("upload failed for good reason=%s message=%s", report.reason, report.message)
+            self._end(report)
+        else:
+            if not self._abandoning:  # abandon_paused moves on to IDLE itself
+                self.state = State.IDLE
+            log.warning("upload failed reason=%s message=%s", report.reason, report.message)
+
+    def _end(self, report: TerminationReport) -> None:
+        self.final = report
+        self.finished.set()
+
+    def terminate(self, why: str) -> None:
+        """The pod is being stopped: cancel any upload, report it, let the process end."""
+        if self.finished.is_set():
+            return
+        if self.transfer is not None and not self.transfer.result.done():
+            self.transfer.cancel(why)
+        self.state = State.FAILED
+        self._end(TerminationReport(reason=Reason.CANCELLED, message=why))
+
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Stop any running upload (its target aborted) and wait for its worker thread."""
+        self._cancel_pause_timer()
+        transfer = self.transfer
+        if transfer is not None:
+            if not transfer.result.done():
+                transfer.cancel("the upload server stopped")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(transfer.result), timeout)
+            await asyncio.to_thread(transfer.join, timeout)
+        self._executor.shutdown(wait=False, cancel_futures=True)
