@@ -1,0 +1,112 @@
+"""What to do after each attempt of an upload: pure decisions, no I/O.
+
+virtctl re-sends the whole file after any error (five times). cdictl resumes instead
+(cdicontract.upload: `HEAD` answers `Upload-Offset` while the upload server holds a
+paused upload; a POST with `Upload-Offset: N` sends the rest; 416 carries the server's
+offset), renews the 5-minute token when the proxy says it expired, and gives up after
+`attempts` consecutive attempts that made no progress, so a long upload over a flaky link
+finishes while a dead one stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+TRANSIENT_STATUSES = frozenset({502, 503, 504})
+"""The proxy or the server is not ready (yet): try again after a pause."""
+
+
+class Step(Enum):
+    DONE = "done"
+    SEND = "send"
+    """POST from `offset`."""
+    PROBE = "probe"
+    """HEAD to learn where the server stands, then send from there."""
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Next:
+    step: Step
+    offset: int = 0
+    renew_token: bool = False
+    pause: bool = False
+    """Back off before the next request (the server said it was not ready)."""
+    error: str = ""
+
+
+def parse_offset(value: str | None, size: int) -> int | None:
+    """The server's `Upload-Offset`, or None when absent or not a byte offset of the file."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isdigit():
+        return None
+    offset = int(text)
+    return offset if offset <= size else None
+
+
+def after_post(status: int, offset_header: str | None, body: str, size: int) -> Next:
+    """The POST got an answer."""
+    if status == 200:
+        return Next(Step.DONE)
+    if status == 416:
+        offset = parse_offset(offset_header, size)
+        if offset is not None:
+            return Next(Step.SEND, offset=offset)
+        return Next(Step.PROBE)
+    if status == 401:
+        return Next(Step.PROBE, renew_token=True)
+    if status in TRANSIENT_STATUSES:
+        return Next(Step.PROBE, pause=True)
+    return Next(Step.FAIL, error=f"unexpected return value {status}, {body}")
+
+
+def after_drop(sent_everything: bool) -> Next:
+    """The connection broke before an answer came.
+
+    Mid-body, the server may hold what arrived: ask it. After the last byte, the server
+    has it all and is processing; sending it again would abandon a good upload, so the
+    caller goes on to wait for the processing to finish.
+    """
+    if sent_everything:
+        return Next(Step.DONE)
+    return Next(Step.PROBE, pause=True)
+
+
+def after_probe(status: int | None, offset_header: str | None, size: int) -> Next:
+    """The HEAD got an answer (status None: it failed too)."""
+    if status == 200:
+        offset = parse_offset(offset_header, size)
+        # No paused upload on the server: nothing of ours was kept, start over.
+        return Next(Step.SEND, offset=offset or 0)
+    if status == 401:
+        return Next(Step.PROBE, renew_token=True)
+    if status is None or status in TRANSIENT_STATUSES:
+        return Next(Step.PROBE, pause=True)
+    return Next(Step.FAIL, error=f"unexpected return value {status} to HEAD")
+
+
+def backoff_seconds(fruitless: int, *, base: float = 0.5, cap: float = 10.0) -> float:
+    """The pause before the next try, after `fruitless` attempts without progress."""
+    if fruitless <= 0:
+        return 0.0
+    return float(min(cap, base * 2 ** (fruitless - 1)))
+
+
+@dataclass
+class Budget:
+    """Consecutive attempts that moved no byte; reset whenever the server's offset grows."""
+
+    attempts: int
+    fruitless: int = 0
+    best_offset: int = 0
+
+    def record(self, offset: int) -> bool:
+        """Count one more attempt that is to start at `offset`; False once spent."""
+        if offset > self.best_offset:
+            self.best_offset = offset
+            self.fruitless = 0
+        self.fruitless += 1
+        return self.fruitless <= self.attempts
