@@ -63,24 +63,32 @@ def after_post(status: int, offset_header: str | None, body: str, size: int) -> 
     return Next(Step.FAIL, error=f"unexpected return value {status}, {body}")
 
 
-def after_drop(sent_everything: bool) -> Next:
-    """The connection broke before an answer came.
+def after_drop() -> Next:
+    """The connection broke before an answer came: ask the server what it holds.
 
-    Mid-body, the server may hold what arrived: ask it. After the last byte, the server
-    has it all and is processing; sending it again would abandon a good upload, so the
-    caller goes on to wait for the processing to finish.
+    Even when the last byte left this machine, it may not have arrived (socket buffers
+    hold megabytes), so the server's word decides, in `after_probe`.
     """
-    if sent_everything:
-        return Next(Step.DONE)
     return Next(Step.PROBE, pause=True)
 
 
-def after_probe(status: int | None, offset_header: str | None, size: int) -> Next:
-    """The HEAD got an answer (status None: it failed too)."""
+def after_probe(status: int | None, offset_header: str | None, size: int, *,
+                sent_everything: bool = False) -> Next:
+    """The HEAD got an answer (status None: it failed too).
+
+    `sent_everything`: the last POST wrote the whole file before its connection broke.
+    """
     if status == 200:
         offset = parse_offset(offset_header, size)
-        # No paused upload on the server: nothing of ours was kept, start over.
-        return Next(Step.SEND, offset=offset or 0)
+        if offset is not None:
+            return Next(Step.SEND, offset=offset)
+        if sent_everything:
+            # Nothing paused although every byte went out: the server took them all and
+            # is processing. Sending again would abandon a good upload; the processing
+            # wait that follows tells success from failure.
+            return Next(Step.DONE)
+        # Nothing paused (or a server without resume): nothing of ours was kept.
+        return Next(Step.SEND, offset=0)
     if status == 401:
         return Next(Step.PROBE, renew_token=True)
     if status is None or status in TRANSIENT_STATUSES:

@@ -109,6 +109,7 @@ class Transfer:
         self._say = say
         self._token = ""
         self._token_at = float("-inf")
+        self._sent_everything = False
 
     # -- tokens ----------------------------------------------------------------------
     def _auth(self, *, renew: bool = False) -> dict[str, str]:
@@ -154,6 +155,7 @@ class Transfer:
         if checksum:
             headers[contract.UPLOAD_CHECKSUM_HEADER] = checksum
         body = _FileBody(f, offset, size, progress)
+        self._sent_everything = False
         try:
             with self._session.post(url, data=body, headers=headers, verify=self._verify,
                                     timeout=(CONNECT_TIMEOUT, SILENCE_TIMEOUT), stream=True,
@@ -172,7 +174,8 @@ class Transfer:
         except requests.exceptions.SSLError as exc:
             raise TransferError(f"TLS error talking to the upload proxy: {exc}") from None
         except requests.RequestException:
-            return resume.after_drop(sent_everything=body.sent >= size)
+            self._sent_everything = body.sent >= size
+            return resume.after_drop()
 
     def send(self, url: str, path: Path, *, attempts: int, checksum: str | None,
              progress: Progress) -> Sent:
@@ -203,7 +206,8 @@ class Transfer:
                     status, header = self._probe(url, step.renew_token)
                     if status is not None:
                         probes = 0
-                    step = resume.after_probe(status, header, size)
+                    step = resume.after_probe(status, header, size,
+                                              sent_everything=self._sent_everything)
                     if step.step is resume.Step.SEND and step.offset:
                         resumed += 1
                         self._say(f"Resuming upload at byte {step.offset} of {size}")
