@@ -13,11 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from importer.sizes import DEFAULT_OVERHEAD, parse_overhead, parse_quantity
+
 from cdicontract import envvars
 from cdicontract import upload as contract
 from importer.config import ContentType
 from importer.errors import ImportFailure
-from importer.sizes import DEFAULT_OVERHEAD, parse_overhead, parse_quantity
 
 DEFAULT_PAUSE_TIMEOUT = 600.0
 DEFAULT_READ_TIMEOUT = 60.0
