@@ -104,7 +104,9 @@ def _phase(obs: Observed) -> str:
     v = view(pod)
     ended = v.terminated is not None or v.phase in ("Succeeded", "Failed")
     if obs.phases.running_needs_ready:
-        started = v.ready or ended
+        # The PVC's record, not the pod: the proxy reads that record, so a client that
+        # waits for this phase never finds the proxy still saying "not ready".
+        started = a.get(ann.POD_READY) == "true" or ended
     else:
         started = (v.running or v.restarts > 0 or ended or v.last_terminated is not None)
     return obs.phases.running if started else obs.phases.scheduled

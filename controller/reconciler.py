@@ -149,7 +149,7 @@ class Reconciler:
 
     # ---- DataVolume ---------------------------------------------------------------
 
-    async def _ensure_pvc(self, dv: Obj, import_annotations: dict[str, str]
+    async def _ensure_pvc(self, dv: Obj, claim_annotations: dict[str, str]
                           ) -> tuple[Obj | None, tuple[str, str] | None]:
         ns, name = o.namespace(dv), o.name(dv)
         pvc = self.caches.pvcs.get(ns, name)
@@ -164,7 +164,7 @@ class Reconciler:
         spec = claims.claim_spec(dv, cls, profs, self.config())
         if isinstance(spec, claims.ClaimError):
             return None, (spec.reason, spec.message)
-        body = claims.build_pvc(dv, spec, import_annotations)
+        body = claims.build_pvc(dv, spec, claim_annotations)
         try:
             pvc = await self.client.create(kube.PVCS.path(ns), body)
             log.info("created pvc ns=%s pvc=%s", ns, name)
@@ -173,7 +173,7 @@ class Reconciler:
             if pvc is None:
                 return None, None
         self.caches.pvcs.upsert(pvc)
-        return await self._ensure_pvc(dv, import_annotations)
+        return await self._ensure_pvc(dv, claim_annotations)
 
     async def datavolume(self, ns: str, name: str) -> float | None:
         dv = self.caches.dvs.get(ns, name)

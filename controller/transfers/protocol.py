@@ -48,8 +48,8 @@ class Phases:
     scheduled: str
     running: str
     running_needs_ready: bool
-    """Upload: `running` (UploadReady) only while the pod is Ready. Import: `running`
-    (ImportInProgress) once the container has started."""
+    """Upload: `running` (UploadReady) only while the PVC records the pod Ready (what the
+    proxy reads). Import: `running` (ImportInProgress) once the container has started."""
     events: Mapping[str, EventSpec]
     progress_metric: str
     progress_port: int

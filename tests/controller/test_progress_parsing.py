@@ -20,3 +20,10 @@ def test_missing_owner_gives_no_progress():
 def test_out_of_range_values_are_clamped():
     text = 'kubevirt_cdi_import_progress_total{ownerUID="u"} 100.7\n'
     assert progress.parse(text, "u") == "100.00%"
+
+
+def test_upload_progress_is_read_from_the_upload_servers_metric():
+    text = ('kubevirt_cdi_import_progress_total{ownerUID="u"} 10\n'
+            'kubevirt_cdi_upload_progress_total{ownerUID="u"} 42.5\n')
+    assert progress.parse(text, "u", "kubevirt_cdi_upload_progress_total") == "42.50%"
+    assert progress.parse(text, "u") == "10.00%"

@@ -12,6 +12,7 @@ from tests.controller import factories as f
 P = "cdi.kubevirt.io/"
 NOW = "2024-05-01T10:00:00Z"
 TARGET = {P + "storage.upload.target": ""}
+READY_PVC = {**TARGET, P + "storage.pod.ready": "true", P + "storage.pod.phase": "Running"}
 
 
 def compute(dv=None, pvc=None, pod=None, **kw):
@@ -26,11 +27,13 @@ READY = [{"type": "Ready", "status": "True"}]
     (f.pvc(annotations=TARGET), None, "PVCBound"),
     (f.pvc(annotations=TARGET), f.pod(phase="Pending", state={"waiting": {}}), "UploadScheduled"),
     (f.pvc(annotations=TARGET), f.pod(), "UploadScheduled"),
-    (f.pvc(annotations=TARGET), f.pod(conditions=READY), "UploadReady"),
+    (f.pvc(annotations=READY_PVC), f.pod(conditions=READY), "UploadReady"),
+    (f.pvc(annotations=TARGET), f.pod(conditions=READY), "UploadScheduled"),
     (f.pvc(annotations=TARGET), f.pod(phase="Succeeded", state=f.terminated(0)), "UploadReady"),
     (f.pvc(annotations={**TARGET, P + "storage.pod.phase": "Succeeded"}), None, "Succeeded"),
     (f.pvc(annotations={**TARGET, P + "storage.pod.phase": "Failed"}), None, "Failed"),
-], ids=["bound", "pending-pod", "running-not-ready", "ready", "pod-done", "succeeded", "failed"])
+], ids=["bound", "pending-pod", "running-not-ready", "ready", "ready-not-yet-recorded",
+         "pod-done", "succeeded", "failed"])
 def test_phase_follows_cdis_upload_sequence(pvc, pod, phase):
     assert compute(pvc=pvc, pod=pod).phase == phase
 
@@ -39,8 +42,8 @@ def test_events_carry_cdis_upload_reasons():
     pvc = f.pvc(annotations=TARGET)
     first = compute(pvc=pvc, pod=f.pod(phase="Pending", state={"waiting": {}}))
     assert [e.reason for e in first.events] == ["UploadScheduled", "Bound"]
-    ready = compute(dv=f.dv(source={"upload": {}}, status=first.status), pvc=pvc,
-                    pod=f.pod(conditions=READY))
+    ready = compute(dv=f.dv(source={"upload": {}}, status=first.status),
+                    pvc=f.pvc(annotations=READY_PVC), pod=f.pod(conditions=READY))
     assert [e.reason for e in ready.events] == ["UploadReady"]
     done = compute(dv=f.dv(source={"upload": {}}, status=ready.status),
                    pvc=f.pvc(annotations={**TARGET, P + "storage.pod.phase": "Succeeded"}))
@@ -53,12 +56,13 @@ def test_events_carry_cdis_upload_reasons():
 
 def test_a_pod_ready_at_first_sight_still_reports_it_was_scheduled():
     r = compute(dv=f.dv(source={"upload": {}}, status={"phase": "PVCBound"}),
-                pvc=f.pvc(annotations=TARGET), pod=f.pod(conditions=READY))
+                pvc=f.pvc(annotations=READY_PVC), pod=f.pod(conditions=READY))
     assert [e.reason for e in r.events] == ["UploadScheduled", "UploadReady"]
 
 
 def test_progress_is_shown_while_ready():
-    r = compute(pvc=f.pvc(annotations=TARGET), pod=f.pod(conditions=READY), progress="42.50%")
+    r = compute(pvc=f.pvc(annotations=READY_PVC), pod=f.pod(conditions=READY),
+                progress="42.50%")
     assert r.status["progress"] == "42.50%"
 
 
