@@ -33,6 +33,11 @@ ENV_NAMESPACE = "CDI_NAMESPACE"
 DEFAULT_PORT = 8443
 DEFAULT_REFRESH_SECONDS = 30.0
 RETRY_SECONDS = 2.0
+KEEPALIVE_SECONDS = 120.0
+"""Longer than the kube-aggregator's 90 s idle timeout: it closes idle connections first,
+so it never reuses one this server is closing (which would fail a user's request)."""
+SHUTDOWN_SECONDS = 10.0
+"""In-flight requests finish within the pod's 30 s grace period."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -125,7 +130,9 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         state = server.State(auth=auth, review=review, sign=sign)
         live = Live(args.namespace, state, contexts, serving, key)
         runner = web.AppRunner(server.app(state), handle_signals=False,
-                               access_log_class=server.AccessLogger)
+                               access_log_class=server.AccessLogger,
+                               keepalive_timeout=KEEPALIVE_SECONDS,
+                               shutdown_timeout=SHUTDOWN_SECONDS)
         await runner.setup()
         try:
             site = web.TCPSite(runner, args.bind, args.port, ssl_context=contexts.listener)
