@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -45,7 +45,6 @@ class State:
     auth: authn.AuthConfig
     review: Reviewer
     sign: Signer
-    ready: Callable[[], bool] = field(default=lambda: True)
 
 
 STATE = web.AppKey("state", State)
@@ -87,9 +86,8 @@ async def _errors(request: web.Request,
         return _failure(statuses.method_not_allowed())
 
 
-async def _probe(request: web.Request) -> web.Response:
-    if request.path == "/readyz" and not request.app[STATE].ready():
-        return web.Response(status=503, text="not ready")
+async def _probe(_: web.Request) -> web.Response:
+    """Serving at all means ready: the key, certificate and CA were loaded before listening."""
     return web.Response(text="ok")
 
 
