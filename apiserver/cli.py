@@ -32,6 +32,12 @@ log = logging.getLogger("cdi-apiserver")
 ENV_NAMESPACE = "CDI_NAMESPACE"
 DEFAULT_PORT = 8443
 DEFAULT_REFRESH_SECONDS = 30.0
+RETRY_SECONDS = 2.0
+KEEPALIVE_SECONDS = 120.0
+"""Longer than the kube-aggregator's 90 s idle timeout: it closes idle connections first,
+so it never reuses one this server is closing (which would fail a user's request)."""
+SHUTDOWN_SECONDS = 10.0
+"""In-flight requests finish within the pod's 30 s grace period."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -79,8 +85,13 @@ class Live:
     key: signingkey.SigningKey
 
 
-async def _refresh(client: kubeapi.Kube, live: Live) -> None:
-    """One round of keeping what others may change in line; each part fails alone."""
+async def _refresh(client: kubeapi.Kube, live: Live) -> bool:
+    """One round of keeping what others may change in line; each part fails alone.
+
+    False when a part failed, so the next round comes soon: on a fresh install the
+    Deployment may start before the APIService exists.
+    """
+    ok = True
     try:
         auth = await _auth_config(client)
         live.state.auth = auth
@@ -88,14 +99,18 @@ async def _refresh(client: kubeapi.Kube, live: Live) -> None:
             log.info("front-proxy CA changed; trusted from the next handshake")
     except (kubeapi.ApiError, authn.NoAuthConfig, OSError, TimeoutError) as exc:
         log.warning("front-proxy settings not refreshed: %s", exc)
+        ok = False
     try:
         await tls.ensure_ca_bundle(client, live.serving)
     except (kubeapi.ApiError, OSError, TimeoutError) as exc:
         log.warning("APIService caBundle not checked: %s", exc)
+        ok = False
     try:
         await signingkey.publish(client, live.namespace, live.key)
     except (kubeapi.ApiError, OSError, TimeoutError) as exc:
         log.warning("public key not published: %s", exc)
+        ok = False
+    return ok
 
 
 async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
@@ -114,7 +129,10 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
         state = server.State(auth=auth, review=review, sign=sign)
         live = Live(args.namespace, state, contexts, serving, key)
-        runner = web.AppRunner(server.app(state), handle_signals=False)
+        runner = web.AppRunner(server.app(state), handle_signals=False,
+                               access_log_class=server.AccessLogger,
+                               keepalive_timeout=KEEPALIVE_SECONDS,
+                               shutdown_timeout=SHUTDOWN_SECONDS)
         await runner.setup()
         try:
             site = web.TCPSite(runner, args.bind, args.port, ssl_context=contexts.listener)
@@ -122,9 +140,10 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
             log.info("serving group=%s port=%d ns=%s", group.GROUP_VERSION, args.port,
                      args.namespace)
             while True:
-                await _refresh(client, live)
+                ok = await _refresh(client, live)
+                wait = args.refresh_seconds if ok else min(RETRY_SECONDS, args.refresh_seconds)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), args.refresh_seconds)
+                    await asyncio.wait_for(stop.wait(), wait)
                 if stop.is_set():
                     break
         finally:

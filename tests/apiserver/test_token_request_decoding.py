@@ -95,3 +95,13 @@ def test_the_review_carries_the_whole_identity_and_only_allowed_means_yes():
     assert not access.decision({"status": {}}).allowed
     denied = access.decision({"status": {"allowed": False, "denied": True, "reason": "no"}})
     assert denied == access.Decision(False, "no")
+
+
+def test_the_body_virtctl_sends_decodes_without_warnings():
+    # client-go's JSON for virtctl's UploadTokenRequest (creationTimestamp null, empty status).
+    sent = {"kind": "UploadTokenRequest", "apiVersion": "upload.cdi.kubevirt.io/v1beta1",
+            "metadata": {"name": "token-for-dv-disk", "namespace": "ns",
+                         "creationTimestamp": None},
+            "spec": {"pvcName": "disk"}, "status": {}}
+    req = tokenrequests.parse(sent, "ns")
+    assert (req.pvc, req.warnings, req.metadata) == ("disk", (), {"name": "token-for-dv-disk"})

@@ -132,3 +132,15 @@ def test_the_key_survives_a_pod_restart(token_api: TokenApi, namespace: str):
     assert token_api.public_key() == before_public
     assert uploadtoken.verify(old_token, before_public).name == "disk"
     assert uploadtoken.verify(token, before_public).name == "disk-2"
+
+
+def test_kubectl_shows_the_servers_errors_and_dry_run_issues_no_token(token_api: TokenApi,
+                                                                      namespace: str):
+    out = token_api.create(namespace, "Not_A_Name", check=False)
+    assert out.returncode != 0
+    assert 'spec.pvcName: Invalid value: "Not_A_Name"' in out.stderr, out.stderr
+    out = token_api.cluster.kubectl("-n", namespace, "get", "utr", check=False)
+    assert out.returncode != 0
+    assert "does not allow this method" in out.stderr, out.stderr
+    out = token_api.create(namespace, "disk", "--dry-run=server")
+    assert json.loads(out.stdout)["status"] == {}
