@@ -66,6 +66,7 @@ class World:
         self.behaviour_file = tmp / "behaviour.json"
         self.behaviour_file.write_text("{}")
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.host = "127.0.0.1"
         self.port = 0
         self.metrics_port = 0
         self.proxy: subprocess.Popen[bytes] | None = None
@@ -206,7 +207,7 @@ class World:
     # -- the client ----------------------------------------------------------------------
 
     def url(self, path: str) -> str:
-        return f"https://127.0.0.1:{self.port}{path}"
+        return f"https://{self.host}:{self.port}{path}"
 
     def request(self, method: str, path: str, *, token: str | None = None,
                 headers: dict[str, str] | None = None, body: Iterable[bytes] | bytes = b"",
@@ -216,7 +217,7 @@ class World:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE  # as virtctl --insecure
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=timeout)
+        conn = http.client.HTTPSConnection(self.host, self.port, context=ctx, timeout=timeout)
         conn.putrequest(method, path, skip_accept_encoding=True)
         hdrs = dict(headers or {})
         if token is not None:

@@ -114,7 +114,7 @@ async def serve(args: argparse.Namespace) -> None:
     runner = web.AppRunner(make_app(Path(args.record_dir), Path(args.behaviour_file)),
                            access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    site = web.TCPSite(runner, args.host, args.port, ssl_context=ctx)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     Path(args.port_file).write_text(str(port))
@@ -126,6 +126,8 @@ def main() -> None:
     for flag in ("--cert", "--key", "--client-ca", "--record-dir", "--behaviour-file",
                  "--port-file"):
         p.add_argument(flag, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
     asyncio.run(serve(p.parse_args()))
 
 
