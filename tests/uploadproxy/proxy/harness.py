@@ -244,6 +244,13 @@ class World:
         return Response(resp.status, {k: v for k, v in resp.getheaders()}, bytes(out),
                         arrivals)
 
+    def metrics(self) -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        return text
+
     def proxy_log_text(self) -> str:
         return self.proxy_log.read_text(errors="replace")
 

@@ -64,9 +64,7 @@ def test_an_upload_server_that_dies_mid_body_is_a_502(world: World) -> None:
 def test_metrics_count_answers_and_bytes(world: World) -> None:
     world.request("POST", ASYNC, token=world.token("disk"), body=b"x" * 1000)
     world.request("POST", ASYNC, body=b"x")
-    conn = http.client.HTTPConnection("127.0.0.1", world.metrics_port, timeout=10)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
+    text = world.metrics()
     assert 'cdi_uploadproxy_requests_total{code="200"} 1.0' in text
     assert 'cdi_uploadproxy_requests_total{code="400"} 1.0' in text
     assert "cdi_uploadproxy_bytes_total 1000.0" in text
