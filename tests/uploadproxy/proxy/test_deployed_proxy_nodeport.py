@@ -10,12 +10,14 @@ import base64
 import hashlib
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cdicontract import annotations as ann
 from cdicontract import upload, uploadtoken
 from tests.uploadproxy.proxy import pki
 from tests.uploadproxy.proxy.harness import READY, World
@@ -98,7 +100,8 @@ def test_the_deployed_proxy_is_reachable_at_the_node_port_and_forwards(
         "spec": {"selector": {"app": "upstream"},
                  "ports": [{"port": 443, "targetPort": 8443}]}})
     world = World(cluster, namespace, tmp_path)
-    world.pvc("disk", READY)
+    # Not ready yet: the proxy has to watch the PVC, with its service account's rights.
+    world.pvc("disk", {ann.UPLOAD_TARGET: ""})
 
     cluster.kubectl("-n", CDI, "rollout", "status", "deployment/cdi-uploadproxy",
                     "--timeout=120s", timeout=150)
@@ -122,6 +125,8 @@ def test_the_deployed_proxy_is_reachable_at_the_node_port_and_forwards(
 
     body = os.urandom(2 << 20)
     token = uploadtoken.sign(private, namespace=namespace, pvc="disk")
+    timer = threading.Timer(2.0, world.annotate, args=("disk", READY))
+    timer.start()
     deadline = time.monotonic() + 60
     while True:
         # The pod's ready is read by the EndpointSlice controller a moment later.
@@ -130,6 +135,7 @@ def test_the_deployed_proxy_is_reachable_at_the_node_port_and_forwards(
         if resp.status != 503 or time.monotonic() > deadline:
             break
         time.sleep(1)
+    timer.join()
     assert (resp.status, resp.body) == (200, b"ok\n"), resp
     out = cluster.exec(namespace, service, "sh", "-c", "cat /records/*.json").stdout
     got = json.loads(out)
@@ -140,6 +146,7 @@ def test_the_deployed_proxy_is_reachable_at_the_node_port_and_forwards(
     assert "Authorization" not in got["headers"]
     logs = cluster.logs(CDI, _proxy_pod(api))
     assert "upload answered" in logs
+    assert "watch interrupted" not in logs  # RBAC lets it watch the PVC
     assert token not in logs and "eyJ" not in logs
 
 
