@@ -246,3 +246,12 @@ def test_two_concurrent_uploads_to_different_pvcs(world: World) -> None:
     got = {g["host"]: g["sha256"] for g in world.received()}
     assert got == {pki.server_name(world.ns, p): hashlib.sha256(b).hexdigest()
                    for p, b in bodies.items()}
+
+
+def test_an_archive_pvc_is_sent_to_the_archive_path(world: World) -> None:
+    world.pvc("archive", {**READY, ann.CONTENT_TYPE: "archive"})
+    r = world.request("POST", "/v1alpha1/upload-form-async", token=world.token("archive"),
+                      body=b"tar", headers={"Content-Type": "application/x-tar"})
+    assert r.status == 200
+    [got] = world.received()
+    assert got["path"] == "/v1alpha1/upload-archive"
