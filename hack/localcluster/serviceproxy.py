@@ -6,6 +6,9 @@ pods and tests on the host the same view: connect to the Service's IP, reach a r
 endpoint, as kube-proxy's historical userspace mode did. Endpoints come from the real
 EndpointSlice controller, so readiness decides routing as in a real cluster.
 
+NodePorts: a NodePort Service is also served at the node's InternalIP (the bridge's
+host address, which the Node object advertises) and its nodePort.
+
 Names: each pod's ``/etc/hosts`` (bound into its sandbox, rewritten in place when
 Services change; glibc reads it on every lookup) lists every Service under
 ``svc.ns.svc.cluster.local``, ``svc.ns.svc``, ``svc.ns`` and, in the pod's own
@@ -69,6 +72,32 @@ def service_env(services: list[Obj], namespace: str) -> dict[str, str]:
         first = ports[0]
         env[f"{prefix}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
     return env
+
+
+Target = tuple[str, str, str]
+"""A Service port: namespace, name, port name."""
+
+NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
+
+
+def listen_addresses(services: list[Obj], node_ip: str) -> dict[tuple[str, int], Target]:
+    """Where the proxy listens: each TCP port at its ClusterIP, and, for NodePort (and
+    LoadBalancer) Services, at the node's InternalIP and the port's nodePort, so a
+    process on this host reaches the Service as a client outside a real cluster would."""
+    wanted: dict[tuple[str, int], Target] = {}
+    for svc in services:
+        spec = svc["spec"]
+        ip = spec.get("clusterIP")
+        if not ip or ip == "None":
+            continue
+        for p in spec.get("ports", []):
+            if p.get("protocol", "TCP") != "TCP":
+                continue
+            target = (svc["metadata"]["namespace"], svc["metadata"]["name"], p.get("name", ""))
+            wanted[(ip, int(p["port"]))] = target
+            if spec.get("type") in NODE_PORT_TYPES and p.get("nodePort"):
+                wanted[(node_ip, int(p["nodePort"]))] = target
+    return wanted
 
 
 class ServiceProxy:
@@ -136,22 +165,13 @@ class ServiceProxy:
         asyncio.run_coroutine_threadsafe(self._reconcile(), self.loop)
 
     async def _reconcile(self) -> None:
-        wanted: dict[tuple[str, int], tuple[str, str, str]] = {}
-        for svc in self.services.items():
-            ip = svc["spec"].get("clusterIP")
-            if not ip or ip == "None":
-                continue
-            for p in svc["spec"].get("ports", []):
-                if p.get("protocol", "TCP") == "TCP":
-                    wanted[(ip, int(p["port"]))] = (
-                        svc["metadata"]["namespace"],
-                        svc["metadata"]["name"],
-                        p.get("name", ""),
-                    )
+        wanted = listen_addresses(self.services.items(), self.net.gateway)
         for key in [k for k in self.listeners if k not in wanted]:
             server = self.listeners.pop(key)
             server.close()
-        for ip in {k[0] for k in wanted} - self.ips:
+        # The node's own address is the bridge's: it exists already and is never removed.
+        service_ips = {k[0] for k in wanted} - {self.net.gateway}
+        for ip in service_ips - self.ips:
             network.add_service_ip(self.net, ip)
             self.ips.add(ip)
         for key, target in wanted.items():
@@ -174,10 +194,10 @@ class ServiceProxy:
                     key[1],
                     e,
                 )
-        for ip in self.ips - {k[0] for k in wanted}:
+        for ip in self.ips - service_ips:
             if ip != self.net.kubernetes_service_ip:
                 network.del_service_ip(self.net, ip)
-        self.ips &= {k[0] for k in wanted} | {self.net.kubernetes_service_ip}
+        self.ips &= service_ips | {self.net.kubernetes_service_ip}
 
     def _endpoints(self, ns: str, name: str, port_name: str) -> list[tuple[str, int]]:
         found = []

@@ -2,11 +2,14 @@
 server and streams the request body to it over mutual TLS.
 
 Stateless: every request carries its token, and the PVC's annotations in the API say
-where to go, so any number of replicas serve behind one Service. It never imports the
-importer: it verifies tokens and moves bytes.
+whether and where to go, so any number of replicas serve behind one Service. It never
+imports the importer or the controller (import-linter): it verifies tokens and moves
+bytes.
 
-Modules, in the order a request meets them: `cors` and `accesslog` (middlewares),
-`auth` (the bearer token), `target` (is the PVC ready for an upload?), `kube` (reading
-PVCs), `forward` (streaming to the upload server), with `credentials` keeping the key
-and certificates current, `settings` the flags and `app`/`cli` wiring it together.
+Modules, in the order a request meets them: `app` (routes, CORS and refusal
+middlewares, handlers), `cors`, `auth` (the bearer token), `target` (is the PVC ready
+for an upload?), `forward` (streaming to the upload server and back); around them
+`credentials` (token key and client TLS read through the API, kept current), `kube`
+(the few read-only API calls), `tls` (serving certificate, PEM pairs), `settings`
+(flags), `metrics`, `accesslog`, `refusal`, and `cli` (the entry point).
 """

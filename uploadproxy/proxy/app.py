@@ -86,7 +86,9 @@ async def refusal_middleware(request: web.Request, handler: Handler) -> web.Stre
                  request.path[:200], exc.status, exc.message)
         resp = web.Response(status=exc.status, text=exc.message + "\n")
     except web.HTTPException as exc:
-        resp = exc
+        if request.path in upload.PROXY_PATHS:
+            metrics.requests.labels(code=str(exc.status)).inc()
+        raise
     if request.path in upload.PROXY_PATHS:
         metrics.requests.labels(code=str(resp.status)).inc()
     return resp

@@ -42,6 +42,9 @@ class ServingCert:
             return self._seen is not None
         if pair != self._seen:
             try:
+                # Tried on a scratch context first: a failed load can leave the live
+                # one with a certificate that no longer matches its key.
+                tls.load_pem(tls.server_context(), *pair)
                 tls.load_pem(self.context, *pair)
             except (ssl.SSLError, ValueError) as exc:
                 log.warning("serving certificate unusable path=%s error=%s",

@@ -90,13 +90,13 @@ def _field(obj: kube.Obj, field: str, *, secret: bool, what: str) -> bytes:
 
 
 @dataclass
-class _Entry(Generic[T]):
+class Entry(Generic[T]):
     value: T | None = None
     error: str = ""
     fetched: float = float("-inf")
 
 
-class _Cached(Generic[T]):
+class Cached(Generic[T]):
     """One credential: fetched on first use, again after max_age, or when stale."""
 
     def __init__(self, fetch: Callable[[], Awaitable[T]], name: str, *, max_age: float,
@@ -106,7 +106,7 @@ class _Cached(Generic[T]):
         self._max_age = max_age
         self._min_refresh = min_refresh
         self._clock = clock
-        self._entry: _Entry[T] = _Entry()
+        self._entry: Entry[T] = Entry()
         self._lock = asyncio.Lock()
 
     async def get(self, *, stale: bool = False) -> T:
@@ -141,9 +141,9 @@ class Credentials:
                  min_refresh: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._ns = namespace
-        self._key = _Cached(self._fetch_key, "token public key", max_age=max_age,
+        self._key = Cached(self._fetch_key, "token public key", max_age=max_age,
                             min_refresh=min_refresh, clock=clock)
-        self._tls = _Cached(self._fetch_tls, "upload server client TLS", max_age=max_age,
+        self._tls = Cached(self._fetch_tls, "upload server client TLS", max_age=max_age,
                             min_refresh=min_refresh, clock=clock)
 
     async def public_key(self, *, stale: bool = False) -> bytes:

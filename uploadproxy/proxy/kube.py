@@ -136,9 +136,11 @@ class Kube:
             shutil.rmtree(self.config.tmpdir, ignore_errors=True)
 
     def _http(self) -> aiohttp.ClientSession:
+        # Each upload waiting for its server holds one watch for up to 10 s: the pool
+        # must not be what makes uploads wait.
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=16))
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=128))
         return self._session
 
     def _headers(self) -> dict[str, str]:

@@ -108,8 +108,9 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
                    help="default: the in-cluster service account [KUBECONFIG]")
     p.add_argument("--ready-timeout", default=e("UPLOADPROXY_READY_TIMEOUT", "10"),
                    help="seconds to wait for the upload server to be ready (CDI: 10)")
-    p.add_argument("--chunk-size", default=e("UPLOADPROXY_CHUNK_SIZE", str(64 * 1024)),
-                   help=f"bytes read from the client per write upstream (at most {MAX_CHUNK})")
+    p.add_argument("--chunk-size", default=e("UPLOADPROXY_CHUNK_SIZE", str(256 * 1024)),
+                   help="bytes read from the client per write upstream "
+                        f"(at most {MAX_CHUNK}; 256 KiB costs half the CPU of 64 KiB)")
     p.add_argument("--credentials-max-age", default=e("UPLOADPROXY_CREDENTIALS_MAX_AGE", "30"),
                    help="seconds a read key or certificate is used before reading it again")
     p.add_argument("--credentials-min-refresh",

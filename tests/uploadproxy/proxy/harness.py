@@ -66,6 +66,7 @@ class World:
         self.behaviour_file = tmp / "behaviour.json"
         self.behaviour_file.write_text("{}")
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.host = "127.0.0.1"
         self.port = 0
         self.metrics_port = 0
         self.proxy: subprocess.Popen[bytes] | None = None
@@ -206,7 +207,7 @@ class World:
     # -- the client ----------------------------------------------------------------------
 
     def url(self, path: str) -> str:
-        return f"https://127.0.0.1:{self.port}{path}"
+        return f"https://{self.host}:{self.port}{path}"
 
     def request(self, method: str, path: str, *, token: str | None = None,
                 headers: dict[str, str] | None = None, body: Iterable[bytes] | bytes = b"",
@@ -216,7 +217,7 @@ class World:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE  # as virtctl --insecure
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=timeout)
+        conn = http.client.HTTPSConnection(self.host, self.port, context=ctx, timeout=timeout)
         conn.putrequest(method, path, skip_accept_encoding=True)
         hdrs = dict(headers or {})
         if token is not None:
@@ -242,6 +243,13 @@ class World:
         conn.close()
         return Response(resp.status, {k: v for k, v in resp.getheaders()}, bytes(out),
                         arrivals)
+
+    def metrics(self) -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        return text
 
     def proxy_log_text(self) -> str:
         return self.proxy_log.read_text(errors="replace")

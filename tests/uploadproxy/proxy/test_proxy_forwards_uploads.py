@@ -123,7 +123,7 @@ def test_not_ready_within_ten_seconds_is_503(world: World) -> None:
     r = world.request("POST", ASYNC, token=world.token("never-ready"), body=b"abc")
     took = time.monotonic() - start
     assert r.status == 503 and b"not ready" in r.body
-    assert 9.5 <= took < 14, took
+    assert 9.5 <= took < 20, took
     assert world.received() == []
 
 
@@ -137,7 +137,7 @@ def test_becoming_ready_while_waiting_lets_the_upload_through(world: World) -> N
     finally:
         timer.join()
     assert r.status == 200
-    assert 1.5 < time.monotonic() - start < 8
+    assert 1.5 < time.monotonic() - start < 15
 
 
 def test_the_upload_servers_answer_and_status_come_back(world: World) -> None:
@@ -218,9 +218,11 @@ def test_cors_preflight_and_actual_headers(world: World) -> None:
 
 
 def test_two_concurrent_uploads_to_different_pvcs(world: World) -> None:
+    # Both upload servers hold their bodies until released: the two uploads can only
+    # both be in flight at once if the proxy streams them side by side.
     world.pvc("other", READY)
-    world.behave("disk", rate=4 << 20)
-    world.behave("other", rate=4 << 20)
+    world.behave("disk", pause=True)
+    world.behave("other", pause=True)
     bodies = {"disk": os.urandom(8 << 20), "other": os.urandom(8 << 20)}
     results: dict[str, int] = {}
 
@@ -228,15 +230,28 @@ def test_two_concurrent_uploads_to_different_pvcs(world: World) -> None:
         results[pvc] = world.request("POST", ASYNC, token=world.token(pvc),
                                      body=bodies[pvc]).status
 
-    start = time.monotonic()
     threads = [threading.Thread(target=send, args=(p,)) for p in bodies]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
-    took = time.monotonic() - start
+    try:
+        deadline = time.monotonic() + 30
+        while "cdi_uploadproxy_uploads_in_flight 2.0" not in world.metrics():
+            assert time.monotonic() < deadline, world.metrics()
+            time.sleep(0.2)
+    finally:
+        world.release()
+        for t in threads:
+            t.join()
     assert results == {"disk": 200, "other": 200}
     got = {g["host"]: g["sha256"] for g in world.received()}
     assert got == {pki.server_name(world.ns, p): hashlib.sha256(b).hexdigest()
                    for p, b in bodies.items()}
-    assert took < 3.5, f"uploads were not concurrent: {took:.1f} s for two 2 s uploads"
+
+
+def test_an_archive_pvc_is_sent_to_the_archive_path(world: World) -> None:
+    world.pvc("archive", {**READY, ann.CONTENT_TYPE: "archive"})
+    r = world.request("POST", "/v1alpha1/upload-form-async", token=world.token("archive"),
+                      body=b"tar", headers={"Content-Type": "application/x-tar"})
+    assert r.status == 200
+    [got] = world.received()
+    assert got["path"] == "/v1alpha1/upload-archive"

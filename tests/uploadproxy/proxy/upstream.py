@@ -12,6 +12,8 @@ behaves per PVC as the JSON file `--behaviour-file` says, re-read on every reque
 - pause: read nothing until the file `<record-dir>/release` exists;
 - rate: read at most that many bytes a second;
 - status/headers/reply: the answer (default 200, "ok\\n");
+- early: answer `status` (default 503) at once, reading none of the body;
+- die_after: drop the connection after that many body bytes;
 - keepalive: answer 200 at once after the body, then that many spaces half a second
   apart, then the reply (a sync upload that converts for a while).
 """
@@ -66,6 +68,19 @@ def make_app(record_dir: Path, behaviour_file: Path) -> web.Application:
         if request.method == "HEAD":
             record(doc)
             return web.Response(status=b.get("status", 200), headers=b.get("headers", {}))
+        if b.get("early"):
+            # Refuse before reading the body (a second upload while one is running).
+            record({**doc, "early": True})
+            return web.Response(status=b.get("status", 503), text=str(b.get("reply", "busy\n")))
+        if b.get("die_after") is not None:
+            got = 0
+            while chunk := await request.content.read(1 << 16):
+                got += len(chunk)
+                if got >= int(b["die_after"]):
+                    record({**doc, "died": got})
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return web.Response(status=500)
         if b.get("pause"):
             while not (record_dir / "release").exists():
                 await asyncio.sleep(0.05)
@@ -114,7 +129,7 @@ async def serve(args: argparse.Namespace) -> None:
     runner = web.AppRunner(make_app(Path(args.record_dir), Path(args.behaviour_file)),
                            access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    site = web.TCPSite(runner, args.host, args.port, ssl_context=ctx)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     Path(args.port_file).write_text(str(port))
@@ -126,6 +141,8 @@ def main() -> None:
     for flag in ("--cert", "--key", "--client-ca", "--record-dir", "--behaviour-file",
                  "--port-file"):
         p.add_argument(flag, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
     asyncio.run(serve(p.parse_args()))
 
 
