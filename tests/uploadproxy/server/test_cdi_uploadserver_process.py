@@ -198,7 +198,9 @@ def test_sigterm_mid_upload_cancels_and_leaves_nothing(process) -> None:
     upload.send(os.urandom(2 * MiB))
     time.sleep(0.5)
     p.proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
     assert p.wait_exit() == 1, p.output()
+    assert time.monotonic() - started < 8
     assert p.read_report()["reason"] == "Cancelled"
     assert [x.name for x in p.dest.parent.iterdir()] == []
 
@@ -223,4 +225,5 @@ def test_memory_stays_flat_for_a_large_upload(process) -> None:
     assert answer.status == 200, answer.body
     peak = p.peak_rss()
     assert p.wait_exit() == 0
-    assert peak < 160 * MiB, f"peak RSS {peak // MiB} MiB"
+    print(f"peak RSS {peak // MiB} MiB")
+    assert peak < 128 * MiB, f"peak RSS {peak // MiB} MiB"
