@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdicontract import annotations as ann
+from cdicontract import sizes
 from controller import objects as o
 from controller.objects import Obj
 
-DEFAULT_OVERHEAD = "0.06"
+DEFAULT_OVERHEAD = sizes.DEFAULT_OVERHEAD
 DENY_LOCAL_ADDRESSES_GATE = "DenyLocalImportAddresses"
 """Ours: importer pods refuse sources on loopback and link-local addresses (SSRF guard)."""
 DEFAULT_RESOURCES: Obj = {

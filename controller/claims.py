@@ -11,7 +11,8 @@ import copy
 from dataclasses import dataclass
 
 from cdicontract import annotations as ann
-from controller import cdiconfig, quantity
+from cdicontract import sizes
+from controller import cdiconfig
 from controller import objects as o
 from controller.cdiconfig import EffectiveConfig
 from controller.objects import Obj
@@ -74,14 +75,14 @@ def claim_spec(dv: Obj, storage_classes: list[Obj], profiles: dict[str, Obj],
         return ClaimError("ErrClaimNotValid", "spec.storage.resources.requests.storage is "
                                               "required for this source")
     try:
-        size = quantity.parse(size_text)
-    except quantity.QuantityError as exc:
+        size = sizes.parse_quantity(size_text)
+    except sizes.SizeError as exc:
         return ClaimError("ErrClaimNotValid", str(exc))
     if out["volumeMode"] == FILESYSTEM:
         overhead = float(config.overhead_for(cls))
-        size = quantity.with_overhead(size, overhead)
+        size = sizes.required_size(size, overhead)
         out.setdefault("resources", {}).setdefault("requests", {})["storage"] = (
-            quantity.format_bytes(size))
+            sizes.format_quantity(size))
     return out
 
 

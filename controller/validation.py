@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 
+from cdicontract import sizes
 from controller import objects as o
-from controller import quantity
 from controller.objects import Obj
 
-MIN_SIZE = 1 << 20
+MIN_SIZE = sizes.MIB
 _HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+:")
 # Sources whose size can be taken from the source volume, so spec.storage may omit it.
@@ -94,8 +94,8 @@ def _size_errors(spec: Obj) -> list[str]:
             return []
         return [f"spec.{field}.resources.requests.storage is required"]
     try:
-        n = quantity.parse(size)
-    except quantity.QuantityError:
+        n = sizes.parse_quantity(size)
+    except sizes.SizeError:
         return [f"spec.{field}.resources.requests.storage: invalid quantity {size!r}"]
     if n < MIN_SIZE:
         return [f"spec.{field}.resources.requests.storage must be at least 1Mi, got {size}"]

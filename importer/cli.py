@@ -19,9 +19,10 @@ from types import FrameType
 
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
-from importer.config import ImporterConfig, SourceKind, parse
+from cdicontract.sourcekinds import SourceKind
+from importer.config import ImporterConfig, parse
 from importer.errors import ImportFailure
-from importer.pipeline import ImportPipeline
+from importer.pipeline import run_transfer
 from importer.progress import ImportMetrics, Progress
 from importer.redact import redact
 from importer.sourcefactory import build_source
@@ -87,7 +88,7 @@ def run(config: ImporterConfig, cancel: threading.Event) -> TerminationReport:
         if config.source is not SourceKind.BLANK:
             source = build_source(config, workdir)
             stack.callback(source.close)
-        return ImportPipeline(config, progress, workdir, source, cancel=cancel).run()
+        return run_transfer(source, None, config.transfer_spec(), progress, cancel)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

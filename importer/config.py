@@ -11,29 +11,22 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from cdicontract import envvars as env
-from cdicontract import importpod
+from cdicontract import importpod, sizes
 from cdicontract.reasons import Reason
+from cdicontract.sourcekinds import SourceKind
 from importer.checksum import Checksum
 from importer.errors import ImportFailure
-from importer.sizes import parse_overhead, parse_quantity
+from importer.transferspec import DEFAULT_STALL_TIMEOUT, ContentType, TransferSpec
 
-DEFAULT_OVERHEAD = 0.06
-
-
-class SourceKind(StrEnum):
-    HTTP = "http"
-    S3 = "s3"
-    REGISTRY = "registry"
-    BLANK = "blank"
+DEFAULT_OVERHEAD = float(sizes.DEFAULT_OVERHEAD)
+__all__ = ["SUPPORTED_SOURCES", "ContentType", "ImporterConfig", "MetricsAddr", "parse"]
 
 
-class ContentType(StrEnum):
-    KUBEVIRT = "kubevirt"
-    ARCHIVE = "archive"
+SUPPORTED_SOURCES = (SourceKind.HTTP, SourceKind.S3, SourceKind.REGISTRY, SourceKind.BLANK)
+"""The kinds this program pulls on its own (an upload body is fed in by the upload server)."""
 
 
 @dataclass(frozen=True)
@@ -66,11 +59,24 @@ class ImporterConfig:
     scratch_dir: str | None = None
     insecure_registries: frozenset[str] = frozenset()
     platform_arch: str | None = None
-    stall_timeout: float = 120.0
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
     range_block: int = 8 << 20
     deny_local_addresses: bool = False
     """Refuse sources on loopback and link-local addresses (CDIConfig feature gate)."""
     """Size of the pinned view's ranged reads (and of its cache blocks, two of them kept)."""
+
+    def transfer_spec(self) -> TransferSpec:
+        """The part of the configuration the pipeline reads."""
+        return TransferSpec(
+            dest=self.dest,
+            content_type=self.content_type,
+            requested_size=self.size,
+            filesystem_overhead=self.filesystem_overhead,
+            checksum=self.checksum,
+            preallocation=self.preallocation,
+            scratch_dir=self.scratch_dir,
+            stall_timeout=self.stall_timeout,
+        )
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line or a message."""
@@ -184,6 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_quantity(text: str) -> int:
+    """A Kubernetes quantity in bytes; a bad one is INVALID_CONFIG."""
+    try:
+        return sizes.parse_quantity(text)
+    except sizes.SizeError as e:
+        raise ImportFailure(Reason.INVALID_CONFIG, str(e)) from e
+
+
+def parse_overhead(text: str) -> float:
+    """A filesystem overhead in [0, 1); anything else is INVALID_CONFIG."""
+    try:
+        return sizes.parse_overhead(text)
+    except sizes.SizeError as e:
+        raise ImportFailure(Reason.INVALID_CONFIG, str(e)) from e
+
+
 def _default_dest(content_type: ContentType, environ: Mapping[str, str]) -> str:
     if environ.get(env.DEST):
         return environ[env.DEST]
@@ -229,13 +251,12 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
         return environ.get(var, default)
 
     source_text = pick(a.source, env.SOURCE, SourceKind.HTTP.value).strip().lower() or "http"
-    try:
-        source = SourceKind(source_text)
-    except ValueError:
+    source = next((k for k in SUPPORTED_SOURCES if k.value == source_text), None)
+    if source is None:
         raise ImportFailure(
             Reason.INVALID_CONFIG,
-            f"unsupported source {source_text!r} (http, s3, registry, blank)",
-        ) from None
+            f"unsupported source {source_text[:32]!r} ({', '.join(SUPPORTED_SOURCES)})",
+        )
     ct_text = pick(a.content_type, env.CONTENT_TYPE, "kubevirt").strip().lower() or "kubevirt"
     try:
         content_type = ContentType(ct_text)
@@ -328,7 +349,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
         scratch_dir=scratch,
         insecure_registries=registries,
         platform_arch=environ.get(env.PLATFORM_ARCH) or None,
-        stall_timeout=a.stall_timeout if a.stall_timeout is not None else 120.0,
+        stall_timeout=a.stall_timeout if a.stall_timeout is not None else DEFAULT_STALL_TIMEOUT,
         range_block=_range_block(a.range_block_size),
         deny_local_addresses=bool(a.deny_local_addresses)
         or _truthy(environ.get(env.DENY_LOCAL_ADDRESSES, "")),

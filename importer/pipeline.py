@@ -1,4 +1,7 @@
-"""The import pipeline: the phases of one import and the decisions between them.
+"""The transfer pipeline: the phases of one import or upload and the decisions between them.
+
+`run_transfer(source, target, spec, progress, cancel, events)` is the one entry point; the
+CLI, the upload server and (later) the cloner call it with their own source.
 
     source -> count + hash (bytes as served) -> decompress -> detect format
       raw/ISO:             stream into the target, zero blocks as holes        (TransferRaw)
@@ -7,8 +10,11 @@
                                                                                 ConvertFromScratch)
       archive:             extract the tar into the target directory           (ExtractArchive)
 
-Each phase handler returns the next phase; `importer.driver.drive` walks them. Every
-failure aborts the target, so no half-written image is left at the destination.
+The route between them is `importer.route.route`, a pure function of the format, the
+compression and the source's `SourceCapabilities`. Each phase handler returns the next
+phase; `importer.driver.drive` walks them. Every failure aborts the target, so no
+half-written image is left at the destination. A source that cannot be read twice (an
+upload body) is never restarted from zero: what would restart it fails the run instead.
 
 The bytes we inspect and checksum are the bytes we write: the streaming paths hash and
 detect the one stream they write from (and scratch is a local copy of it); the ranged path
@@ -25,7 +31,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -34,18 +40,21 @@ from cdicontract.report import TerminationReport
 from importer import formats, leftovers, qemu
 from importer.checksum import Hasher
 from importer.compression import Compression, decompress, detect_compression
-from importer.config import ContentType, ImporterConfig, SourceKind
 from importer.driver import Phase, drive
 from importer.errors import ImportFailure, RestartRequired
+from importer.events import TransferEvents
+from importer.headcheck import check_head
 from importer.nbd import NbdServer, nbd_source
 from importer.progress import Progress
 from importer.rawcopy import copy_raw
 from importer.resume import ResumingReader
-from importer.sources.base import Source, SourceInfo
+from importer.route import Way, route
+from importer.sources.base import Source, SourceCapabilities, SourceInfo
 from importer.sources.pinned import Window
 from importer.sources.rangeproxy import RangeProxy
 from importer.streams import Counter, Tail, peek, tap
 from importer.targets import Target, select_target
+from importer.transferspec import ContentType, TransferSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,6 +72,7 @@ class ImportState:
     """What the phases learn, in order. Mutable on purpose: the driver owns it for one run."""
 
     info: SourceInfo | None = None
+    caps: SourceCapabilities | None = None
     usable: int | None = None
     compression: Compression | None = None
     fmt: formats.DiskFormat | None = None
@@ -70,6 +80,9 @@ class ImportState:
     image_size: int | None = None
     stream: Iterator[bytes] | None = None
     reader: ResumingReader | None = None
+    reading: Generator[bytes, None, None] | None = None
+    """The reader's generator, closed explicitly so the source's stream is released (and
+    an upload body learns at once that nobody reads it any more)."""
     hasher: Hasher | None = None
     served: Counter = field(default_factory=Counter)
     scratch_path: str | None = None
@@ -82,26 +95,65 @@ class ImportState:
     ranged_resumes: int = 0
 
 
+_FIRST_PHASE = {
+    Way.STREAM_RAW: Phase.TRANSFER_RAW,
+    Way.CONVERT_RANDOM_ACCESS: Phase.CONVERT_NBD,
+    Way.CONVERT_FROM_SCRATCH: Phase.DOWNLOAD_SCRATCH,
+    Way.EXTRACT_ARCHIVE: Phase.EXTRACT_ARCHIVE,
+}
+
+
+def run_transfer(
+    source: Source | None,
+    target: Target | None,
+    spec: TransferSpec,
+    progress: Progress,
+    cancel: threading.Event,
+    *,
+    events: TransferEvents | None = None,
+) -> TerminationReport:
+    """Run one transfer in the calling thread; returns the report or raises ImportFailure.
+
+    `source` None makes a blank image. `target` None picks the file or block device at
+    `spec.dest` (an archive is always extracted into the directory `spec.dest`). The
+    caller owns the source and closes it. `events` (optional) is told when the source is
+    drained and when the run fails; on failure nothing is left at the destination.
+    """
+    with tempfile.TemporaryDirectory(prefix="cdi-transfer-") as workdir:
+        pipeline = ImportPipeline(
+            spec, progress, workdir, source, target=target, cancel=cancel, events=events
+        )
+        return pipeline.run()
+
+
 class ImportPipeline:
     def __init__(
         self,
-        config: ImporterConfig,
+        spec: TransferSpec,
         progress: Progress,
         workdir: str,
         source: Source | None,
         *,
         target: Target | None = None,
         cancel: threading.Event | None = None,
+        events: TransferEvents | None = None,
     ) -> None:
-        self.config = config
+        self.spec = spec
         self.progress = progress
         self.workdir = workdir
         self.source = source
         self.cancel = cancel or threading.Event()
+        self.events = events or TransferEvents()
         self.state = ImportState()
         self.target: Target | None = None
-        if config.content_type is ContentType.KUBEVIRT:
-            self.target = target or select_target(config.dest)
+        if spec.content_type is ContentType.KUBEVIRT:
+            self.target = target or select_target(spec.dest)
+        elif target is not None:
+            raise ImportFailure(
+                Reason.INVALID_CONFIG, "an archive is extracted into a directory, not a target"
+            )
+        elif source is None:
+            raise ImportFailure(Reason.INVALID_CONFIG, "a blank image cannot be an archive")
         self._started = time.monotonic()
         # Which slice of the whole the download is, when downloading is what progress measures.
         self._download_share: tuple[float, float] | None = (0.0, 100.0)
@@ -109,29 +161,39 @@ class ImportPipeline:
     # ---- driver -------------------------------------------------------------------------
 
     def run(self) -> TerminationReport:
-        # A killed run's temporary files would eat the space this one needs.
-        leftovers.sweep_before_run(self.config.dest, self.target, self._scratch_dir())
-        handlers = {
-            Phase.INFO: self._info,
-            Phase.BLANK: self._blank,
-            Phase.TRANSFER_RAW: self._transfer_raw,
-            Phase.CONVERT_NBD: self._convert_from_source,
-            Phase.DOWNLOAD_SCRATCH: self._download_scratch,
-            Phase.CONVERT_SCRATCH: self._convert_scratch,
-            Phase.EXTRACT_ARCHIVE: self._extract_archive,
-        }
         try:
-            walked = drive(
-                handlers,
-                allowed_visits=lambda p: 1 + self.state.restarts,
-                on_phase=lambda p: log.info("phase %s", p),
-            )
-        except BaseException:
-            self._abort()
+            # A killed run's temporary files would eat the space this one needs.
+            leftovers.sweep_before_run(self.spec.dest, self.target, self._scratch_dir())
+            handlers = {
+                Phase.INFO: self._info,
+                Phase.BLANK: self._blank,
+                Phase.TRANSFER_RAW: self._transfer_raw,
+                Phase.CONVERT_NBD: self._convert_from_source,
+                Phase.DOWNLOAD_SCRATCH: self._download_scratch,
+                Phase.CONVERT_SCRATCH: self._convert_scratch,
+                Phase.EXTRACT_ARCHIVE: self._extract_archive,
+            }
+            try:
+                walked = drive(
+                    handlers,
+                    allowed_visits=lambda p: 1 + self.state.restarts,
+                    on_phase=lambda p: log.info("phase %s", p),
+                )
+            except BaseException:
+                self._abort()
+                raise
+            finally:
+                self._close_stream()
+                self._remove_scratch()
+        except ImportFailure as e:
+            self.events.mark_failed(e)
             raise
-        finally:
-            self._close_stream()
-            self._remove_scratch()
+        except BaseException as e:
+            self.events.mark_failed(
+                ImportFailure(Reason.INTERNAL, f"transfer stopped: {type(e).__name__}")
+            )
+            raise
+        self.events.mark_drained()
         self.progress.set(100.0)
         return self._report(walked)
 
@@ -153,7 +215,7 @@ class ImportPipeline:
         """Finish the target: grown to the usable size, synced, in place."""
         assert self.target is not None
         self.state.image_size = image_size
-        self.target.commit(image_size, self.state.usable, preallocate=self.config.preallocation)
+        self.target.commit(image_size, self.state.usable, preallocate=self.spec.preallocation)
         self.state.target_begun = False
         return Phase.COMPLETE
 
@@ -164,54 +226,57 @@ class ImportPipeline:
     # ---- phases -------------------------------------------------------------------------
 
     def _info(self) -> Phase:
-        cfg, st = self.config, self.state
+        spec, st = self.spec, self.state
         if self.target is not None:
-            st.usable = self.target.capacity(cfg.size, cfg.filesystem_overhead)
-        elif cfg.size is not None:
-            st.usable = cfg.size
-        if cfg.source is SourceKind.BLANK:
+            st.usable = self.target.capacity(spec.requested_size, spec.filesystem_overhead)
+        elif spec.requested_size is not None:
+            st.usable = spec.requested_size
+        if self.source is None:
             return Phase.BLANK
-        assert self.source is not None
         st.info = self.source.info()
+        st.caps = self.source.capabilities()
         self._open_stream()
-        if cfg.content_type is ContentType.ARCHIVE:
-            return Phase.EXTRACT_ARCHIVE
+        if spec.content_type is ContentType.ARCHIVE:
+            return _FIRST_PHASE[route(None, st.compression, st.caps, spec.content_type).way]
         assert st.stream is not None
         head, st.stream = peek(st.stream, formats.HEAD_SIZE)
         st.fmt = formats.detect(head)
-        if st.fmt is formats.DiskFormat.RAW:
-            return Phase.TRANSFER_RAW
-        if st.compression is None:
-            if self.source.random_reads() is not None:
-                self._close_stream()
-                return Phase.CONVERT_NBD
-            st.scratch_reason = "the source does not support random access (range requests)"
-            scratch_reason = getattr(self.source, "scratch_reason", None)
-            if isinstance(scratch_reason, str) and scratch_reason:
-                st.scratch_reason = scratch_reason
-        else:
-            st.scratch_reason = f"the {st.fmt.value} image is {st.compression.value}-compressed"
-        return Phase.DOWNLOAD_SCRATCH
+        # Refuse what the head already condemns, before the rest of the body is read: an
+        # upload client is still sending and should hear why at once.
+        declared = st.info.size if st.compression is None else None
+        check_head(st.fmt, head, usable=st.usable, declared_size=declared)
+        chosen = route(st.fmt, st.compression, st.caps, spec.content_type)
+        st.scratch_reason = chosen.scratch_reason
+        if chosen.way is Way.CONVERT_RANDOM_ACCESS:
+            self._close_stream()
+        return _FIRST_PHASE[chosen.way]
 
     def _open_stream(self) -> None:
         """(Re)open the source from byte 0 with the counting/hashing/decompressing stages."""
-        st, cfg = self.state, self.config
-        assert self.source is not None and st.info is not None
+        st, spec = self.state, self.spec
+        assert self.source is not None and st.info is not None and st.caps is not None
         self._close_stream()
         st.served = Counter(self._on_served)
-        st.hasher = cfg.checksum.hasher() if cfg.checksum else None
-        st.reader = ResumingReader(self.source, st.info, on_resume=lambda _n, _e: self._on_resume())
+        st.hasher = spec.checksum.hasher() if spec.checksum else None
+        st.reader = ResumingReader(
+            self.source,
+            st.info,
+            # A source read once cannot be re-opened, not even at byte 0.
+            max_attempts=8 if st.caps.restartable else 1,
+            on_resume=lambda _n, _e: self._on_resume(),
+        )
+        st.reading = iter(st.reader)
         observers: list[Callable[[bytes], object]] = [st.served.observe]
         if st.hasher is not None:
             observers.append(st.hasher.update)
-        served = tap(st.reader, *observers)
+        served = tap(st.reading, *observers)
         magic, served = peek(served, COMPRESSION_MAGIC_BYTES)
         st.compression = detect_compression(magic)
         # The decompressor's cap is the loosest any path needs (a qcow2 container may exceed
         # its disk a little); each path then enforces its own exact limit.
         limit = None
         if st.usable is not None:
-            exact = self.config.content_type is ContentType.ARCHIVE
+            exact = spec.content_type is ContentType.ARCHIVE
             limit = st.usable if exact else int(st.usable * SCRATCH_SLACK) + SCRATCH_EXTRA
         st.stream = decompress(served, st.compression, limit=limit)
 
@@ -232,11 +297,22 @@ class ImportPipeline:
         st = self.state
         if st.reader is not None:
             st.resumes_before += st.reader.resumes
+        reading, st.reading = st.reading, None
         st.stream = None
         st.reader = None
+        if reading is not None:
+            # Closing runs the reader's `finally`, which closes the source's stream.
+            with contextlib.suppress(ValueError):  # still running on another thread
+                reading.close()
 
     def _restart(self, why: RestartRequired) -> Phase:
         st = self.state
+        if st.caps is not None and not st.caps.restartable:
+            raise ImportFailure(
+                why.reason,
+                f"{why.message}; the source is read once and cannot start over, "
+                "so the transfer fails instead of restarting from zero",
+            ) from why
         st.restarts += 1
         if st.restarts > MAX_RESTARTS:
             raise ImportFailure(
@@ -251,7 +327,7 @@ class ImportPipeline:
         usable = self.state.usable
         if usable is None:
             raise ImportFailure(Reason.INVALID_CONFIG, "a blank image needs --size")
-        self.target.blank(usable, self.config.preallocation)
+        self.target.blank(usable, self.spec.preallocation)
         self.state.fmt = formats.DiskFormat.RAW
         self.state.virtual_size = self.state.image_size = usable
         return Phase.COMPLETE
@@ -281,7 +357,9 @@ class ImportPipeline:
         if st.usable is not None and image_size > st.usable:
             formats.ensure_fits(image_size, st.usable)
         st.virtual_size = image_size
-        return self._commit(image_size)
+        phase = self._commit(image_size)
+        self.events.mark_drained()
+        return phase
 
     def _inspect_and_check(self, uri: str, read_at: formats.ReadAt, size: int | None) -> int:
         st = self.state
@@ -307,8 +385,8 @@ class ImportPipeline:
         view = self.source.random_reads()
         assert view is not None
         self._download_share = None
-        if self.config.checksum is not None:
-            view.add_verifier(self.config.checksum.hasher())
+        if self.spec.checksum is not None:
+            view.add_verifier(self.spec.checksum.hasher())
         # The format was detected from the plain stream; the view must say the same.
         head = view.read_at(0, formats.HEAD_SIZE)
         if detect_compression(head[:COMPRESSION_MAGIC_BYTES]) is not None or (
@@ -337,7 +415,7 @@ class ImportPipeline:
                         target.qemu_output(),
                         dest_is_block=target.is_block,
                         on_progress=self.progress.stage(0.0, 99.0),
-                        stall_timeout=self.config.stall_timeout,
+                        stall_timeout=self.spec.stall_timeout,
                         cancel=self.cancel,
                         verified=nbd.uri,
                     )
@@ -354,10 +432,10 @@ class ImportPipeline:
         return self._commit(virtual)
 
     def _scratch_dir(self) -> str:
-        if self.config.scratch_dir:
-            return self.config.scratch_dir
+        if self.spec.scratch_dir:
+            return self.spec.scratch_dir
         if self.target is not None and not self.target.is_block:
-            return os.path.dirname(os.path.abspath(self.config.dest))
+            return os.path.dirname(os.path.abspath(self.spec.dest))
         return self.workdir
 
     def _download_scratch(self) -> Phase:
@@ -389,6 +467,9 @@ class ImportPipeline:
             return self._restart(e)
         except OSError as e:
             raise _os_failure(e, "writing the scratch copy") from e
+        # Every byte of the body is now verified and on stable storage: an async upload
+        # can be answered while the conversion goes on.
+        self.events.mark_drained()
         return Phase.CONVERT_SCRATCH
 
     def _convert_scratch(self) -> Phase:
@@ -410,7 +491,7 @@ class ImportPipeline:
             target.qemu_output(),
             dest_is_block=target.is_block,
             on_progress=self.progress.stage(60.0, 99.0),
-            stall_timeout=self.config.stall_timeout,
+            stall_timeout=self.spec.stall_timeout,
             cancel=self.cancel,
             verified=path,
         )
@@ -423,11 +504,12 @@ class ImportPipeline:
         st = self.state
         assert st.stream is not None
         try:
-            st.image_size = extract_tar(st.stream, self.config.dest, limit=st.usable)
+            st.image_size = extract_tar(st.stream, self.spec.dest, limit=st.usable)
         except RestartRequired as e:
             return self._restart(e)
         if st.hasher is not None:
             st.hasher.verify()
+        self.events.mark_drained()
         return Phase.COMPLETE
 
     def _remove_scratch(self) -> None:
@@ -464,7 +546,7 @@ class ImportPipeline:
             resumes=st.resumes_before
             + (st.reader.resumes if st.reader else 0)
             + st.ranged_resumes,
-            checksum=str(self.config.checksum.algorithm) if self.config.checksum else None,
+            checksum=str(self.spec.checksum.algorithm) if self.spec.checksum else None,
             extra=extra,
         )
 

@@ -11,7 +11,7 @@ It works for any `Source`; it knows nothing of HTTP.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
@@ -49,7 +49,7 @@ class ResumingReader:
         self.resumes = 0
         """How many times the source was re-opened after a transient failure."""
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Generator[bytes, None, None]:
         failures = 0  # consecutive failures without a delivered byte in between
         while True:
             stream: Stream | None = None

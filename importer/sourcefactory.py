@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from cdicontract.reasons import Reason
-from importer.config import ImporterConfig, SourceKind
+from cdicontract.sourcekinds import SourceKind
+from importer.config import ImporterConfig
 from importer.errors import ImportFailure
 from importer.sources.base import Source
 

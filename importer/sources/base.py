@@ -32,6 +32,23 @@ class SourceInfo:
 
 
 @dataclass(frozen=True)
+class SourceCapabilities:
+    """What a source can do, as data the pipeline's route is decided from."""
+
+    restartable: bool
+    """The body can be read again from byte 0 after a failure (a URL can; an upload body,
+    read once as the client sends it, cannot)."""
+    random_access: bool
+    """`random_reads()` gives a pinned view: qemu-img converts without a scratch copy."""
+    scratch_reason: str | None = None
+    """Why a non-raw image from this source needs a scratch copy (when not random_access)."""
+
+    def __post_init__(self) -> None:
+        if self.random_access and self.scratch_reason is not None:
+            raise ValueError("a source with random access needs no scratch reason")
+
+
+@dataclass(frozen=True)
 class RandomAccess:
     """An nbdkit command line (plugin and its parameters, filters) serving the bytes read-only.
 
@@ -67,8 +84,13 @@ class Source(Protocol):
         """
         ...
 
+    def capabilities(self) -> SourceCapabilities:
+        """What this source can do; valid once `info()` has answered."""
+        ...
+
     def random_reads(self) -> Window | None:
-        """The image as a pinned, verified random-access view, or None when impossible.
+        """The image as a pinned, verified random-access view, or None when impossible
+        (exactly when `capabilities().random_access` is false).
 
         The same object is returned on every call: every reader must share it.
         """

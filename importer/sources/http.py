@@ -34,7 +34,7 @@ import urllib3
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
 from importer.sources.addressguard import guard, refused_in
-from importer.sources.base import SourceInfo, Stream
+from importer.sources.base import SourceCapabilities, SourceInfo, Stream
 from importer.sources.httpwire import (
     auth_allowed,
     ca_bundle_from_dir,
@@ -409,6 +409,16 @@ class HttpSource:
             raise RestartRequired(
                 f"{self._where}: size changed from {known} to {parsed[2]}", Reason.SOURCE_CHANGED
             )
+
+    def capabilities(self) -> SourceCapabilities:
+        info = self.info()
+        if info.supports_ranges and info.size:
+            return SourceCapabilities(restartable=True, random_access=True)
+        return SourceCapabilities(
+            restartable=True,
+            random_access=False,
+            scratch_reason="the source does not support random access (range requests)",
+        )
 
     def random_reads(self) -> Window | None:
         """A pinned view of the object for qemu-img and inspection, or None without ranges."""

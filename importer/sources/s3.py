@@ -33,7 +33,7 @@ from botocore.config import Config
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
 from importer.sources.addressguard import LocalAddressRefused, check_host
-from importer.sources.base import SourceInfo
+from importer.sources.base import SourceCapabilities, SourceInfo
 from importer.sources.pinned import BLOCK, PinnedObject, Window
 
 CHUNK = 1 << 20
@@ -295,6 +295,14 @@ class S3Source:
             raise translate(exc, f"GET {loc.description}") from exc
         except Exception as exc:
             raise translate(exc, f"GET {loc.description}") from exc
+
+    def capabilities(self) -> SourceCapabilities:
+        info = self._info or self.info()
+        if info.size:
+            return SourceCapabilities(restartable=True, random_access=True)
+        return SourceCapabilities(
+            restartable=True, random_access=False, scratch_reason="the S3 object is empty"
+        )
 
     def random_reads(self) -> Window | None:
         """A pinned view of the object (ranged GETs with IfMatch), or None when it is empty."""

@@ -12,9 +12,9 @@ import errno
 import os
 import stat
 
+from cdicontract import sizes
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure
-from importer.sizes import usable_size
 from importer.targets import linux
 from importer.targets.base import Target, errors_to_failure
 from importer.targets.writeback import Writeback
@@ -38,7 +38,12 @@ class FileTarget(Target):
         return stat.S_ISREG(mode)
 
     def capacity(self, requested_size: int | None, overhead: float) -> int | None:
-        return None if requested_size is None else usable_size(requested_size, overhead)
+        if requested_size is None:
+            return None
+        try:
+            return sizes.usable_size(requested_size, overhead)
+        except sizes.SizeError as e:
+            raise ImportFailure(Reason.INVALID_CONFIG, str(e)) from e
 
     def begin(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))

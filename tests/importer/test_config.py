@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from cdicontract.reasons import Reason
-from importer.config import ContentType, MetricsAddr, SourceKind, parse
+from cdicontract.sourcekinds import SourceKind
+from importer.config import ContentType, MetricsAddr, parse
 from importer.errors import ImportFailure
 
 
@@ -100,11 +101,15 @@ def test_secret_dir_gives_credentials(tmp_path: Path) -> None:
     ("argv", "env", "needle"),
     [
         (["--dest", "x"], {}, "--endpoint is required"),
-        (["--dest", "x", "--endpoint", "h", "--size", "ten"], {}, ""),
+        (["--dest", "x", "--endpoint", "h", "--size", "ten"], {}, "invalid size 'ten'"),
+        (["--dest", "x", "--endpoint", "h", "--size=-1Gi"], {}, "negative"),
+        (["--dest", "x", "--endpoint", "h", "--range-block-size", "8MB"], {}, "invalid size"),
+        (["--dest", "x", "--endpoint", "h", "--filesystem-overhead", "1.5"], {}, "overhead"),
         (["--dest", "x", "--endpoint", "h", "--checksum", "crc32:00"], {}, ""),
         (["--dest", "x", "--endpoint", "h", "--extra-header", "no colon"], {}, "Name: value"),
         (["--dest", "x", "--endpoint", "h", "--metrics-addr", "nope"], {}, "HOST:PORT"),
         (["--dest", "x", "--endpoint", "h"], {"IMPORTER_SOURCE": "gcs"}, "unsupported source"),
+        (["--dest", "x", "--endpoint", "h"], {"IMPORTER_SOURCE": "upload"}, "unsupported source"),
         (["--dest", "x", "--source", "blank", "--content-type", "archive"], {}, "archive"),
         (["--dest", "x", "--endpoint", "h", "--content-type", "tarball"], {}, ""),
     ],

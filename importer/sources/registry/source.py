@@ -30,7 +30,7 @@ from cdicontract.reasons import Reason
 from importer import tarbounds
 from importer.checksum import DigestCheck
 from importer.errors import ImportFailure
-from importer.sources.base import SourceInfo
+from importer.sources.base import SourceCapabilities, SourceInfo
 from importer.sources.pinned import BLOCK, PinnedObject, Window
 from importer.sources.registry.client import ClientOptions, RegistryClient
 from importer.sources.registry.layer import (
@@ -306,6 +306,17 @@ class RegistrySource:
     def open(self, offset: int = 0) -> _Stream:
         """Stream the disk file; offset > 0 re-reads the blob and skips (digests need all)."""
         return _Stream(self._layers_stream(offset))
+
+    def capabilities(self) -> SourceCapabilities:
+        if self._location is None:
+            self.info()
+        if self._location is not None:
+            return SourceCapabilities(restartable=True, random_access=True)
+        return SourceCapabilities(
+            restartable=True,
+            random_access=False,
+            scratch_reason=self.scratch_reason or "the disk cannot be read at random offsets",
+        )
 
     def random_reads(self) -> Window | None:
         if self._location is None:

@@ -78,7 +78,7 @@ def test_file_target_grows_to_the_usable_size(nginx, images: Images, tmp_path: P
         "--endpoint", f"{nginx.http_url}/{name}", "--dest", str(dest), "--size", "64Mi"
     )
     assert r.returncode == 0, r.stderr
-    # CDI's rule: usable = 64 MiB / 1.06, rounded down to 1 MiB.
+    # CDI's rule: usable = ceil(0.94 x 64 MiB), rounded down to 1 MiB.
     assert dest.stat().st_size == 60 * MiB
     assert same_disk(images.reference, dest, prefix_only=True)
 
@@ -254,7 +254,7 @@ def test_blank_image_is_sparse_and_of_the_usable_size(tmp_path: Path) -> None:
     dest = tmp_path / "disk.img"
     r = run_importer("--source", "blank", "--dest", str(dest), "--size", "1Gi")
     assert r.returncode == 0, r.stderr
-    assert dest.stat().st_size == (2**30 * 100 // 106) // MiB * MiB
+    assert dest.stat().st_size == -(-(2**30) * 94 // 100) // MiB * MiB  # 962 MiB
     assert dest.stat().st_blocks == 0
 
 

@@ -63,7 +63,7 @@ def test_rewriting_a_region_with_zeros_punches_it(tmp_path: Path) -> None:
 def test_grows_to_usable_size_but_never_below_image(tmp_path: Path) -> None:
     dest = tmp_path / "disk.img"
     t = FileTarget(str(dest))
-    assert t.capacity(1060 * MiB, 0.06) == 1000 * MiB
+    assert t.capacity(1060 * MiB, 0.06) == 996 * MiB
     assert t.capacity(None, 0.06) is None
     t.begin()
     t.write_at(0, b"x" * 5000)
@@ -175,3 +175,9 @@ def test_directory_selects_no_target(tmp_path: Path) -> None:
     with pytest.raises(ImportFailure) as exc:
         select_target(str(tmp_path))
     assert exc.value.reason is Reason.INVALID_CONFIG
+
+
+def test_a_bad_overhead_is_invalid_config(tmp_path: Path) -> None:
+    with pytest.raises(ImportFailure) as e:
+        FileTarget(str(tmp_path / "disk.img")).capacity(MiB, 1.0)
+    assert e.value.reason is Reason.INVALID_CONFIG
