@@ -23,9 +23,9 @@ from aiohttp import web
 from cdicontract import upload as contract
 from cdicontract.report import TerminationReport
 from importer.checksum import Checksum
-from importer.config import ContentType
 from importer.errors import ImportFailure
 from importer.targets import select_target
+from importer.transferspec import ContentType
 from uploadproxy.server import bodyreader, decisions, tlsauth
 from uploadproxy.server.config import ServerConfig
 from uploadproxy.server.decisions import Action, State
@@ -100,7 +100,10 @@ async def _post(request: web.Request, variant: contract.Variant | None) -> web.S
         assert session.transfer is not None
         if checksum is not None and checksum != session.transfer.checksum:
             return _text(400, "Upload-Checksum differs from the one the upload started with")
-        transfer = session.resume()
+        resumed = session.resume()
+        if resumed is None:
+            return _text(503, "the paused upload ended meanwhile; ask again")
+        transfer = resumed
     else:
         if action is Action.RESTART:
             await session.abandon_paused()

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
 from importer.checksum import Checksum
-from importer.config import ContentType
 from importer.progress import Progress
+from importer.sources.body import BodyClosed
 from importer.targets import select_target
+from importer.transferspec import ContentType
 from uploadproxy.server import decisions
-from uploadproxy.server.bodyfeed import BodyClosed
 from uploadproxy.server.bodyreader import BadBody, ClientGone
 from uploadproxy.server.config import ServerConfig
 from uploadproxy.server.decisions import State
@@ -53,7 +53,6 @@ class UploadSession:
         self.transfer: Transfer | None = None
         self.progress = Progress()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-body")
-        self._pause_timer: asyncio.TimerHandle | None = None
         self._answered_early = False
         self._abandoning = False
         self.final: TerminationReport | None = None
@@ -96,11 +95,12 @@ class UploadSession:
         )
         return transfer
 
-    def resume(self) -> Transfer:
+    def resume(self) -> Transfer | None:
+        """Continue the paused upload; None when it ended meanwhile (pause timeout)."""
         assert self.state is State.PAUSED and self.transfer is not None
-        self._cancel_pause_timer()
+        if not self.transfer.body.resume(self.transfer.body.offset):
+            return None
         self.state = State.RECEIVING
-        self.transfer.body.resume(self.transfer.body.offset)
         log.info("upload resumed offset=%d", self.transfer.body.offset)
         return self.transfer
 
@@ -108,7 +108,6 @@ class UploadSession:
         """Drop the paused upload (its target is aborted) so a new one can start."""
         assert self.state is State.PAUSED and self.transfer is not None
         transfer = self.transfer
-        self._cancel_pause_timer()
         self.state = State.RECEIVING  # busy for everyone else while the old run unwinds
         self._abandoning = True
         try:
@@ -157,30 +156,22 @@ class UploadSession:
                 return Received(complete=False, bad_body=str(e))
             self._pause(transfer, f"bad request: {e}")
             return Received(complete=False, bad_body=str(e))
-        transfer.body.finish()
+        try:
+            transfer.body.finish()
+        except BodyClosed:  # shorter than declared, or the run ended meanwhile
+            return Received(complete=False, early=await asyncio.shield(transfer.result))
         if self.state is State.RECEIVING:
             self.state = State.PROCESSING
         log.info("upload body received bytes=%d", transfer.body.offset)
         return Received(complete=True)
 
     def _pause(self, transfer: Transfer, why: str) -> None:
+        """The body waits for its client (the body itself fails after the pause timeout)."""
         if transfer.result.done() or self.state is not State.RECEIVING:
             return
         transfer.body.pause()
         self.state = State.PAUSED
-        timeout = self.config.pause_timeout
-        self._pause_timer = asyncio.get_running_loop().call_later(
-            timeout,
-            transfer.cancel,
-            f"the upload was paused at byte {transfer.body.offset} and not resumed "
-            f"within {timeout:g} s",
-        )
         log.info("upload paused offset=%d why=%s", transfer.body.offset, why)
-
-    def _cancel_pause_timer(self) -> None:
-        if self._pause_timer is not None:
-            self._pause_timer.cancel()
-            self._pause_timer = None
 
     def answered_early(self) -> None:
         """An async answer went out: a later failure can only be told by the report."""
@@ -192,7 +183,6 @@ class UploadSession:
         report = await transfer.result
         if transfer is not self.transfer:
             return
-        self._cancel_pause_timer()
         if report.ok:
             self.state = State.DONE
             log.info("upload done bytes=%s", transfer.body.offset)
@@ -221,7 +211,6 @@ class UploadSession:
 
     async def aclose(self, timeout: float = 30.0) -> None:
         """Stop any running upload (its target aborted) and wait for its worker thread."""
-        self._cancel_pause_timer()
         transfer = self.transfer
         if transfer is not None:
             if not transfer.result.done():

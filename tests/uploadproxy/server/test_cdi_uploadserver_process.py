@@ -11,11 +11,13 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+import urllib3
 
 from cdicontract import upload as contract
 from tests.uploadproxy.server.images import body, reference, same_disk
@@ -86,7 +88,9 @@ class Process:
         raise AssertionError("the upload server never became ready")
 
     def progress(self) -> float:
-        with requests.Session() as s:
+        # The metrics endpoint's certificate is self-signed by design (as CDI's importer).
+        with warnings.catch_warnings(), requests.Session() as s:
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
             s.trust_env = False
             text = s.get(
                 f"https://127.0.0.1:{self.metrics_port}/metrics", verify=False, timeout=5
