@@ -100,6 +100,11 @@ async def _post(request: web.Request, variant: contract.Variant | None) -> web.S
         assert session.transfer is not None
         if checksum is not None and checksum != session.transfer.checksum:
             return _text(400, "Upload-Checksum differs from the one the upload started with")
+        problem = decisions.resumed_length_problem(
+            session.transfer.declared_size, session.offset, request.content_length
+        )
+        if problem is not None:
+            return _text(400, problem)
         resumed = session.resume()
         if resumed is None:
             return _text(503, "the paused upload ended meanwhile; ask again")

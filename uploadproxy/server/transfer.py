@@ -61,6 +61,8 @@ class Transfer:
     ) -> None:
         self.spec = transfer_spec(config, content_type, checksum)
         self.checksum = checksum
+        self.declared_size = declared_size
+        """The whole body's length, from the first request's Content-Length (raw only)."""
         self._progress = progress
         self._target_factory = target_factory
         self._cancel = threading.Event()

@@ -52,6 +52,12 @@ def test_dropped_at_half_then_resumed(upload_server, tmp_path: Path, kind: str) 
         assert wrong.status_code == 416
         assert wrong.headers[OFFSET] == str(offset)
         assert server.state == "paused"
+        short = c.post(
+            server.url("/v1beta1/upload"), data=data[offset:-1], headers={OFFSET: str(offset)}
+        )
+        assert short.status_code == 400
+        assert "not " + str(len(data) - offset - 1) in short.text
+        assert server.state == "paused"
         done = c.post(
             server.url("/v1beta1/upload"), data=data[offset:], headers={OFFSET: str(offset)}
         )
