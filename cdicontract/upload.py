@@ -144,6 +144,13 @@ UPLOAD_CHECKSUM_HEADER = "Upload-Checksum"
 # so an ingress' read timeout never cuts a finished upload ("timeout at 99%").
 KEEPALIVE_AFTER_SECONDS = 5.0
 KEEPALIVE_INTERVAL_SECONDS = 5.0
+# The upload server's answers: a sync 200's body is the upload's termination report
+# (cdicontract.report) as one JSON line, preceded by keepalive spaces when the 200 went
+# out before the result was known; `TerminationReport.from_json(body.strip())` reads it,
+# and a reason other than Completed there is a failed upload despite the 200. Failures
+# known before the answer are plain text ("Saving stream failed: <reason>: <message>")
+# with 400 (the image or body is at fault: too large, checksum, unsafe) or 500. An async
+# 200 has an empty body. 416 carries the server's `Upload-Offset`.
 
 # ---------------------------------------------------------------------------------------
 # The upload server pod (created by the controller, run by `cdi-uploadserver`).
