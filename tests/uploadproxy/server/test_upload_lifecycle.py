@@ -124,3 +124,17 @@ def test_archive_path_extracts_the_tar(upload_server, tmp_path: Path) -> None:
     assert r.status_code == 200, r.text
     assert (out / "a.txt").read_bytes() == b"alpha"
     assert (out / "dir" / "b.bin").stat().st_size == 5000
+
+
+def test_a_raw_body_on_the_form_path_is_400(upload_server) -> None:
+    server = upload_server()
+    with server.client() as c:
+        r = c.post(
+            server.url("/v1beta1/upload-form"),
+            data=b"A" * 4096,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+    assert r.status_code == 400
+    assert "multipart" in r.text
+    wait_for(lambda: server.state == "idle")
+    assert not Path(server.config.dest).exists()
