@@ -78,9 +78,11 @@ def _upload_handler(variant: contract.Variant | None) -> Handler:
 
 
 def _head(request: web.Request) -> web.Response:
+    """200; `Upload-Offset` while an upload is paused, or still receiving: a client whose
+    connection broke may ask before the server noticed, and must not start over then."""
     session = request.app[SESSION]
     headers = {}
-    if session.state is State.PAUSED:
+    if session.state in (State.PAUSED, State.RECEIVING):
         headers[contract.UPLOAD_OFFSET_HEADER] = str(session.offset)
     return web.Response(status=200, headers=headers)
 

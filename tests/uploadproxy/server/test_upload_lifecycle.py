@@ -48,8 +48,18 @@ def test_a_post_while_another_connection_sends_is_503(upload_server, tmp_path: P
     wait_for(lambda: server.state == "receiving")
     with server.client() as c:
         busy = c.post(server.url("/v1beta1/upload"), data=b"intruder")
-        assert c.head(server.url("/v1beta1/upload")).status_code == 200
+        head = c.head(server.url("/v1beta1/upload"))
+        assert head.status_code == 200
+        wait_for(lambda: server.session.offset == MiB)
+        head = c.head(server.url("/v1beta1/upload"))
+        assert head.headers[contract.UPLOAD_OFFSET_HEADER] == str(MiB)
+        resumed_too_soon = c.post(
+            server.url("/v1beta1/upload"),
+            data=data[MiB:],
+            headers={contract.UPLOAD_OFFSET_HEADER: str(MiB)},
+        )
     assert busy.status_code == 503
+    assert resumed_too_soon.status_code == 503
     first.send(data[MiB:])
     answer = first.answer()
     assert answer.status == 200, answer.body
