@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
@@ -55,6 +56,7 @@ class UploadSession:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-body")
         self._answered_early = False
         self._abandoning = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self.final: TerminationReport | None = None
         self.finished = asyncio.Event()
         """Set once the upload succeeded or failed for good: the process should exit."""
@@ -86,7 +88,7 @@ class UploadSession:
         self.transfer = transfer
         self.state = State.RECEIVING
         transfer.start()
-        asyncio.get_running_loop().create_task(self._watch(transfer))
+        self._spawn(self._watch(transfer))
         log.info(
             "upload started content=%s declared_size=%s checksum=%s",
             content_type,
@@ -135,7 +137,7 @@ class UploadSession:
                 await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
                     step.cancel()
-                    with contextlib.suppress(BaseException):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
                         await step
                     raise BodyClosed("the pipeline ended before the body")
                 try:
@@ -181,7 +183,7 @@ class UploadSession:
 
     async def _watch(self, transfer: Transfer) -> None:
         report = await transfer.result
-        if transfer is not self.transfer:
+        if transfer is not self.transfer or self.finished.is_set():
             return
         if report.ok:
             self.state = State.DONE
@@ -197,15 +199,33 @@ class UploadSession:
             log.warning("upload failed reason=%s message=%s", report.reason, report.message)
 
     def _end(self, report: TerminationReport) -> None:
+        if self.finished.is_set():  # the first outcome is the one reported
+            return
         self.final = report
         self.finished.set()
 
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
+
     def terminate(self, why: str) -> None:
-        """The pod is being stopped: cancel any upload, report it, let the process end."""
-        if self.finished.is_set():
+        """The pod is being stopped: cancel any upload, then report and let the process end.
+
+        The cancelled run is waited for (its target aborted, or committed if it was
+        finishing: then the success is what the report says)."""
+        if not self.finished.is_set():
+            self._spawn(self._terminate(why))
+
+    async def _terminate(self, why: str, timeout: float = 20.0) -> None:
+        transfer = self.transfer
+        if transfer is not None and not transfer.result.done():
+            transfer.cancel(why)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(transfer.result), timeout)
+        if transfer is not None and transfer.result.done() and transfer.result.result().ok:
+            self._end(transfer.result.result())
             return
-        if self.transfer is not None and not self.transfer.result.done():
-            self.transfer.cancel(why)
         self.state = State.FAILED
         self._end(TerminationReport(reason=Reason.CANCELLED, message=why))
 
