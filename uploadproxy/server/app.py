@@ -132,6 +132,10 @@ async def _post(request: web.Request, variant: contract.Variant | None) -> web.S
     if received.bad_body is not None:
         return _text(400, received.bad_body)
     if received.early is not None:
+        # Ended before the body did: a failure seen early, or (an archive whose end
+        # marker came before the client's padding) a success.
+        if received.early.ok:
+            return _success(received.early)
         return _failure(received.early)
     if not received.complete:
         # The client is gone; nobody reads this, but the handler must answer something.
@@ -174,6 +178,10 @@ def _failure(report: TerminationReport) -> web.Response:
     )
 
 
+def _success(report: TerminationReport) -> web.Response:
+    return web.Response(status=200, body=_result_line(report), content_type="application/json")
+
+
 def _result_line(report: TerminationReport) -> bytes:
     return report.to_json().encode() + b"\n"
 
@@ -186,9 +194,7 @@ async def _answer_when_done(
     except TimeoutError:
         pass
     else:
-        if not report.ok:
-            return _failure(report)
-        return web.Response(status=200, body=_result_line(report), content_type="application/json")
+        return _success(report) if report.ok else _failure(report)
     # Conversion outlasts the ingress' patience: answer now, keep the connection alive.
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     log.info("sync upload still processing, keeping the connection alive")

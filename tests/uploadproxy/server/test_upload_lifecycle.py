@@ -148,3 +148,24 @@ def test_a_raw_body_on_the_form_path_is_400(upload_server) -> None:
     assert "multipart" in r.text
     wait_for(lambda: server.state == "idle")
     assert not Path(server.config.dest).exists()
+
+
+def test_archive_with_a_long_tail_of_padding_succeeds(upload_server, tmp_path: Path) -> None:
+    """The extraction ends at the tar's end marker, before the client's padding is sent."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("a.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"alpha"))
+    out = tmp_path / "vol"
+    out.mkdir()
+    server = upload_server(dest=str(out))
+    data = buf.getvalue() + bytes(32 * MiB)
+    with server.client() as c:
+        r = c.post(server.url(contract.archive_path("v1beta1")), data=data)
+    assert r.status_code == 200, r.text
+    assert json.loads(r.text)["reason"] == "Completed"
+    assert (out / "a.txt").read_bytes() == b"alpha"
