@@ -119,10 +119,15 @@ def run_transfer(
     caller owns the source and closes it. `events` (optional) is told when the source is
     drained and when the run fails; on failure nothing is left at the destination.
     """
+    events = events or TransferEvents()
     with tempfile.TemporaryDirectory(prefix="cdi-transfer-") as workdir:
-        pipeline = ImportPipeline(
-            spec, progress, workdir, source, target=target, cancel=cancel, events=events
-        )
+        try:
+            pipeline = ImportPipeline(
+                spec, progress, workdir, source, target=target, cancel=cancel, events=events
+            )
+        except ImportFailure as e:  # a spec that names no usable target
+            events.mark_failed(e)
+            raise
         return pipeline.run()
 
 

@@ -23,11 +23,14 @@ class ImportMetrics:
 
     owner_uid: str
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    progress_metric: str = env.IMPORT_PROGRESS_METRIC
+    """The percent counter's name: the upload server counts under its own
+    (`cdicontract.upload.UPLOAD_PROGRESS_METRIC`), with the same label."""
 
     def __post_init__(self) -> None:
         self.progress = Counter(
-            env.IMPORT_PROGRESS_METRIC.removesuffix("_total"),
-            "Progress of the import in percent",
+            self.progress_metric.removesuffix("_total"),
+            "Progress of the transfer in percent",
             ["ownerUID"],
             registry=self.registry,
         ).labels(ownerUID=self.owner_uid)
