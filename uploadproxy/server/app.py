@@ -123,6 +123,8 @@ async def _post(request: web.Request, variant: contract.Variant | None) -> web.S
             ContentType.ARCHIVE if archive else ContentType.KUBEVIRT, checksum, declared
         )
     form = variant is not None and variant.is_form
+    if form:
+        session.form_length(request.content_length)
     chunks: AsyncIterator[bytes] = (
         bodyreader.form_chunks(request, config.read_timeout)
         if form

@@ -67,7 +67,7 @@ async def serve(config: ServerConfig) -> int:
             from importer.metricsserver import serve_metrics  # HTTPS + self-signed cert
 
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="cdi-upload-m-"))
-            registry = progress_registry(config.owner_uid, lambda: session.progress.percent)
+            registry = progress_registry(config.owner_uid, session.percent)
             stack.enter_context(
                 serve_metrics(registry, MetricsAddr(config.host, config.metrics_port), workdir)
             )

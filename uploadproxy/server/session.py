@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+FORM_SHARE = 60.0
+"""The share of progress a form's bytes may claim: its file's length is unknown (the
+request's length includes the form around it), so the pipeline cannot count it; the rest
+comes from the pipeline (conversion) as for any body."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class UploadSession:
         self._answered_early = False
         self._abandoning = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._form_length: int | None = None
         self.final: TerminationReport | None = None
         self.finished = asyncio.Event()
         """Set once the upload succeeded or failed for good: the process should exit."""
@@ -64,6 +69,19 @@ class UploadSession:
     @property
     def offset(self) -> int:
         return self.transfer.body.offset if self.transfer is not None else 0
+
+    def percent(self) -> float:
+        """The upload's progress: the pipeline's, or for a form an estimate from its bytes."""
+        pipeline = self.progress.percent
+        transfer, total = self.transfer, self._form_length
+        if transfer is None or transfer.declared_size is not None or not total:
+            return pipeline
+        return max(pipeline, FORM_SHARE * min(1.0, transfer.body.offset / total))
+
+    def form_length(self, length: int | None) -> None:
+        """A form request's length, for the progress estimate (the rest of the body after a
+        resume: the total is then the offset plus it)."""
+        self._form_length = None if length is None else self.offset + length
 
     @property
     def exit_code(self) -> int:
