@@ -45,6 +45,23 @@ def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.
 
 
 @web.middleware
+async def log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One line per request: method, path, status, body bytes taken (no headers: nothing
+    secret can leak). Probes only at debug level, they come every few seconds."""
+    response = await handler(request)
+    level = logging.DEBUG if request.path == HEALTHZ else logging.INFO
+    log.log(
+        level,
+        "request method=%s path=%s status=%d offset=%d",
+        request.method,
+        request.path,
+        response.status,
+        request.app[SESSION].offset,
+    )
+    return response
+
+
+@web.middleware
 async def require_proxy_certificate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == HEALTHZ:
         return await handler(request)
@@ -223,7 +240,7 @@ def make_app(
     *,
     target_factory: TargetFactory = select_target,
 ) -> web.Application:
-    app = web.Application(middlewares=[require_proxy_certificate])
+    app = web.Application(middlewares=[log_requests, require_proxy_certificate])
     app[CONFIG] = config
     app[SESSION] = session or UploadSession(config, target_factory)
     app.router.add_get(HEALTHZ, healthz)
