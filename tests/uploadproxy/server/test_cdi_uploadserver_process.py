@@ -231,3 +231,13 @@ def test_memory_stays_flat_for_a_large_upload(process) -> None:
     assert p.wait_exit() == 0
     print(f"peak RSS {peak // MiB} MiB")
     assert peak < 128 * MiB, f"peak RSS {peak // MiB} MiB"
+
+
+def test_missing_certificates_exit_2_with_a_report(tmp_path: Path, pki: Pki) -> None:
+    empty = tmp_path / "empty-tls"
+    empty.mkdir()
+    p = Process(tmp_path, pki, **{contract.ENV_TLS_DIR: str(empty)})
+    assert p.wait_exit(30) == 2
+    report = p.read_report()
+    assert report["reason"] == "InvalidConfig"
+    assert "cannot serve" in report["message"]
