@@ -129,7 +129,8 @@ def is_dns_subdomain(text: str) -> bool:
 #
 # Resume: `HEAD <any upload path>` (through the proxy, with the token) answers 200 and,
 # when the upload server holds a paused upload, `Upload-Offset: N`, the bytes of the body
-# it has taken so far. A client then POSTs the rest with `Upload-Offset: N`; the server
+# it has taken so far (also while it is still receiving: a drop it has not noticed yet;
+# a POST with that offset then gets 503 until it has, or 416 with the newer offset). A client then POSTs the rest with `Upload-Offset: N`; the server
 # continues its one pipeline from there. An offset other than the server's gets 416 with
 # the server's `Upload-Offset`. A POST without the header while an upload is paused
 # abandons it (the target is aborted, nothing left) and starts over; while a connection
@@ -144,6 +145,13 @@ UPLOAD_CHECKSUM_HEADER = "Upload-Checksum"
 # so an ingress' read timeout never cuts a finished upload ("timeout at 99%").
 KEEPALIVE_AFTER_SECONDS = 5.0
 KEEPALIVE_INTERVAL_SECONDS = 5.0
+# The upload server's answers: a sync 200's body is the upload's termination report
+# (cdicontract.report) as one JSON line, preceded by keepalive spaces when the 200 went
+# out before the result was known; `TerminationReport.from_json(body.strip())` reads it,
+# and a reason other than Completed there is a failed upload despite the 200. Failures
+# known before the answer are plain text ("Saving stream failed: <reason>: <message>")
+# with 400 (the image or body is at fault: too large, checksum, unsafe) or 500. An async
+# 200 has an empty body. 416 carries the server's `Upload-Offset`.
 
 # ---------------------------------------------------------------------------------------
 # The upload server pod (created by the controller, run by `cdi-uploadserver`).

@@ -23,9 +23,9 @@ from aiohttp import web
 from cdicontract import upload as contract
 from cdicontract.report import TerminationReport
 from importer.checksum import Checksum
-from importer.config import ContentType
 from importer.errors import ImportFailure
 from importer.targets import select_target
+from importer.transferspec import ContentType
 from uploadproxy.server import bodyreader, decisions, tlsauth
 from uploadproxy.server.config import ServerConfig
 from uploadproxy.server.decisions import Action, State
@@ -42,6 +42,23 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=text + "\n", headers=headers)
+
+
+@web.middleware
+async def log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One line per request: method, path, status, body bytes taken (no headers: nothing
+    secret can leak). Probes only at debug level, they come every few seconds."""
+    response = await handler(request)
+    level = logging.DEBUG if request.path == HEALTHZ else logging.INFO
+    log.log(
+        level,
+        "request method=%s path=%s status=%d offset=%d",
+        request.method,
+        request.path,
+        response.status,
+        request.app[SESSION].offset,
+    )
+    return response
 
 
 @web.middleware
@@ -78,9 +95,11 @@ def _upload_handler(variant: contract.Variant | None) -> Handler:
 
 
 def _head(request: web.Request) -> web.Response:
+    """200; `Upload-Offset` while an upload is paused, or still receiving: a client whose
+    connection broke may ask before the server noticed, and must not start over then."""
     session = request.app[SESSION]
     headers = {}
-    if session.state is State.PAUSED:
+    if session.state in (State.PAUSED, State.RECEIVING):
         headers[contract.UPLOAD_OFFSET_HEADER] = str(session.offset)
     return web.Response(status=200, headers=headers)
 
@@ -100,7 +119,15 @@ async def _post(request: web.Request, variant: contract.Variant | None) -> web.S
         assert session.transfer is not None
         if checksum is not None and checksum != session.transfer.checksum:
             return _text(400, "Upload-Checksum differs from the one the upload started with")
-        transfer = session.resume()
+        problem = decisions.resumed_length_problem(
+            session.transfer.declared_size, session.offset, request.content_length
+        )
+        if problem is not None:
+            return _text(400, problem)
+        resumed = session.resume()
+        if resumed is None:
+            return _text(503, "the paused upload ended meanwhile; ask again")
+        transfer = resumed
     else:
         if action is Action.RESTART:
             await session.abandon_paused()
@@ -113,6 +140,8 @@ async def _post(request: web.Request, variant: contract.Variant | None) -> web.S
             ContentType.ARCHIVE if archive else ContentType.KUBEVIRT, checksum, declared
         )
     form = variant is not None and variant.is_form
+    if form:
+        session.form_length(request.content_length)
     chunks: AsyncIterator[bytes] = (
         bodyreader.form_chunks(request, config.read_timeout)
         if form
@@ -122,6 +151,10 @@ async def _post(request: web.Request, variant: contract.Variant | None) -> web.S
     if received.bad_body is not None:
         return _text(400, received.bad_body)
     if received.early is not None:
+        # Ended before the body did: a failure seen early, or (an archive whose end
+        # marker came before the client's padding) a success.
+        if received.early.ok:
+            return _success(received.early)
         return _failure(received.early)
     if not received.complete:
         # The client is gone; nobody reads this, but the handler must answer something.
@@ -164,6 +197,10 @@ def _failure(report: TerminationReport) -> web.Response:
     )
 
 
+def _success(report: TerminationReport) -> web.Response:
+    return web.Response(status=200, body=_result_line(report), content_type="application/json")
+
+
 def _result_line(report: TerminationReport) -> bytes:
     return report.to_json().encode() + b"\n"
 
@@ -176,9 +213,7 @@ async def _answer_when_done(
     except TimeoutError:
         pass
     else:
-        if not report.ok:
-            return _failure(report)
-        return web.Response(status=200, body=_result_line(report), content_type="application/json")
+        return _success(report) if report.ok else _failure(report)
     # Conversion outlasts the ingress' patience: answer now, keep the connection alive.
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     log.info("sync upload still processing, keeping the connection alive")
@@ -205,7 +240,7 @@ def make_app(
     *,
     target_factory: TargetFactory = select_target,
 ) -> web.Application:
-    app = web.Application(middlewares=[require_proxy_certificate])
+    app = web.Application(middlewares=[log_requests, require_proxy_certificate])
     app[CONFIG] = config
     app[SESSION] = session or UploadSession(config, target_factory)
     app.router.add_get(HEALTHZ, healthz)

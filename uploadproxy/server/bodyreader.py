@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from aiohttp import BodyPartReader, web
 from aiohttp.client_exceptions import ClientError
+from aiohttp.http_exceptions import HttpProcessingError
 
 from cdicontract import upload as contract
 
@@ -38,10 +39,8 @@ async def _read(step: Awaitable[T], timeout: float) -> T:
         raise ClientGone(f"no body bytes for {timeout:g} s") from None
     except _DROPS as e:
         raise ClientGone(f"the connection dropped mid-body ({type(e).__name__})") from e
-    except Exception as e:  # aiohttp's payload errors (ContentLengthError...) are plain ones
-        if type(e).__module__.startswith("aiohttp"):
-            raise ClientGone(f"the body did not arrive whole ({type(e).__name__})") from e
-        raise
+    except HttpProcessingError as e:  # a cut body: ContentLengthError, TransferEncodingError
+        raise ClientGone(f"the body did not arrive whole ({type(e).__name__})") from e
 
 
 async def raw_chunks(request: web.Request, timeout: float) -> AsyncIterator[bytes]:

@@ -51,7 +51,8 @@ async def serve(config: ServerConfig) -> int:
     ssl_context = tlsauth.server_context(config.tls_cert, config.tls_key, config.client_ca)
     session = UploadSession(config)
     app = make_app(config, session)
-    runner = web.AppRunner(app, shutdown_timeout=10.0, access_log=None)
+    # In-flight handlers get a short while: a refused body is not waited for (lingering).
+    runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
     await site.start()
@@ -66,7 +67,7 @@ async def serve(config: ServerConfig) -> int:
             from importer.metricsserver import serve_metrics  # HTTPS + self-signed cert
 
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="cdi-upload-m-"))
-            registry = progress_registry(config.owner_uid, lambda: session.progress.percent)
+            registry = progress_registry(config.owner_uid, session.percent)
             stack.enter_context(
                 serve_metrics(registry, MetricsAddr(config.host, config.metrics_port), workdir)
             )

@@ -13,12 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from importer.sizes import DEFAULT_OVERHEAD, parse_overhead, parse_quantity
-
-from cdicontract import envvars
+from cdicontract import envvars, sizes
 from cdicontract import upload as contract
-from importer.config import ContentType
-from importer.errors import ImportFailure
+from importer.transferspec import DEFAULT_OVERHEAD, ContentType
 
 DEFAULT_PAUSE_TIMEOUT = 600.0
 DEFAULT_READ_TIMEOUT = 60.0
@@ -130,13 +127,16 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:
         raise ConfigError(
             f"{contract.ENV_CONTENT_TYPE} must be kubevirt or archive, got {content_text[:40]!r}"
         ) from None
+    size_text = environ.get(contract.ENV_IMAGE_SIZE, "").strip()
+    overhead_text = environ.get(contract.ENV_FILESYSTEM_OVERHEAD, "").strip()
     try:
-        size_text = environ.get(contract.ENV_IMAGE_SIZE, "").strip()
-        image_size = parse_quantity(size_text) if size_text else None
-        overhead_text = environ.get(contract.ENV_FILESYSTEM_OVERHEAD, "").strip()
-        overhead = parse_overhead(overhead_text) if overhead_text else DEFAULT_OVERHEAD
-    except ImportFailure as e:
-        raise ConfigError(e.message) from e
+        image_size = sizes.parse_quantity(size_text) if size_text else None
+    except sizes.SizeError as e:
+        raise ConfigError(f"{contract.ENV_IMAGE_SIZE}: {e}") from e
+    try:
+        overhead = sizes.parse_overhead(overhead_text) if overhead_text else DEFAULT_OVERHEAD
+    except sizes.SizeError as e:
+        raise ConfigError(f"{contract.ENV_FILESYSTEM_OVERHEAD}: {e}") from e
     termination_log = environ.get(contract.ENV_TERMINATION_LOG, "").strip()
     host = a.host if a.host is not None else ServerConfig.host
     port = _port(a.port, contract.UPLOAD_SERVER_PORT)

@@ -76,6 +76,20 @@ def decide_post(state: State, requested: int | None, offset: int) -> Action:
     return Action.START if requested in (None, 0) else Action.OFFSET_MISMATCH
 
 
+def resumed_length_problem(declared: int | None, offset: int, length: int | None) -> str | None:
+    """Why a resuming request's Content-Length cannot be the rest of the body, or None.
+
+    Checked before anything is taken, so a client's mistake leaves the upload paused
+    instead of failing it.
+    """
+    if declared is None or length is None or offset + length == declared:
+        return None
+    return (
+        f"the upload continues at byte {offset} of {declared}: the rest is "
+        f"{declared - offset} bytes, not {length}"
+    )
+
+
 def status_for_failure(reason: Reason) -> int:
     """CDI answers 400 when the image cannot fit and 500 otherwise; we also answer 400 for
     every failure the body itself causes (bad checksum, unsafe or invalid image)."""

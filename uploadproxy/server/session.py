@@ -11,18 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
 from importer.checksum import Checksum
-from importer.config import ContentType
 from importer.progress import Progress
+from importer.sources.body import BodyClosed
 from importer.targets import select_target
+from importer.transferspec import ContentType
 from uploadproxy.server import decisions
-from uploadproxy.server.bodyfeed import BodyClosed
 from uploadproxy.server.bodyreader import BadBody, ClientGone
 from uploadproxy.server.config import ServerConfig
 from uploadproxy.server.decisions import State
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+FORM_SHARE = 60.0
+"""The share of progress a form's bytes may claim: its file's length is unknown (the
+request's length includes the form around it), so the pipeline cannot count it; the rest
+comes from the pipeline (conversion) as for any body."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +58,10 @@ class UploadSession:
         self.transfer: Transfer | None = None
         self.progress = Progress()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-body")
-        self._pause_timer: asyncio.TimerHandle | None = None
         self._answered_early = False
         self._abandoning = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._form_length: int | None = None
         self.final: TerminationReport | None = None
         self.finished = asyncio.Event()
         """Set once the upload succeeded or failed for good: the process should exit."""
@@ -63,6 +69,19 @@ class UploadSession:
     @property
     def offset(self) -> int:
         return self.transfer.body.offset if self.transfer is not None else 0
+
+    def percent(self) -> float:
+        """The upload's progress: the pipeline's, or for a form an estimate from its bytes."""
+        pipeline = self.progress.percent
+        transfer, total = self.transfer, self._form_length
+        if transfer is None or transfer.declared_size is not None or not total:
+            return pipeline
+        return max(pipeline, FORM_SHARE * min(1.0, transfer.body.offset / total))
+
+    def form_length(self, length: int | None) -> None:
+        """A form request's length, for the progress estimate (the rest of the body after a
+        resume: the total is then the offset plus it)."""
+        self._form_length = None if length is None else self.offset + length
 
     @property
     def exit_code(self) -> int:
@@ -87,7 +106,7 @@ class UploadSession:
         self.transfer = transfer
         self.state = State.RECEIVING
         transfer.start()
-        asyncio.get_running_loop().create_task(self._watch(transfer))
+        self._spawn(self._watch(transfer))
         log.info(
             "upload started content=%s declared_size=%s checksum=%s",
             content_type,
@@ -96,11 +115,12 @@ class UploadSession:
         )
         return transfer
 
-    def resume(self) -> Transfer:
+    def resume(self) -> Transfer | None:
+        """Continue the paused upload; None when it ended meanwhile (pause timeout)."""
         assert self.state is State.PAUSED and self.transfer is not None
-        self._cancel_pause_timer()
+        if not self.transfer.body.resume(self.transfer.body.offset):
+            return None
         self.state = State.RECEIVING
-        self.transfer.body.resume(self.transfer.body.offset)
         log.info("upload resumed offset=%d", self.transfer.body.offset)
         return self.transfer
 
@@ -108,7 +128,6 @@ class UploadSession:
         """Drop the paused upload (its target is aborted) so a new one can start."""
         assert self.state is State.PAUSED and self.transfer is not None
         transfer = self.transfer
-        self._cancel_pause_timer()
         self.state = State.RECEIVING  # busy for everyone else while the old run unwinds
         self._abandoning = True
         try:
@@ -136,7 +155,7 @@ class UploadSession:
                 await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
                     step.cancel()
-                    with contextlib.suppress(BaseException):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
                         await step
                     raise BodyClosed("the pipeline ended before the body")
                 try:
@@ -157,30 +176,22 @@ class UploadSession:
                 return Received(complete=False, bad_body=str(e))
             self._pause(transfer, f"bad request: {e}")
             return Received(complete=False, bad_body=str(e))
-        transfer.body.finish()
+        try:
+            transfer.body.finish()
+        except BodyClosed:  # shorter than declared, or the run ended meanwhile
+            return Received(complete=False, early=await asyncio.shield(transfer.result))
         if self.state is State.RECEIVING:
             self.state = State.PROCESSING
         log.info("upload body received bytes=%d", transfer.body.offset)
         return Received(complete=True)
 
     def _pause(self, transfer: Transfer, why: str) -> None:
+        """The body waits for its client (the body itself fails after the pause timeout)."""
         if transfer.result.done() or self.state is not State.RECEIVING:
             return
         transfer.body.pause()
         self.state = State.PAUSED
-        timeout = self.config.pause_timeout
-        self._pause_timer = asyncio.get_running_loop().call_later(
-            timeout,
-            transfer.cancel,
-            f"the upload was paused at byte {transfer.body.offset} and not resumed "
-            f"within {timeout:g} s",
-        )
         log.info("upload paused offset=%d why=%s", transfer.body.offset, why)
-
-    def _cancel_pause_timer(self) -> None:
-        if self._pause_timer is not None:
-            self._pause_timer.cancel()
-            self._pause_timer = None
 
     def answered_early(self) -> None:
         """An async answer went out: a later failure can only be told by the report."""
@@ -190,9 +201,8 @@ class UploadSession:
 
     async def _watch(self, transfer: Transfer) -> None:
         report = await transfer.result
-        if transfer is not self.transfer:
+        if transfer is not self.transfer or self.finished.is_set():
             return
-        self._cancel_pause_timer()
         if report.ok:
             self.state = State.DONE
             log.info("upload done bytes=%s", transfer.body.offset)
@@ -207,21 +217,38 @@ class UploadSession:
             log.warning("upload failed reason=%s message=%s", report.reason, report.message)
 
     def _end(self, report: TerminationReport) -> None:
+        if self.finished.is_set():  # the first outcome is the one reported
+            return
         self.final = report
         self.finished.set()
 
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
+
     def terminate(self, why: str) -> None:
-        """The pod is being stopped: cancel any upload, report it, let the process end."""
-        if self.finished.is_set():
+        """The pod is being stopped: cancel any upload, then report and let the process end.
+
+        The cancelled run is waited for (its target aborted, or committed if it was
+        finishing: then the success is what the report says)."""
+        if not self.finished.is_set():
+            self._spawn(self._terminate(why))
+
+    async def _terminate(self, why: str, timeout: float = 20.0) -> None:
+        transfer = self.transfer
+        if transfer is not None and not transfer.result.done():
+            transfer.cancel(why)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(transfer.result), timeout)
+        if transfer is not None and transfer.result.done() and transfer.result.result().ok:
+            self._end(transfer.result.result())
             return
-        if self.transfer is not None and not self.transfer.result.done():
-            self.transfer.cancel(why)
         self.state = State.FAILED
         self._end(TerminationReport(reason=Reason.CANCELLED, message=why))
 
     async def aclose(self, timeout: float = 30.0) -> None:
         """Stop any running upload (its target aborted) and wait for its worker thread."""
-        self._cancel_pause_timer()
         transfer = self.transfer
         if transfer is not None:
             if not transfer.result.done():

@@ -16,14 +16,19 @@ class Answer:
 
 class RawUpload:
     def __init__(
-        self, sock: ssl.SSLSocket, path: str, length: int, headers: dict[str, str] | None = None
+        self,
+        sock: ssl.SSLSocket,
+        path: str,
+        length: int,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/octet-stream",
     ) -> None:
         self.sock = sock
         self.sent = 0
         lines = [
             f"POST {path} HTTP/1.1",
             "Host: localhost",
-            "Content-Type: application/octet-stream",
+            f"Content-Type: {content_type}",
             f"Content-Length: {length}",
             *(f"{k}: {v}" for k, v in (headers or {}).items()),
         ]
@@ -43,3 +48,16 @@ class RawUpload:
     def drop(self) -> None:
         """Close without TLS close_notify: the server sees the body cut short."""
         self.sock.close()
+
+
+def form(
+    data: bytes, boundary: str = "cdi-test-boundary", field: str = "file"
+) -> tuple[bytes, str]:
+    """A multipart form holding `data` in `field`, and its Content-Type."""
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="{field}"; filename="disk.img"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return head + data + tail, f"multipart/form-data; boundary={boundary}"

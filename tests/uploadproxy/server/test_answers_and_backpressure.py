@@ -9,9 +9,12 @@ import threading
 import time
 from pathlib import Path
 
+from cdicontract.reasons import Reason
+from importer.errors import ImportFailure
 from tests.uploadproxy.server.gates import Gates
 from tests.uploadproxy.server.images import body, reference, same_disk
 from tests.uploadproxy.server.rawclient import RawUpload
+from tests.uploadproxy.server.test_upload_lifecycle import wait_for
 
 MiB = 1 << 20
 
@@ -60,6 +63,49 @@ def test_sync_keeps_the_connection_alive_while_converting(upload_server, tmp_pat
     assert report["reason"] == "Completed"
     assert report["message"] == "Upload Complete"
     assert same_disk(ref, Path(server.config.dest))
+
+
+def test_a_failure_after_the_keepalive_is_the_result_line(upload_server, tmp_path: Path) -> None:
+    """The 200 went out early; the failure is in the line, and the client may retry."""
+    ref = reference(tmp_path)
+    gates = Gates()
+    gates.commit.clear()
+    gates.commit_failure = ImportFailure(Reason.NO_SPACE, "no space left on the volume")
+    server = upload_server(
+        target_factory=gates.factory(), keepalive_after=0.2, keepalive_interval=0.1
+    )
+    with server.client() as c:
+        r = c.post(server.url("/v1beta1/upload"), data=ref.read_bytes(), stream=True, timeout=30)
+        assert r.status_code == 200
+        assert gates.commit_reached.wait(30)
+        assert r.raw.read(1) == b" "
+        gates.commit.set()
+        report = json.loads(r.raw.read().decode().strip())
+    assert report["reason"] == "NoSpace"
+    wait_for(lambda: server.state == "idle")
+    assert not Path(server.config.dest).exists()
+    assert not server.session.finished.is_set()
+
+
+def test_a_failure_after_an_async_answer_ends_the_server(upload_server, tmp_path: Path) -> None:
+    """qcow2: the body is durable in scratch (answered) before the conversion fails."""
+    src = tmp_path / "src"
+    src.mkdir()
+    image = body(reference(src), "qcow2")
+    gates = Gates()
+    gates.commit.clear()
+    gates.commit_failure = ImportFailure(Reason.NO_SPACE, "no space left on the volume")
+    server = upload_server(target_factory=gates.factory())
+    with server.client() as c:
+        r = c.post(server.url("/v1beta1/upload-async"), data=image.read_bytes(), timeout=30)
+    assert r.status_code == 200
+    assert r.text == ""
+    gates.commit.set()
+    server.wait_finished()
+    assert server.state == "failed"
+    assert server.session.final.reason == "NoSpace"
+    assert server.session.exit_code == 1
+    assert not Path(server.config.dest).exists()
 
 
 def test_a_slow_pipeline_stops_the_client(upload_server, tmp_path: Path) -> None:

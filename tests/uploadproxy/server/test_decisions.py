@@ -12,6 +12,7 @@ from uploadproxy.server.decisions import (
     decide_post,
     ends_server,
     parse_offset,
+    resumed_length_problem,
     status_for_failure,
 )
 
@@ -75,3 +76,20 @@ def test_only_permanent_or_unreported_failures_end_the_server() -> None:
     assert ends_server(Reason.INTERNAL, answered_early=True)
     assert not ends_server(Reason.INTERNAL, answered_early=False)
     assert not ends_server(Reason.CANCELLED, answered_early=False)
+
+
+@pytest.mark.parametrize(
+    ("declared", "offset", "length", "ok"),
+    [
+        (None, 5, 10, True),
+        (100, 40, None, True),
+        (100, 40, 60, True),
+        (100, 40, 61, False),
+        (100, 40, 59, False),
+    ],
+)
+def test_resumed_length(declared: int | None, offset: int, length: int | None, ok: bool) -> None:
+    problem = resumed_length_problem(declared, offset, length)
+    assert (problem is None) is ok
+    if not ok:
+        assert "continues at byte 40 of 100" in problem

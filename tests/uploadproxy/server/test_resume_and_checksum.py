@@ -52,6 +52,12 @@ def test_dropped_at_half_then_resumed(upload_server, tmp_path: Path, kind: str) 
         assert wrong.status_code == 416
         assert wrong.headers[OFFSET] == str(offset)
         assert server.state == "paused"
+        short = c.post(
+            server.url("/v1beta1/upload"), data=data[offset:-1], headers={OFFSET: str(offset)}
+        )
+        assert short.status_code == 400
+        assert "not " + str(len(data) - offset - 1) in short.text
+        assert server.state == "paused"
         done = c.post(
             server.url("/v1beta1/upload"), data=data[offset:], headers={OFFSET: str(offset)}
         )
@@ -142,3 +148,35 @@ def test_malformed_checksum_header_is_400(upload_server, value: str) -> None:
     assert "invalid checksum" in r.text
     assert server.state == "idle"
     assert not Path(server.config.dest).exists()
+
+
+def test_a_form_upload_shows_progress_and_resumes_with_another_form(
+    upload_server, tmp_path: Path
+) -> None:
+    from tests.uploadproxy.server.rawclient import form
+
+    ref = reference(tmp_path, 8 * MiB)
+    data = ref.read_bytes()
+    whole, content_type = form(data)
+    server = upload_server()
+    upload = RawUpload(
+        server.tls_socket(), "/v1beta1/upload-form", len(whole), content_type=content_type
+    )
+    upload.send(whole[: len(whole) // 2])
+    # The form reader holds back up to a chunk while it looks for the closing boundary.
+    wait_for(lambda: server.session.offset >= len(data) // 2 - 512 * 1024)
+    assert server.session.percent() == pytest.approx(60.0 * server.session.offset / len(whole))
+    assert 27.0 <= server.session.percent() <= 30.0
+    upload.drop()
+    wait_for(lambda: server.state == "paused")
+    offset = server.session.offset
+    rest, rest_type = form(data[offset:])
+    with server.client() as c:
+        r = c.post(
+            server.url("/v1beta1/upload-form"),
+            data=rest,
+            headers={"Content-Type": rest_type, OFFSET: str(offset)},
+        )
+    assert r.status_code == 200, r.text
+    assert server.session.percent() == 100.0
+    assert same_disk(ref, Path(server.config.dest))

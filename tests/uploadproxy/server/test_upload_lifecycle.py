@@ -48,8 +48,18 @@ def test_a_post_while_another_connection_sends_is_503(upload_server, tmp_path: P
     wait_for(lambda: server.state == "receiving")
     with server.client() as c:
         busy = c.post(server.url("/v1beta1/upload"), data=b"intruder")
-        assert c.head(server.url("/v1beta1/upload")).status_code == 200
+        head = c.head(server.url("/v1beta1/upload"))
+        assert head.status_code == 200
+        wait_for(lambda: server.session.offset == MiB)
+        head = c.head(server.url("/v1beta1/upload"))
+        assert head.headers[contract.UPLOAD_OFFSET_HEADER] == str(MiB)
+        resumed_too_soon = c.post(
+            server.url("/v1beta1/upload"),
+            data=data[MiB:],
+            headers={contract.UPLOAD_OFFSET_HEADER: str(MiB)},
+        )
     assert busy.status_code == 503
+    assert resumed_too_soon.status_code == 503
     first.send(data[MiB:])
     answer = first.answer()
     assert answer.status == 200, answer.body
@@ -124,3 +134,38 @@ def test_archive_path_extracts_the_tar(upload_server, tmp_path: Path) -> None:
     assert r.status_code == 200, r.text
     assert (out / "a.txt").read_bytes() == b"alpha"
     assert (out / "dir" / "b.bin").stat().st_size == 5000
+
+
+def test_a_raw_body_on_the_form_path_is_400(upload_server) -> None:
+    server = upload_server()
+    with server.client() as c:
+        r = c.post(
+            server.url("/v1beta1/upload-form"),
+            data=b"A" * 4096,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+    assert r.status_code == 400
+    assert "multipart" in r.text
+    wait_for(lambda: server.state == "idle")
+    assert not Path(server.config.dest).exists()
+
+
+def test_archive_with_a_long_tail_of_padding_succeeds(upload_server, tmp_path: Path) -> None:
+    """The extraction ends at the tar's end marker, before the client's padding is sent."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("a.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"alpha"))
+    out = tmp_path / "vol"
+    out.mkdir()
+    server = upload_server(dest=str(out))
+    data = buf.getvalue() + bytes(32 * MiB)
+    with server.client() as c:
+        r = c.post(server.url(contract.archive_path("v1beta1")), data=data)
+    assert r.status_code == 200, r.text
+    assert json.loads(r.text)["reason"] == "Completed"
+    assert (out / "a.txt").read_bytes() == b"alpha"

@@ -33,3 +33,21 @@ def test_upload_writes_the_image(upload_server, tmp_path: Path, kind: str, varia
     server.wait_finished()
     assert server.session.exit_code == 0
     assert same_disk(ref, Path(server.config.dest))
+
+
+def test_a_chunked_body_without_length(upload_server, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    ref = reference(src)
+    image = body(ref, "raw.xz")
+    server = upload_server()
+
+    def pieces():
+        data = image.read_bytes()
+        for i in range(0, len(data), 65536):
+            yield data[i : i + 65536]
+
+    with server.client() as c:
+        r = c.post(server.url("/v1beta1/upload"), data=pieces())
+    assert r.status_code == 200, r.text
+    assert same_disk(ref, Path(server.config.dest))
