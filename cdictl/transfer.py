@@ -47,13 +47,17 @@ def with_path(base: str, path: str) -> str:
     if path in base:
         return base
     parts = urlsplit(base)
-    joined = "/".join(p for p in (parts.path.rstrip("/"), path.lstrip("/")) if p)
+    joined = "/".join(p for p in (parts.path.strip("/"), path.strip("/")) if p)
     return urlunsplit((parts.scheme, parts.netloc, "/" + joined, parts.query, parts.fragment))
 
 
 def normalize_base(url: str) -> str:
-    """A proxy URL without a scheme means https (virtctl)."""
-    return url if urlsplit(url).scheme else f"https://{url}"
+    """A proxy URL without a scheme means https (virtctl).
+
+    `host:port` parses as scheme `host`, which virtctl then keeps and fails on; only
+    http and https count as schemes here.
+    """
+    return url if urlsplit(url).scheme in ("http", "https") else f"https://{url}"
 
 
 class _FileBody:

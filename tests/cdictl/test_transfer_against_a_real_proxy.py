@@ -199,3 +199,24 @@ def test_no_async_flag_skips_the_probe(image: Path) -> None:
         mover = _mover(Tokens("good-token"))
         assert mover.choose_url(proxy.url, force_sync=True) == f"{proxy.url}/v1beta1/upload"
     assert proxy.requests == []
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("proxy.example", "https://proxy.example"),
+    ("proxy.example:31001", "https://proxy.example:31001"),
+    ("10.0.0.1:443/prefix", "https://10.0.0.1:443/prefix"),
+    ("http://p:80", "http://p:80"),
+    ("https://p", "https://p"),
+])
+def test_a_proxy_url_without_scheme_is_https(given: str, expected: str) -> None:
+    assert transfer.normalize_base(given) == expected
+
+
+@pytest.mark.parametrize(("base", "path", "expected"), [
+    ("https://p", transfer.ASYNC_PATH, "https://p/v1beta1/upload-async"),
+    ("https://p/", transfer.SYNC_PATH, "https://p/v1beta1/upload"),
+    ("https://p/ingress", transfer.SYNC_PATH, "https://p/ingress/v1beta1/upload"),
+    ("https://p/v1beta1/upload-async", transfer.ASYNC_PATH, "https://p/v1beta1/upload-async"),
+])
+def test_upload_paths_join_as_virtctl_joins_them(base: str, path: str, expected: str) -> None:
+    assert transfer.with_path(base, path) == expected
