@@ -171,10 +171,11 @@ class Transfer:
                         r.status_code, r.headers.get(contract.UPLOAD_OFFSET_HEADER), text,
                         size)
                 # A synchronous answer may come early and then keep the line alive with
-                # spaces while the image is converted: read to its end.
-                for _ in r.iter_content(_RESULT_TAIL):
-                    pass
-                return resume.Next(resume.Step.DONE)
+                # spaces while the image is converted: read to its end, keep the tail.
+                tail = b""
+                for chunk in r.iter_content(_RESULT_TAIL):
+                    tail = (tail + chunk)[-_RESULT_TAIL * 2:]
+                return resume.after_result(tail.decode("utf-8", "replace"))
         except requests.exceptions.SSLError as exc:
             raise TransferError(f"TLS error talking to the upload proxy: {exc}") from None
         except requests.RequestException:

@@ -186,12 +186,23 @@ def test_a_checksum_mismatch_fails_at_once_with_the_servers_words(image: Path) -
 
 
 def test_without_async_the_sync_path_is_used_and_its_keepalive_read(image: Path) -> None:
-    with running(Behaviour(no_async=True, keepalive_spaces=20)) as proxy:
+    ok = '{"reason":"Completed"}'
+    with running(Behaviour(no_async=True, keepalive_spaces=20, result_line=ok)) as proxy:
         mover = _mover(Tokens("good-token"))
         url = mover.choose_url(proxy.url, force_sync=False)
         mover.send(url, image, attempts=5, checksum=None, progress=Bar())
     assert url == f"{proxy.url}/v1beta1/upload"
     assert proxy.complete and bytes(proxy.received) == image.read_bytes()
+
+
+def test_a_failure_reported_after_the_keepalive_fails_the_upload(image: Path) -> None:
+    report = '{"message":"image is larger than the volume","reason":"ImageTooLarge"}'
+    with running(Behaviour(keepalive_spaces=5, result_line=report)) as proxy:
+        mover = _mover(Tokens("good-token"))
+        with pytest.raises(transfer.TransferError,
+                           match="ImageTooLarge: image is larger than the volume"):
+            mover.send(mover.choose_url(proxy.url, force_sync=True), image, attempts=5,
+                       checksum=None, progress=Bar())
 
 
 def test_no_async_flag_skips_the_probe(image: Path) -> None:
