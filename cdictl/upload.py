@@ -162,7 +162,8 @@ class Uploader:
                 if logged:
                     self.say("Pod now ready")
                 return
-            if not logged:
+            # With no time to wait (`--wait-secs 0`) virtctl says nothing before failing.
+            if not logged and options.wait_secs > 0:
                 self.say(f"Waiting for PVC {options.name} upload pod to be ready...")
                 logged = True
             if self.clock() + self.poll_seconds > deadline:

@@ -72,8 +72,7 @@ def test_creates_the_datavolume_then_waits_for_its_upload_server(
                  str(image), "--storage-class", "local", "--wait-secs", "0")
     assert out.returncode == 1, out.stdout + out.stderr
     assert out.stdout.splitlines() == [
-        f"PVC {namespace}/disk not found ", f"DataVolume {namespace}/disk created",
-        "Waiting for PVC disk upload pod to be ready..."]
+        f"PVC {namespace}/disk not found ", f"DataVolume {namespace}/disk created"]
     assert out.stderr.strip() == (
         f"timed out after 0s waiting for the upload pod of {namespace}/disk to be ready")
     dv = crds.api().get(f"{DVS.format(ns=namespace)}/disk")
