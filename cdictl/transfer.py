@@ -17,6 +17,7 @@ from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from cdicontract import upload as contract
 from cdicontract import uploadtoken
@@ -107,6 +108,9 @@ class Transfer:
     ) -> None:
         self._tokens = tokens
         self._verify = not insecure
+        if insecure:
+            # Asked for on the command line: one warning per request would drown the bar.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._session = session or requests.Session()
         self._clock = clock
         self._sleep = sleep
