@@ -7,13 +7,14 @@ annotation, which is what makes the controller start an upload server for it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
 from cdicontract import annotations as keys
 from cdicontract import api
-from cdictl.options import UploadOptions
+from cdictl.options import READ_ONLY_MANY, UploadOptions
 
 UPLOAD_GROUP = "upload.cdi.kubevirt.io"
 UPLOAD_VERSION = "v1beta1"
@@ -29,14 +30,30 @@ class ManifestError(ValueError):
     pass
 
 
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+"""apimachinery's quantity shape; its error names this very pattern."""
+
+
 def _size(options: UploadOptions) -> str:
-    if not options.size:
+    size = options.size
+    if not size:
         raise ManifestError("when creating a resource, the size must be specified")
     try:
-        parse_quantity(options.size)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise ManifestError(f"validation failed for size={options.size}: {exc}") from None
-    return options.size
+        valid = bool(_QUANTITY.match(size)) and parse_quantity(size) is not None  # type: ignore[no-untyped-call]
+    except ValueError:
+        valid = False
+    if not valid:
+        # apimachinery answers every malformed quantity with this one message.
+        raise ManifestError(f"validation failed for size={size}: quantities must match the "
+                            f"regular expression '{_QUANTITY.pattern}'")
+    return size
+
+
+def _writable(options: UploadOptions) -> None:
+    """virtctl refuses a read-only volume when it creates one (an existing one it takes)."""
+    if options.access_mode == READ_ONLY_MANY:
+        raise ManifestError("cannot upload to a readonly volume, use either ReadWriteOnce or "
+                            "ReadWriteMany if supported")
 
 
 def _content_type(options: UploadOptions) -> str:
@@ -45,6 +62,7 @@ def _content_type(options: UploadOptions) -> str:
 
 def datavolume(options: UploadOptions, namespace: str) -> dict[str, Any]:
     storage: dict[str, Any] = {"resources": {"requests": {"storage": _size(options)}}}
+    _writable(options)
     if options.storage_class:
         storage["storageClassName"] = options.storage_class
     if options.access_mode:
@@ -67,6 +85,7 @@ def datavolume(options: UploadOptions, namespace: str) -> dict[str, Any]:
 
 
 def pvc(options: UploadOptions, namespace: str) -> dict[str, Any]:
+    _writable(options)
     spec: dict[str, Any] = {
         "accessModes": [options.access_mode or "ReadWriteOnce"],
         "resources": {"requests": {"storage": _size(options)}},

@@ -173,9 +173,6 @@ def parse(argv: list[str]) -> UploadOptions:
     if ns.access_mode and ns.access_mode not in ACCESS_MODES:
         raise UsageError(f"invalid access mode '{ns.access_mode}'. Valid values are "
                          + ", ".join(ACCESS_MODES) + ".")
-    if ns.access_mode == READ_ONLY_MANY:
-        raise UsageError("cannot upload to a readonly volume, use either ReadWriteOnce "
-                         "or ReadWriteMany if supported")
 
     try:
         wanted = checksum.parse(ns.checksum) if ns.checksum else None

@@ -17,6 +17,10 @@ class Bar:
                          file=stream or sys.stdout, disable=disable, dynamic_ncols=True,
                          miniters=1, mininterval=0.2)
 
+    @property
+    def position(self) -> int:
+        return int(self._bar.n)
+
     def update(self, n: int) -> None:
         self._bar.update(n)
 

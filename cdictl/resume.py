@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from cdicontract.report import TerminationReport
+
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
 """The proxy or the server is not ready (yet): try again after a pause."""
 
@@ -61,6 +63,21 @@ def after_post(status: int, offset_header: str | None, body: str, size: int) -> 
     if status in TRANSIENT_STATUSES:
         return Next(Step.PROBE, pause=True)
     return Next(Step.FAIL, error=f"unexpected return value {status}, {body}")
+
+
+def after_result(body: str) -> Next:
+    """A 200's body. cdi-py's upload server ends a synchronous answer with its termination
+    report as a JSON line (after keep-alive spaces, when it answered early): a report
+    other than Completed is a failure the status code could no longer say. CDI's answer
+    has no body; anything but a JSON object is taken as its success.
+    """
+    text = body.strip()
+    if not text.startswith("{"):
+        return Next(Step.DONE)
+    report = TerminationReport.from_json(text)
+    if report.ok:
+        return Next(Step.DONE)
+    return Next(Step.FAIL, error=f"{report.reason}: {report.message}".rstrip(": "))
 
 
 def after_drop() -> Next:

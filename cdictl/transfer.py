@@ -17,6 +17,7 @@ from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from cdicontract import upload as contract
 from cdicontract import uploadtoken
@@ -47,13 +48,17 @@ def with_path(base: str, path: str) -> str:
     if path in base:
         return base
     parts = urlsplit(base)
-    joined = "/".join(p for p in (parts.path.rstrip("/"), path.lstrip("/")) if p)
+    joined = "/".join(p for p in (parts.path.strip("/"), path.strip("/")) if p)
     return urlunsplit((parts.scheme, parts.netloc, "/" + joined, parts.query, parts.fragment))
 
 
 def normalize_base(url: str) -> str:
-    """A proxy URL without a scheme means https (virtctl)."""
-    return url if urlsplit(url).scheme else f"https://{url}"
+    """A proxy URL without a scheme means https (virtctl).
+
+    `host:port` parses as scheme `host`, which virtctl then keeps and fails on; only
+    http and https count as schemes here.
+    """
+    return url if urlsplit(url).scheme in ("http", "https") else f"https://{url}"
 
 
 class _FileBody:
@@ -103,6 +108,9 @@ class Transfer:
     ) -> None:
         self._tokens = tokens
         self._verify = not insecure
+        if insecure:
+            # Asked for on the command line: one warning per request would drown the bar.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._session = session or requests.Session()
         self._clock = clock
         self._sleep = sleep
@@ -167,10 +175,11 @@ class Transfer:
                         r.status_code, r.headers.get(contract.UPLOAD_OFFSET_HEADER), text,
                         size)
                 # A synchronous answer may come early and then keep the line alive with
-                # spaces while the image is converted: read to its end.
-                for _ in r.iter_content(_RESULT_TAIL):
-                    pass
-                return resume.Next(resume.Step.DONE)
+                # spaces while the image is converted: read to its end, keep the tail.
+                tail = b""
+                for chunk in r.iter_content(_RESULT_TAIL):
+                    tail = (tail + chunk)[-_RESULT_TAIL * 2:]
+                return resume.after_result(tail.decode("utf-8", "replace"))
         except requests.exceptions.SSLError as exc:
             raise TransferError(f"TLS error talking to the upload proxy: {exc}") from None
         except requests.RequestException:

@@ -73,18 +73,18 @@ class Uploader:
                 pass
         except OSError as exc:
             raise UploadFailed(f"open {path}: {exc.strerror or exc}") from None
-        self._prepare(options)
-        self._wait_ready(options)
-        base = self._proxy_url(options)
+        self.prepare(options)
+        self.wait_ready(options)
+        base = self.proxy_url(options)
         self.say(f"Uploading data to {base}")
-        self._send(options, base)
+        self.send(options, base)
         self.say("Uploading data completed successfully, waiting for processing to complete, "
                  "you can hit ctrl-c without interrupting the progress")
-        self._wait_processing(options)
+        self.wait_processing(options)
         self.say(f"Uploading {path} completed successfully")
 
     # -- 1. the target -------------------------------------------------------------------
-    def _prepare(self, options: UploadOptions) -> None:
+    def prepare(self, options: UploadOptions) -> None:
         ns, name = self.namespace, options.name
         pvc = self.kube.pvc(ns, name)
         if pvc is None:
@@ -154,7 +154,7 @@ class Uploader:
             raise UploadFailed(problem)
         return False
 
-    def _wait_ready(self, options: UploadOptions) -> None:
+    def wait_ready(self, options: UploadOptions) -> None:
         deadline = self.clock() + options.wait_secs
         logged = False
         while True:
@@ -162,7 +162,8 @@ class Uploader:
                 if logged:
                     self.say("Pod now ready")
                 return
-            if not logged:
+            # With no time to wait (`--wait-secs 0`) virtctl says nothing before failing.
+            if not logged and options.wait_secs > 0:
                 self.say(f"Waiting for PVC {options.name} upload pod to be ready...")
                 logged = True
             if self.clock() + self.poll_seconds > deadline:
@@ -172,14 +173,14 @@ class Uploader:
             self.sleep(self.poll_seconds)
 
     # -- 3. where to send ----------------------------------------------------------------
-    def _proxy_url(self, options: UploadOptions) -> str:
+    def proxy_url(self, options: UploadOptions) -> str:
         url = options.uploadproxy_url or readiness.proxy_url_from_config(self.kube.cdiconfig())
         if not url:
             raise UploadFailed("uploadproxy URL not found")
         return transfer.normalize_base(url)
 
     # -- 4. the bytes --------------------------------------------------------------------
-    def _send(self, options: UploadOptions, base: str) -> None:
+    def send(self, options: UploadOptions, base: str) -> None:
         ns, name = self.namespace, options.name
         header = None
         if options.checksum is not None:
@@ -200,7 +201,7 @@ class Uploader:
             bar.close()
 
     # -- 5. the processing ---------------------------------------------------------------
-    def _wait_processing(self, options: UploadOptions) -> None:
+    def wait_processing(self, options: UploadOptions) -> None:
         ns, name = self.namespace, options.name
         deadline = self.clock() + self.processing_timeout
         while True:

@@ -12,6 +12,7 @@ _PLUGINS = [
     "tests.peers.badserver",
     "tests.peers.s3",
     "tests.peers.registry",
+    "tests.peers.virtctl",
     "localcluster.pytest_plugin",
 ]
 

@@ -33,7 +33,9 @@ class Behaviour:
     no_async: bool = False
     """HEAD on the async path is 404, as on a proxy without it."""
     keepalive_spaces: int = 0
-    """Sync answers: 200 at once, then this many spaces, then the end."""
+    """Sync answers: 200 at once, then this many spaces, then `result_line`."""
+    result_line: str = ""
+    """What ends a kept-alive sync answer (cdi-py's server: its termination report)."""
     forget_after_drop: bool = False
     shrink_after_head: int | None = None
     """Once: after telling a HEAD its offset, keep only this many bytes (as a server
@@ -141,6 +143,7 @@ class FakeProxy:
             for _ in range(self.behaviour.keepalive_spaces):
                 await resp.write(b" ")
                 await asyncio.sleep(0.05)
+            await resp.write(b"\n" + self.behaviour.result_line.encode())
             await resp.write_eof()
             return resp
         return web.Response(status=200)

@@ -31,9 +31,6 @@ BASE = ["dv", "disk", "--image-path", "/img"]
                  "--pvc-size and --size can not be specified at the same time", id="two-sizes"),
     pytest.param(["--pvc-name", "p", "pvc", "p", "--image-path", "a"],
                  "cannot use --pvc-name and args", id="pvc-name-and-args"),
-    pytest.param([*BASE, "--access-mode", "ReadOnlyMany"],
-                 "cannot upload to a readonly volume, use either ReadWriteOnce or "
-                 "ReadWriteMany if supported", id="read-only"),
     pytest.param([*BASE, "--access-mode", "RWO"], "invalid access mode 'RWO'",
                  id="bad-access-mode"),
     pytest.param([*BASE, "--wait-secs", "-1"], 'invalid argument "-1" for "--wait-secs"',

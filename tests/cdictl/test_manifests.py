@@ -70,13 +70,25 @@ def test_every_pvc_option() -> None:
 
 @pytest.mark.parametrize(("size", "message"), [
     (None, "when creating a resource, the size must be specified"),
-    ("ten gigs", "validation failed for size=ten gigs"),
-    ("10GB", "validation failed for size=10GB"),
+    ("ten gigs", "validation failed for size=ten gigs: quantities must match the regular "
+                 "expression"),
+    ("10GB", "validation failed for size=10GB: quantities must match the regular "
+             "expression"),
+    ("10Qi", "validation failed for size=10Qi: quantities must match"),
+    ("1.5.5Gi", "validation failed for size=1.5.5Gi: quantities must match"),
 ])
 def test_a_missing_or_bad_size_is_refused(size: str | None, message: str) -> None:
     o = opts(*(["--size", size] if size else []))
     for build in (manifests.datavolume, manifests.pvc):
         with pytest.raises(manifests.ManifestError, match=message):
+            build(o, "ns")
+
+
+def test_a_read_only_volume_is_not_created() -> None:
+    o = opts("--size", "1Gi", "--access-mode", "ReadOnlyMany")
+    for build in (manifests.datavolume, manifests.pvc):
+        with pytest.raises(manifests.ManifestError, match="cannot upload to a readonly "
+                           "volume, use either ReadWriteOnce or ReadWriteMany if supported"):
             build(o, "ns")
 
 

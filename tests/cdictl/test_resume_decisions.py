@@ -30,6 +30,21 @@ def test_after_an_answer(status: int, offset: str | None, expected: Next) -> Non
     assert resume.after_post(status, offset, "nope", SIZE) == expected
 
 
+@pytest.mark.parametrize(("body", "expected"), [
+    pytest.param("", Next(Step.DONE), id="cdi-empty"),
+    pytest.param("   \n", Next(Step.DONE), id="spaces"),
+    pytest.param("OK", Next(Step.DONE), id="plain-text"),
+    pytest.param('    \n{"reason":"Completed","format":"qcow2"}\n', Next(Step.DONE),
+                 id="report-completed"),
+    pytest.param('  \n{"reason":"ImageTooLarge","message":"no room"}\n',
+                 Next(Step.FAIL, error="ImageTooLarge: no room"), id="report-failed"),
+    pytest.param('{"reason":"Completed"', Next(Step.FAIL, error='InternalError: {"reason":"Completed"'),
+                 id="cut-report"),
+])
+def test_after_a_200_its_body(body: str, expected: Next) -> None:
+    assert resume.after_result(body) == expected
+
+
 def test_after_a_drop_the_server_is_asked() -> None:
     assert resume.after_drop() == Next(Step.PROBE, pause=True)
 

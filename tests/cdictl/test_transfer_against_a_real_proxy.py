@@ -186,7 +186,8 @@ def test_a_checksum_mismatch_fails_at_once_with_the_servers_words(image: Path) -
 
 
 def test_without_async_the_sync_path_is_used_and_its_keepalive_read(image: Path) -> None:
-    with running(Behaviour(no_async=True, keepalive_spaces=20)) as proxy:
+    ok = '{"reason":"Completed"}'
+    with running(Behaviour(no_async=True, keepalive_spaces=20, result_line=ok)) as proxy:
         mover = _mover(Tokens("good-token"))
         url = mover.choose_url(proxy.url, force_sync=False)
         mover.send(url, image, attempts=5, checksum=None, progress=Bar())
@@ -194,8 +195,39 @@ def test_without_async_the_sync_path_is_used_and_its_keepalive_read(image: Path)
     assert proxy.complete and bytes(proxy.received) == image.read_bytes()
 
 
+def test_a_failure_reported_after_the_keepalive_fails_the_upload(image: Path) -> None:
+    report = '{"message":"image is larger than the volume","reason":"ImageTooLarge"}'
+    with running(Behaviour(keepalive_spaces=5, result_line=report)) as proxy:
+        mover = _mover(Tokens("good-token"))
+        with pytest.raises(transfer.TransferError,
+                           match="ImageTooLarge: image is larger than the volume"):
+            mover.send(mover.choose_url(proxy.url, force_sync=True), image, attempts=5,
+                       checksum=None, progress=Bar())
+
+
 def test_no_async_flag_skips_the_probe(image: Path) -> None:
     with running() as proxy:
         mover = _mover(Tokens("good-token"))
         assert mover.choose_url(proxy.url, force_sync=True) == f"{proxy.url}/v1beta1/upload"
     assert proxy.requests == []
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("proxy.example", "https://proxy.example"),
+    ("proxy.example:31001", "https://proxy.example:31001"),
+    ("10.0.0.1:443/prefix", "https://10.0.0.1:443/prefix"),
+    ("http://p:80", "http://p:80"),
+    ("https://p", "https://p"),
+])
+def test_a_proxy_url_without_scheme_is_https(given: str, expected: str) -> None:
+    assert transfer.normalize_base(given) == expected
+
+
+@pytest.mark.parametrize(("base", "path", "expected"), [
+    ("https://p", transfer.ASYNC_PATH, "https://p/v1beta1/upload-async"),
+    ("https://p/", transfer.SYNC_PATH, "https://p/v1beta1/upload"),
+    ("https://p/ingress", transfer.SYNC_PATH, "https://p/ingress/v1beta1/upload"),
+    ("https://p/v1beta1/upload-async", transfer.ASYNC_PATH, "https://p/v1beta1/upload-async"),
+])
+def test_upload_paths_join_as_virtctl_joins_them(base: str, path: str, expected: str) -> None:
+    assert transfer.with_path(base, path) == expected
