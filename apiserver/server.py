@@ -133,8 +133,10 @@ async def _create(request: web.Request) -> web.Response:
     if not decision.allowed:
         log.info("create refused user=%s ns=%s", identity.user, namespace)
         return _failure(statuses.forbidden(identity.user, namespace, decision.reason))
+    # No Content-Type is JSON, as the kube-apiserver takes it (the Python client sends
+    # JSON bodies without the header).
     content_type = request.headers.get("Content-Type", "")
-    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+    if content_type.split(";", 1)[0].strip().lower() not in ("", "application/json"):
         return _failure(statuses.unsupported_media_type(content_type))
     if request.content_length is not None and request.content_length > MAX_BODY:
         return _failure(statuses.too_large(MAX_BODY))

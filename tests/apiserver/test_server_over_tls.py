@@ -155,6 +155,15 @@ def test_a_dry_run_answers_without_a_token(served: Served):
     assert_status(r, 400, "BadRequest")
 
 
+def test_a_json_body_without_a_content_type_is_taken_as_json(served: Served):
+    """The Python kubernetes client (37) sends JSON bodies without the header; the
+    kube-apiserver takes them, and so must we (cdictl creates its tokens that way)."""
+    r = served.proxied().post(served.url + COLLECTION, data=json.dumps(utr()).encode(),
+                              headers={"Content-Type": ""})
+    assert r.status_code == 201, r.text
+    assert r.json()["status"]["token"]
+
+
 def test_other_media_types_are_415_and_huge_bodies_413(served: Served):
     r = served.proxied().post(served.url + COLLECTION, data=b"spec: {pvcName: x}",
                               headers={"Content-Type": "application/yaml"})
