@@ -101,7 +101,10 @@ def status_for_failure(reason: Reason) -> int:
 def ends_server(reason: Reason, answered_early: bool) -> bool:
     """Whether a failure ends the server (report written, exit 1) instead of allowing a retry.
 
-    A permanent failure cannot be fixed by uploading again; after an async answer (or a
-    sync keepalive) nobody else can be told, so the termination report must say it.
+    A failure answered before any 200 was told to its client, who may upload again (the
+    right file, a smaller image, the whole body): the target was aborted, so the server
+    stays up, as CDI's does, and the DataVolume stays UploadReady. Only a broken
+    configuration, or a failure after an async answer or a sync keepalive (nobody else
+    can be told), ends the server, so the termination report says it.
     """
-    return answered_early or is_permanent(reason)
+    return answered_early or reason is Reason.INVALID_CONFIG

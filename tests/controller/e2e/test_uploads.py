@@ -233,10 +233,7 @@ def test_a_dropped_upload_resumes_from_the_servers_offset(
     offset = int(wait_for("a paused upload's offset", lambda: stack.head(
         token, "upload").headers.get("Upload-Offset"), timeout=30))
     assert 0 < offset <= total // 2
-    with path.open("rb") as f:
-        f.seek(offset)
-        rest = f.read()
-    r = stack.post(token, rest, headers={"Upload-Offset": str(offset)})
+    r = stack.resume(token, path, offset)
     assert r.status_code == 200, r.text
     stack.cdi.wait_phase(namespace, name, "Succeeded", timeout=120)
     assert_volume_holds(stack, namespace, name, disks)
@@ -289,10 +286,7 @@ def test_the_proxy_restarted_mid_upload_is_survived_by_resuming(
     upload_stack_ready(stack.cdi)
     offset = int(wait_for("a paused upload's offset", lambda: stack.head(
         token, "upload").headers.get("Upload-Offset"), timeout=60))
-    with path.open("rb") as f:
-        f.seek(offset)
-        rest = f.read()
-    r = stack.post(stack.token(namespace, name), rest, headers={"Upload-Offset": str(offset)})
+    r = stack.resume(stack.token(namespace, name), path, offset)
     assert r.status_code == 200, r.text
     stack.cdi.wait_phase(namespace, name, "Succeeded", timeout=120)
     assert_volume_holds(stack, namespace, name, disks)

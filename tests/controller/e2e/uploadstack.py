@@ -67,6 +67,19 @@ class UploadStack:
         return requests.post(self.url(variant, version), data=data, headers=h,
                              verify=False, timeout=timeout)
 
+    def resume(self, token: str, path: Path, offset: int, timeout: float = 60) -> requests.Response:
+        """POST the rest of `path` from `offset`. A 503 means the server has not yet
+        noticed the old connection's drop (cdicontract.upload): ask again shortly."""
+        with path.open("rb") as f:
+            f.seek(offset)
+            rest = f.read()
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.post(token, rest, headers={"Upload-Offset": str(offset)})
+            if r.status_code != 503 or time.monotonic() > deadline:
+                return r
+            time.sleep(1)
+
     def head(self, token: str | None, variant: str = "upload-async") -> requests.Response:
         h = {"Authorization": f"Bearer {token}"} if token else {}
         return requests.head(self.url(variant), headers=h, verify=False, timeout=30)

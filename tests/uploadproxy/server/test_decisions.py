@@ -72,7 +72,10 @@ def test_status_for_failure(reason: Reason, status: int) -> None:
 
 
 def test_only_permanent_or_unreported_failures_end_the_server() -> None:
-    assert ends_server(Reason.CHECKSUM_MISMATCH, answered_early=False)
+    assert not ends_server(Reason.CHECKSUM_MISMATCH, answered_early=False)
+    assert not ends_server(Reason.IMAGE_TOO_LARGE, answered_early=False)
+    assert ends_server(Reason.INVALID_CONFIG, answered_early=False)
+    assert ends_server(Reason.CHECKSUM_MISMATCH, answered_early=True)
     assert ends_server(Reason.INTERNAL, answered_early=True)
     assert not ends_server(Reason.INTERNAL, answered_early=False)
     assert not ends_server(Reason.CANCELLED, answered_early=False)
