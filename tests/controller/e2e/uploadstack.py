@@ -69,14 +69,17 @@ class UploadStack:
 
     def resume(self, token: str, path: Path, offset: int, timeout: float = 60) -> requests.Response:
         """POST the rest of `path` from `offset`. A 503 means the server has not yet
-        noticed the old connection's drop (cdicontract.upload): ask again shortly."""
-        with path.open("rb") as f:
-            f.seek(offset)
-            rest = f.read()
+        noticed the old connection's drop, 416 that more had arrived than the HEAD
+        said (cdicontract.upload): ask again shortly, from the server's offset."""
         deadline = time.monotonic() + timeout
         while True:
+            with path.open("rb") as f:
+                f.seek(offset)
+                rest = f.read()
             r = self.post(token, rest, headers={"Upload-Offset": str(offset)})
-            if r.status_code != 503 or time.monotonic() > deadline:
+            if r.status_code == 416 and "Upload-Offset" in r.headers:
+                offset = int(r.headers["Upload-Offset"])  # more had arrived: the newer point
+            elif r.status_code != 503 or time.monotonic() > deadline:
                 return r
             time.sleep(1)
 
