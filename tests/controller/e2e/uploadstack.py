@@ -132,6 +132,26 @@ def chunks(path: Path, size: int = MiB, *, delay: float = 0.0,
                 time.sleep(delay)
 
 
+class PacedFile:
+    """A file sent at a set pace with its length announced (so the server knows the total
+    and can report a percentage): `read` hands out `block` bytes every `interval` s."""
+
+    def __init__(self, path: Path, block: int = 256 * 1024, interval: float = 0.1) -> None:
+        self._f = path.open("rb")
+        self._len = path.stat().st_size
+        self._block, self._interval = block, interval
+
+    def __len__(self) -> int:
+        return self._len
+
+    def read(self, _size: int = -1) -> bytes:
+        time.sleep(self._interval)
+        data = self._f.read(self._block)
+        if not data:
+            self._f.close()
+        return data
+
+
 def send_part_then_drop(url: str, token: str, path: Path, upto: int,
                         headers: dict[str, str] | None = None) -> None:
     """POST `path` announcing its full length, send only `upto` bytes, then cut the TCP
