@@ -99,11 +99,13 @@ def source_type(dv: Obj) -> str:
 
 
 def pods_using(pvc: Obj, pods: list[Obj]) -> tuple[str, ...]:
-    """Names of the live pods among `pods` that mount `pvc` (CDI's GetPodsUsingPVCs)."""
-    ns, name = o.namespace(pvc), o.name(pvc)
+    """Names of the live pods among `pods` that mount `pvc` (CDI's GetPodsUsingPVCs),
+    leaving out the PVC's own transfer pods (a listing can be ahead of the cache)."""
+    ns, name, owner = o.namespace(pvc), o.name(pvc), owner_uid(pvc)
     return tuple(sorted(
         o.name(p) for p in pods
         if o.namespace(p) == ns
+        and o.labels(p).get(ann.OWNER_UID_LABEL) != owner
         and o.status(p).get("phase") not in ("Succeeded", "Failed")
         and any(o.get_path(v, "persistentVolumeClaim", "claimName") == name
                 for v in o.spec(p).get("volumes") or [])))

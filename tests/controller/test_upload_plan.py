@@ -149,7 +149,9 @@ def user_pod(name, claim="dv1", phase="Running"):
 
 def test_live_pods_mounting_the_claim_are_its_users():
     from controller.transfers.protocol import pods_using
-    pods = [user_pod("vm"), user_pod("done", phase="Succeeded"), user_pod("other", "x")]
+    own = user_pod("cdi-upload-dv1")
+    own["metadata"]["labels"] = {P + "owner-uid": "pvc-uid", P + "transfer": "upload"}
+    pods = [user_pod("vm"), user_pod("done", phase="Succeeded"), user_pod("other", "x"), own]
     assert pods_using(f.pvc(annotations=TARGET), pods) == ("vm",)
 
 
