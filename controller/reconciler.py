@@ -221,12 +221,14 @@ class Reconciler:
         if pod is None and self.caches.pods.get(ns, transfer.pod_name(name)) is not None:
             return 1.0  # the previous PVC's pod is still going away
         users: tuple[str, ...] = ()
-        if transfer.exclusive and pod is None and not podstate.is_finished(pvc):
+        wffc = self._wffc(pvc)
+        if (transfer.exclusive and pod is None and not podstate.is_finished(pvc)
+                and not podstate.needs_consumer(pvc, wffc) and not o.deleting(pvc)):
             # Only before the transfer's pod exists, so this list is rare; the caches hold
             # only CDI's own pods.
             listed = await self.client.list(kube.PODS.path(ns))
             users = protocol.pods_using(pvc, list(listed.get("items") or []))
-        seen = ClaimView(pvc, pod, self._wffc(pvc), self.config(),
+        seen = ClaimView(pvc, pod, wffc, self.config(),
                          tuple(self._owned(self.caches.services, pvc, transfer.kind)), users)
         await self.executor.apply(transfer.plan(seen))
         # The users' pods are not watched: look again until they are gone.
