@@ -26,11 +26,12 @@ from controller.runtime import objects as o
 from controller.runtime.executor import Executor
 from controller.runtime.informer import Informer
 from controller.runtime.objects import Obj
-from controller.transfers import protocol
+from controller.transfers import podstate, protocol
 from controller.transfers.importing.transfer import PHASES as IMPORT_PHASES
 from controller.transfers.protocol import ClaimView, Transfer, Unsupported
 
 log = logging.getLogger(__name__)
+IN_USE_RECHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -219,10 +220,19 @@ class Reconciler:
         pod = self._transfer_pod(transfer, pvc)
         if pod is None and self.caches.pods.get(ns, transfer.pod_name(name)) is not None:
             return 1.0  # the previous PVC's pod is still going away
-        seen = ClaimView(pvc, pod, self._wffc(pvc), self.config(),
-                         tuple(self._owned(self.caches.services, pvc, transfer.kind)))
+        users: tuple[str, ...] = ()
+        wffc = self._wffc(pvc)
+        if (transfer.exclusive and pod is None and not podstate.is_finished(pvc)
+                and not podstate.needs_consumer(pvc, wffc) and not o.deleting(pvc)):
+            # Only before the transfer's pod exists, so this list is rare; the caches hold
+            # only CDI's own pods.
+            listed = await self.client.list(kube.PODS.path(ns))
+            users = protocol.pods_using(pvc, list(listed.get("items") or []))
+        seen = ClaimView(pvc, pod, wffc, self.config(),
+                         tuple(self._owned(self.caches.services, pvc, transfer.kind)), users)
         await self.executor.apply(transfer.plan(seen))
-        return None
+        # The users' pods are not watched: look again until they are gone.
+        return IN_USE_RECHECK_SECONDS if users else None
 
     # ---- cluster-scoped configuration ---------------------------------------------
 

@@ -66,11 +66,16 @@ class ClaimView:
     wffc: bool
     config: EffectiveConfig
     services: tuple[Obj, ...] = field(default_factory=tuple)
+    users: tuple[str, ...] = ()
+    """Other live pods that use the PVC (looked up only for an `exclusive` transfer that
+    has no pod yet): writing under them would corrupt what they read."""
 
 
 class Transfer(Protocol):
     kind: Kind
     phases: Phases
+    exclusive: bool
+    """Its pod must be the PVC's only user (CDI's UploadTargetInUse check)."""
 
     def claim_annotations(self, dv: Obj) -> dict[str, str] | Unsupported | None:
         """Annotations the DataVolume's PVC carries for this transfer; None: not mine."""
@@ -91,6 +96,19 @@ def source_type(dv: Obj) -> str:
     if not keys and o.get_path(dv, "spec", "sourceRef"):
         return "sourceRef"
     return keys[0] if len(keys) == 1 else ""
+
+
+def pods_using(pvc: Obj, pods: list[Obj]) -> tuple[str, ...]:
+    """Names of the live pods among `pods` that mount `pvc` (CDI's GetPodsUsingPVCs),
+    leaving out the PVC's own transfer pods (a listing can be ahead of the cache)."""
+    ns, name, owner = o.namespace(pvc), o.name(pvc), owner_uid(pvc)
+    return tuple(sorted(
+        o.name(p) for p in pods
+        if o.namespace(p) == ns
+        and o.labels(p).get(ann.OWNER_UID_LABEL) != owner
+        and o.status(p).get("phase") not in ("Succeeded", "Failed")
+        and any(o.get_path(v, "persistentVolumeClaim", "claimName") == name
+                for v in o.spec(p).get("volumes") or [])))
 
 
 def owner_uid(pvc: Obj) -> str:

@@ -139,3 +139,26 @@ def test_plans_are_creates_of_deterministic_names(uploads):
     again = [a for a in uploads.plan(seen()) if isinstance(a, Create)]
     assert [a.name for a in creates] == [a.name for a in again]
     assert upload.upload_service_name("dv1") == "cdi-upload-dv1"
+
+
+def user_pod(name, claim="dv1", phase="Running"):
+    return {"metadata": {"name": name, "namespace": "ns"},
+            "spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]},
+            "status": {"phase": phase}}
+
+
+def test_live_pods_mounting_the_claim_are_its_users():
+    from controller.transfers.protocol import pods_using
+    own = user_pod("cdi-upload-dv1")
+    own["metadata"]["labels"] = {P + "owner-uid": "pvc-uid", P + "transfer": "upload"}
+    pods = [user_pod("vm"), user_pod("done", phase="Succeeded"), user_pod("other", "x"), own]
+    assert pods_using(f.pvc(annotations=TARGET), pods) == ("vm",)
+
+
+def test_no_server_is_made_while_another_pod_uses_the_claim(uploads):
+    view = ClaimView(f.pvc(annotations=TARGET), None, False, EffectiveConfig(), (), ("vm",))
+    actions = uploads.plan(view)
+    assert all(isinstance(a, Patch) for a in actions)
+    anns = {k: v for a in actions for k, v in a.patch["metadata"]["annotations"].items()}
+    assert anns[P + "storage.condition.running.reason"] == "UploadTargetInUse"
+    assert "ns/vm" in anns[P + "storage.condition.running.message"]

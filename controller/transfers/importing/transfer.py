@@ -30,6 +30,7 @@ PHASES = Phases(
 class ImportTransfer:
     kind = Kind.IMPORT
     phases = PHASES
+    exclusive = False
 
     def __init__(self, settings: pod.PodSettings) -> None:
         self.settings = settings

@@ -40,9 +40,13 @@ PHASES = Phases(
 STYLE = podstate.PodStyle(ann.UPLOAD_POD_NAME, "Upload Complete", ready_means_running=False)
 
 
+IN_USE = "UploadTargetInUse"
+
+
 class UploadTransfer:
     kind = Kind.UPLOAD
     phases = PHASES
+    exclusive = True
 
     def __init__(self, settings: objects.PodSettings,
                  authority: Authority | None = None) -> None:
@@ -89,6 +93,17 @@ class UploadTransfer:
                 actions.append(Delete(kube.PODS, ns, pod_name, o.uid(seen.pod)))
             return actions
         if d.waiting_for_consumer:
+            return actions
+        if seen.pod is None and seen.users:
+            # Another pod has the volume: no server writes under it (CDI's check).
+            users = ", ".join(f"{ns}/{u}" for u in seen.users)
+            message = f"pod {users} using PersistentVolumeClaim {name}"
+            in_use = {ann.CONDITION_RUNNING: "false", ann.CONDITION_RUNNING_REASON: IN_USE,
+                      ann.CONDITION_RUNNING_MESSAGE: message}
+            current = o.annotations(pvc)
+            changed = {k: v for k, v in in_use.items() if current.get(k) != v}
+            if changed:
+                actions.append(Patch(kube.PVCS, ns, name, {"metadata": {"annotations": changed}}))
             return actions
         if not has_service:
             actions.append(Create(kube.SERVICES, ns, objects.service(pvc)))

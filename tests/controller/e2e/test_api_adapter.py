@@ -49,3 +49,33 @@ def test_informer_sees_adds_updates_and_deletes_and_errors_are_typed(cluster, na
 
     seen = asyncio.run(asyncio.wait_for(go(), 60))
     assert seen[:3] == [("add", "a"), ("update", "a"), ("delete", "a")]
+
+
+def test_executor_applies_a_plan_twice_with_the_same_result(cluster, namespace):
+    """409 on create and 404 on delete are done; writes land in the cache at once."""
+    from controller.runtime.actions import Create, Delete, Patch
+    from controller.runtime.executor import Executor
+
+    cms = kube.CONFIGMAPS
+
+    async def go():
+        client = kube.Kube(kube.load_config(str(cluster.kubeconfig)))
+        inf = Informer(client, cms, lambda old, new: None, kind="ConfigMap",
+                       api_version="v1", namespace=namespace)
+        try:
+            ex = Executor(client, [inf])
+            plan = [Create(cms, namespace, {"metadata": {"name": "p"}, "data": {"k": "1"}}),
+                    Patch(cms, namespace, "p", {"data": {"k": "2"}})]
+            await ex.apply(plan)
+            await ex.apply(plan)  # the create is answered 409: done, not an error
+            assert inf.get(namespace, "p")["data"] == {"k": "2"}
+            live = await client.get(cms.path(namespace, "p"))
+            assert live["data"] == {"k": "2"}
+            gone = [Delete(cms, namespace, "p", live["metadata"]["uid"])]
+            await ex.apply(gone)
+            await ex.apply(gone)  # 404: done
+            assert await client.get(cms.path(namespace, "p")) is None
+        finally:
+            await client.close()
+
+    asyncio.run(asyncio.wait_for(go(), 60))

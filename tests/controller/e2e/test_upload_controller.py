@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from localcluster import images as image_table
 
+from tests.cluster.helpers import pod as plain_pod
 from tests.cluster.helpers import wait_for
 from tests.controller.e2e.conftest import dv_manifest
 
@@ -149,6 +150,30 @@ def test_legacy_annotated_pvc_gets_an_upload_server(cdi, namespace):
     assert_upload_objects(cdi, namespace, name, pvc["metadata"]["uid"])
     cdi.api.delete(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}")
     assert_gone(cdi, namespace, f"cdi-upload-{name}")
+
+
+def test_no_upload_server_while_another_pod_uses_the_volume(cdi, namespace):
+    name = f"inuse-{uuid.uuid4().hex[:6]}"
+    pvcs = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+    cdi.api.create(pvcs, {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "64Mi"}}}})
+    user = plain_pod("user", "sleep 600", volumes=[{
+        "name": "d", "persistentVolumeClaim": {"claimName": name}}],
+        container={"volumeMounts": [{"name": "d", "mountPath": "/d"}]})
+    cdi.api.create(f"/api/v1/namespaces/{namespace}/pods", user)
+    wait_for("user pod running", lambda: (get(cdi, namespace, "pods", "user") or {}).get(
+        "status", {}).get("phase") == "Running", timeout=60)
+    cdi.api.merge_patch(f"{pvcs}/{name}", {"metadata": {"annotations": {
+        P + "storage.upload.target": ""}}})
+    a = wait_pvc(cdi, namespace, name, lambda a: a.get(P + "storage.condition.running.reason")
+                 == "UploadTargetInUse", "in-use recorded")["metadata"]["annotations"]
+    assert f"{namespace}/user" in a[P + "storage.condition.running.message"]
+    assert get(cdi, namespace, "pods", f"cdi-upload-{name}") is None
+    cdi.api.delete(f"/api/v1/namespaces/{namespace}/pods/user")
+    wait_for("upload pod once the user is gone",
+             lambda: get(cdi, namespace, "pods", f"cdi-upload-{name}"), timeout=60)
 
 
 def test_upload_authority_is_in_the_controllers_namespace(cdi):
