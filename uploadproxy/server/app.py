@@ -112,6 +112,9 @@ async def _post(request: web.Request, variant: contract.Variant | None) -> web.S
         checksum = _checksum(request.headers.get(contract.UPLOAD_CHECKSUM_HEADER))
     except (decisions.BadHeader, ImportFailure) as e:
         return _text(400, str(e))
+    if request.headers.get(contract.CONTENT_TYPE_HEADER):
+        # CDI's host-assisted clone streams through its upload server; ours clones elsewhere.
+        return _text(400, f"{contract.CONTENT_TYPE_HEADER} (clone streams) is not supported here")
     action = decisions.decide_post(session.state, requested, session.offset)
     if action in decisions.STATUS:
         return _refuse(session, action)

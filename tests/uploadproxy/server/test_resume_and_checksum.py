@@ -4,6 +4,7 @@ is verified before success and a mismatch leaves no image."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,9 @@ def test_dropped_at_half_then_resumed(upload_server, tmp_path: Path, kind: str) 
             server.url("/v1beta1/upload"), data=data[offset:], headers={OFFSET: str(offset)}
         )
     assert done.status_code == 200, done.text
+    assert json.loads(done.text)["resumes"] == 1
     server.wait_finished()
+    assert server.session.final.resumes == 1
     assert same_disk(ref, Path(server.config.dest))
 
 

@@ -169,3 +169,16 @@ def test_archive_with_a_long_tail_of_padding_succeeds(upload_server, tmp_path: P
     assert r.status_code == 200, r.text
     assert json.loads(r.text)["reason"] == "Completed"
     assert (out / "a.txt").read_bytes() == b"alpha"
+
+
+def test_a_clone_stream_is_refused(upload_server) -> None:
+    server = upload_server()
+    with server.client() as c:
+        r = c.post(
+            server.url("/v1beta1/upload"),
+            data=b"x" * 100,
+            headers={contract.CONTENT_TYPE_HEADER: "filesystem-clone"},
+        )
+    assert r.status_code == 400
+    assert "clone" in r.text
+    assert server.state == "idle"
