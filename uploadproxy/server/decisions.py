@@ -101,7 +101,8 @@ def status_for_failure(reason: Reason) -> int:
 def ends_server(reason: Reason, answered_early: bool) -> bool:
     """Whether a failure ends the server (report written, exit 1) instead of allowing a retry.
 
-    A permanent failure cannot be fixed by uploading again; after an async answer (or a
-    sync keepalive) nobody else can be told, so the termination report must say it.
+    A permanent failure cannot be fixed by uploading again; after a 200 went out (async,
+    or a sync keepalive) a client that reads only the status waits for the PVC's phase,
+    so the termination report must say it.
     """
     return answered_early or is_permanent(reason)
