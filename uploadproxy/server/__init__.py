@@ -21,8 +21,8 @@ probe; every upload path of cdicontract.upload with the proxy's certificate) and
 progress metric kubevirt_cdi_upload_progress_total{ownerUID} on HTTPS 8444 (self-signed,
 as the importer's). Exit codes: 0 the image is written (report reason Completed,
 message "Upload Complete"); 1 failed for good, failed after a 200 went out (async,
-or a sync answer kept alive), or stopped by SIGTERM (report with its reason); 2 bad configuration or unreadable certificates
-(report InvalidConfig). A failure a retry may fix (answered 500, or a paused upload
+or a sync answer kept alive), or stopped by SIGTERM (report with its reason); 2 bad
+configuration or unreadable certificates (report InvalidConfig). A failure a retry may fix (answered 500, or a paused upload
 whose client never came back) does not end it: the client may upload again.
 
 Modules: config (env, once), decisions (pure answers), tlsauth (client certificates),
