@@ -253,6 +253,7 @@ def extract_tar(
     limit: int | None = None,
     bounds: tarbounds.TarBounds = tarbounds.ARCHIVE_CONTENT,
     sync: Callable[[str], None] = syncfs.sync_filesystem,
+    before_commit: Callable[[], None] | None = None,
 ) -> int:
     """Extract a (decompressed) tar stream into `dest_dir`; returns the bytes of file content.
 
@@ -261,6 +262,10 @@ def extract_tar(
     INVALID_IMAGE for a corrupt or truncated tar, NO_SPACE when the volume fills up,
     INTERNAL for other I/O errors. On any of these `dest_dir` is left as it was. Once
     the files are in place, `sync` makes them durable (syncfs on the volume).
+
+    `before_commit` runs once the tar is read and before anything moves into `dest_dir`
+    (the caller reads the stream's end and verifies its checksum there): what it raises
+    also leaves `dest_dir` as it was.
     """
     staging = tempfile.mkdtemp(prefix=leftovers.EXTRACT_PREFIX, dir=dest_dir)
     tree = os.path.join(staging, "tree")
@@ -270,6 +275,8 @@ def extract_tar(
             os.mkdir(tree, 0o700)
             os.mkdir(journal, 0o700)
             total = _extract_into(chunks, tree, DirModes(journal), limit, bounds)
+            if before_commit is not None:
+                before_commit()
             _move_into_place(tree, dest_dir)
             sync(dest_dir)
         except OSError as exc:

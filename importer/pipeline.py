@@ -507,13 +507,25 @@ class ImportPipeline:
         from importer.archive import extract_tar
 
         st = self.state
-        assert st.stream is not None
+        stream = st.stream
+        assert stream is not None
+
+        def finish_stream() -> None:
+            # tarfile stops at the end-of-archive blocks; the record padding after them is
+            # still part of the body as sent: read it (an upload client is sending it; the
+            # decompressor's limit bounds it) and hash it, then verify, all before the
+            # files move into place.
+            for _chunk in stream:
+                pass
+            if st.hasher is not None:
+                st.hasher.verify()
+
         try:
-            st.image_size = extract_tar(st.stream, self.spec.dest, limit=st.usable)
+            st.image_size = extract_tar(
+                stream, self.spec.dest, limit=st.usable, before_commit=finish_stream
+            )
         except RestartRequired as e:
             return self._restart(e)
-        if st.hasher is not None:
-            st.hasher.verify()
         self.events.mark_drained()
         return Phase.COMPLETE
 

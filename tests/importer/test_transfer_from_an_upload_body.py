@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import lzma
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ from importer.events import TransferEvents
 from importer.pipeline import run_transfer
 from importer.progress import Progress
 from importer.sources.body import BodyClosed, BodySource, BodyState
-from importer.transferspec import TransferSpec
+from importer.transferspec import ContentType, TransferSpec
 from tests import imagefactory
 from tests.imagefactory import MiB
 
@@ -267,3 +269,51 @@ def test_a_paused_and_resumed_body_is_one_image(
     later.join(WAIT)
     assert not isinstance(report, ImportFailure), report
     assert place.dest.read_bytes()[: reference.size] == reference.path.read_bytes()
+
+
+def tar_body() -> tuple[bytes, dict[str, bytes]]:
+    files = {"a.txt": b"alpha\n", "dir/b.bin": bytes(range(256)) * 1200}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    # Zeros after the end-of-archive blocks (a large blocking factor): still the body.
+    return buf.getvalue() + bytes(256 * 1024), files
+
+
+def test_an_archive_body_is_extracted_and_read_to_its_end(tmp_path: Path) -> None:
+    data, files = tar_body()
+    dest = tmp_path / "data"
+    dest.mkdir()
+    body = BodySource(len(data), buffer_bytes=8 * 1024)
+    events = TransferEvents()
+    thread, errors = feeder(body, data)
+    checksum = Checksum.parse("sha256:" + hashlib.sha256(data).hexdigest())
+    spec = TransferSpec(dest=str(dest), content_type=ContentType.ARCHIVE,
+                        requested_size=REQUESTED, checksum=checksum)
+    report = transfer(body, spec, events)
+    thread.join(WAIT)
+    assert not isinstance(report, ImportFailure), report
+    assert errors == {}  # the client could send its last bytes: the pipeline read them
+    assert body.offset == len(data)
+    assert events.drained.is_set()
+    got = {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert got == files
+
+
+def test_an_archive_whose_checksum_fails_leaves_the_directory_as_it_was(tmp_path: Path) -> None:
+    data, _ = tar_body()
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / "lost+found").mkdir()
+    body = BodySource(len(data))
+    thread, _ = feeder(body, data)
+    spec = TransferSpec(dest=str(dest), content_type=ContentType.ARCHIVE,
+                        requested_size=REQUESTED, checksum=Checksum.parse("md5:" + "0" * 32))
+    result = transfer(body, spec, TransferEvents())
+    thread.join(WAIT)
+    assert isinstance(result, ImportFailure)
+    assert result.reason is Reason.CHECKSUM_MISMATCH
+    assert [p.name for p in dest.iterdir()] == ["lost+found"]
