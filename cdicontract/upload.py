@@ -130,8 +130,9 @@ def is_dns_subdomain(text: str) -> bool:
 # Resume: `HEAD <any upload path>` (through the proxy, with the token) answers 200 and,
 # when the upload server holds a paused upload, `Upload-Offset: N`, the bytes of the body
 # it has taken so far (also while it is still receiving: a drop it has not noticed yet;
-# a POST with that offset then gets 503 until it has, or 416 with the newer offset). A client then POSTs the rest with `Upload-Offset: N`; the server
-# continues its one pipeline from there. An offset other than the server's gets 416 with
+# a POST with that offset then gets 503 until it has, or 416 with the newer offset).
+# A client then POSTs the rest with `Upload-Offset: N`; the server continues its one
+# pipeline from there. An offset other than the server's gets 416 with
 # the server's `Upload-Offset`. A POST without the header while an upload is paused
 # abandons it (the target is aborted, nothing left) and starts over; while a connection
 # is still sending, another POST gets 503.

@@ -20,10 +20,11 @@ It serves HTTPS on 8443 (GET /healthz without a client certificate, for the read
 probe; every upload path of cdicontract.upload with the proxy's certificate) and the
 progress metric kubevirt_cdi_upload_progress_total{ownerUID} on HTTPS 8444 (self-signed,
 as the importer's). Exit codes: 0 the image is written (report reason Completed,
-message "Upload Complete"); 1 failed for good, failed after an async answer, or stopped
-by SIGTERM (report with its reason); 2 bad configuration or unreadable certificates
-(report InvalidConfig). A failure a retry may fix (answered 500, or a paused upload
-whose client never came back) does not end it: the client may upload again.
+message "Upload Complete"); 1 failed for good, failed after a 200 went out (async,
+or a sync answer kept alive), or stopped by SIGTERM (report with its reason); 2 bad
+configuration or unreadable certificates (report InvalidConfig). A failure a retry may
+fix, answered before any 200 (500, 400 for a full volume, or a paused upload whose client
+never came back), does not end it: the client may upload again.
 
 Modules: config (env, once), decisions (pure answers), tlsauth (client certificates),
 bodyreader (raw or form bodies, streamed), transfer (the importer pipeline in a worker

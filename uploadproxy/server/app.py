@@ -112,6 +112,9 @@ async def _post(request: web.Request, variant: contract.Variant | None) -> web.S
         checksum = _checksum(request.headers.get(contract.UPLOAD_CHECKSUM_HEADER))
     except (decisions.BadHeader, ImportFailure) as e:
         return _text(400, str(e))
+    if request.headers.get(contract.CONTENT_TYPE_HEADER):
+        # CDI's host-assisted clone streams through its upload server; ours clones elsewhere.
+        return _text(400, f"{contract.CONTENT_TYPE_HEADER} (clone streams) is not supported here")
     action = decisions.decide_post(session.state, requested, session.offset)
     if action in decisions.STATUS:
         return _refuse(session, action)
@@ -166,7 +169,7 @@ async def _post(request: web.Request, variant: contract.Variant | None) -> web.S
         session.answered_early()
         log.info("async upload answered, processing continues")
         return web.Response(status=200)
-    return await _answer_when_done(request, transfer.result, config)
+    return await _answer_when_done(request, session, transfer.result, config)
 
 
 def _checksum(text: str | None) -> Checksum | None:
@@ -206,7 +209,10 @@ def _result_line(report: TerminationReport) -> bytes:
 
 
 async def _answer_when_done(
-    request: web.Request, result: asyncio.Future[TerminationReport], config: ServerConfig
+    request: web.Request,
+    session: UploadSession,
+    result: asyncio.Future[TerminationReport],
+    config: ServerConfig,
 ) -> web.StreamResponse:
     try:
         report = await asyncio.wait_for(asyncio.shield(result), config.keepalive_after)
@@ -215,6 +221,9 @@ async def _answer_when_done(
     else:
         return _success(report) if report.ok else _failure(report)
     # Conversion outlasts the ingress' patience: answer now, keep the connection alive.
+    # A client that only looks at the status (virtctl) now waits for the PVC's phase, so
+    # a failure from here on must end the server with its report, as after an async 200.
+    session.answered_early()
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     log.info("sync upload still processing, keeping the connection alive")
     try:

@@ -121,6 +121,7 @@ class UploadSession:
         if not self.transfer.body.resume(self.transfer.body.offset):
             return None
         self.state = State.RECEIVING
+        self.transfer.client_resumes += 1
         log.info("upload resumed offset=%d", self.transfer.body.offset)
         return self.transfer
 

@@ -63,6 +63,8 @@ class Transfer:
         self.checksum = checksum
         self.declared_size = declared_size
         """The whole body's length, from the first request's Content-Length (raw only)."""
+        self.client_resumes = 0
+        """How often the client continued a paused body (the report's `resumes`)."""
         self._progress = progress
         self._target_factory = target_factory
         self._cancel = threading.Event()
@@ -111,6 +113,8 @@ class Transfer:
         self._post(self._finish, report)
 
     def _finish(self, report: TerminationReport) -> None:
+        if self.client_resumes:
+            report = dataclasses.replace(report, resumes=self.client_resumes)
         _set(self.drained, None)
         _set(self.result, report)
 

@@ -88,10 +88,19 @@ class RunningServer:
     def stop(self) -> None:
         try:
             self.run(self._runner.cleanup(), 30)
+            self.run(_cancel_leftover_tasks(), 30)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self.loop.close()
+
+
+async def _cancel_leftover_tasks() -> None:
+    """Connections the runner left (a client still sending after an early answer)."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from importer.errors import ImportFailure
 from tests.uploadproxy.server.gates import Gates
 from tests.uploadproxy.server.images import body, reference, same_disk
 from tests.uploadproxy.server.rawclient import RawUpload
-from tests.uploadproxy.server.test_upload_lifecycle import wait_for
 
 MiB = 1 << 20
 
@@ -66,7 +65,8 @@ def test_sync_keeps_the_connection_alive_while_converting(upload_server, tmp_pat
 
 
 def test_a_failure_after_the_keepalive_is_the_result_line(upload_server, tmp_path: Path) -> None:
-    """The 200 went out early; the failure is in the line, and the client may retry."""
+    """The 200 went out early; the failure is in the line and, since a client that only
+    reads the status (virtctl) waits for the PVC's phase, in the report: the server ends."""
     ref = reference(tmp_path)
     gates = Gates()
     gates.commit.clear()
@@ -82,9 +82,11 @@ def test_a_failure_after_the_keepalive_is_the_result_line(upload_server, tmp_pat
         gates.commit.set()
         report = json.loads(r.raw.read().decode().strip())
     assert report["reason"] == "NoSpace"
-    wait_for(lambda: server.state == "idle")
+    server.wait_finished()
+    assert server.state == "failed"
+    assert server.session.final.reason == "NoSpace"
+    assert server.session.exit_code == 1
     assert not Path(server.config.dest).exists()
-    assert not server.session.finished.is_set()
 
 
 def test_a_failure_after_an_async_answer_ends_the_server(upload_server, tmp_path: Path) -> None:

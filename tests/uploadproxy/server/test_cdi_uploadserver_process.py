@@ -211,7 +211,7 @@ def test_sigterm_mid_upload_cancels_and_leaves_nothing(process) -> None:
     p.proc.send_signal(signal.SIGTERM)
     started = time.monotonic()
     assert p.wait_exit() == 1, p.output()
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 15  # not the 60 s read timeout, nor lingering
     assert p.read_report()["reason"] == "Cancelled"
     assert [x.name for x in p.dest.parent.iterdir()] == []
 

@@ -172,3 +172,38 @@ def test_archive_with_a_long_tail_of_padding_succeeds(upload_server, tmp_path: P
     assert r.status_code == 200, r.text
     assert json.loads(r.text)["reason"] == "Completed"
     assert (out / "a.txt").read_bytes() == b"alpha"
+
+
+def test_a_clone_stream_is_refused(upload_server) -> None:
+    server = upload_server()
+    with server.client() as c:
+        r = c.post(
+            server.url("/v1beta1/upload"),
+            data=b"x" * 100,
+            headers={contract.CONTENT_TYPE_HEADER: "filesystem-clone"},
+        )
+    assert r.status_code == 400
+    assert "clone" in r.text
+    assert server.state == "idle"
+
+
+def test_a_qcow2_too_large_is_refused_from_its_header_while_the_client_sends(
+    upload_server, tmp_path: Path
+) -> None:
+    """The virtual size in the first bytes decides: the rest of the body is never needed."""
+    from tests import imagefactory
+
+    head = imagefactory.qcow2_oversized(tmp_path, 1 << 40).read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    server = upload_server(dest=str(out / "disk.img"), image_size=64 * MiB, filesystem_overhead=0.0)
+    total = 512 * MiB
+    upload = RawUpload(server.tls_socket(), "/v1beta1/upload", total)
+    upload.send(head)
+    upload.send(bytes(MiB - len(head) % MiB))
+    answer = upload.answer()
+    assert answer.status == 400
+    assert b"ImageTooLarge" in answer.body
+    assert upload.sent <= 2 * MiB
+    server.wait_finished()
+    assert _leftovers(out / "disk.img") == []
