@@ -120,7 +120,7 @@ class Transfer:
         self._say = say
         self._token = ""
         self._token_at = float("-inf")
-        self._sent_everything = False
+        self._resent = False
 
     # -- tokens ----------------------------------------------------------------------
     def _auth(self, *, renew: bool = False) -> dict[str, str]:
@@ -166,7 +166,7 @@ class Transfer:
         if checksum:
             headers[contract.UPLOAD_CHECKSUM_HEADER] = checksum
         body = _FileBody(f, offset, size, progress)
-        self._sent_everything = False
+        answered = False
         try:
             with self._session.post(url, data=body, headers=headers, verify=self._verify,
                                     timeout=(CONNECT_TIMEOUT, SILENCE_TIMEOUT), stream=True,
@@ -176,7 +176,8 @@ class Transfer:
                         "utf-8", "replace").strip()
                     return resume.after_post(
                         r.status_code, r.headers.get(contract.UPLOAD_OFFSET_HEADER), text,
-                        size)
+                        size, resent=self._resent and offset == 0)
+                answered = True
                 # A synchronous answer may come early and then keep the line alive with
                 # spaces while the image is converted: read to its end, keep the tail.
                 tail = b""
@@ -186,8 +187,7 @@ class Transfer:
         except requests.exceptions.SSLError as exc:
             raise TransferError(f"TLS error talking to the upload proxy: {exc}") from None
         except requests.RequestException:
-            self._sent_everything = body.sent >= size
-            return resume.after_drop()
+            return resume.after_drop(answered=answered)
 
     def send(self, url: str, path: Path, *, attempts: int, checksum: str | None,
              progress: Progress) -> Sent:
@@ -218,11 +218,12 @@ class Transfer:
                     status, header = self._probe(url, step.renew_token)
                     if status is not None:
                         probes = 0
-                    step = resume.after_probe(status, header, size,
-                                              sent_everything=self._sent_everything)
-                    if step.step is resume.Step.SEND and step.offset:
-                        resumed += 1
-                        self._say(f"Resuming upload at byte {step.offset} of {size}")
+                    step = resume.after_probe(status, header, size)
+                    if step.step is resume.Step.SEND:
+                        self._resent = step.offset == 0
+                        if step.offset:
+                            resumed += 1
+                            self._say(f"Resuming upload at byte {step.offset} of {size}")
                     continue
                 if not posts.record(step.offset):
                     raise TransferError(

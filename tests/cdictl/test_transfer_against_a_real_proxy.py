@@ -104,6 +104,25 @@ def test_a_server_without_resume_gets_the_whole_file_again(image: Path) -> None:
     assert bar.restarts == [0, 0]
 
 
+def test_a_body_that_arrived_whole_before_the_drop_is_not_sent_twice(image: Path) -> None:
+    with running(Behaviour(drop_before_answer=True)) as proxy:
+        mover = _mover(Tokens("good-token"))
+        mover.send(f"{proxy.url}/v1beta1/upload-async", image, attempts=5, checksum=None,
+                   progress=Bar())
+    assert bytes(proxy.received) == image.read_bytes()
+    posts = [r.status for r in proxy.requests if r.method == "POST"]
+    assert posts == [-2, 409]  # the second try learns the first one arrived
+
+
+def test_a_sync_answer_cut_during_its_keepalive_is_not_sent_again(image: Path) -> None:
+    with running(Behaviour(keepalive_spaces=10, drop_in_keepalive=True)) as proxy:
+        mover = _mover(Tokens("good-token"))
+        mover.send(f"{proxy.url}/v1beta1/upload", image, attempts=5, checksum=None,
+                   progress=Bar())
+    assert bytes(proxy.received) == image.read_bytes()
+    assert [r.status for r in proxy.requests] == [-3]
+
+
 def test_an_expired_token_is_renewed_and_never_printed(image: Path) -> None:
     said: list[str] = []
     with running(Behaviour(tokens={"fresh"})) as proxy:
