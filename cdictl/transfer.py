@@ -82,7 +82,9 @@ class _FileBody:
         return self._left
 
     def read(self, n: int = -1) -> bytes:
-        want = self._left if n is None or n < 0 else min(max(n, _BLOCK), self._left)
+        # One block whatever is asked: more than the HTTP stack's 16 KiB (cheaper per
+        # byte), never the whole file (a read() without a size must not load it).
+        want = min(_BLOCK, self._left)
         block = self._f.read(want) if want else b""
         self._left -= len(block)
         self.sent += len(block)
