@@ -41,6 +41,8 @@ class Behaviour:
     """Once: take the whole body, then cut the connection without answering."""
     drop_in_keepalive: bool = False
     """Once: answer a sync POST early (200), then cut the connection while keeping it alive."""
+    keep_bytes: bool = True
+    """False: only count and hash what arrives (for big bodies)."""
     shrink_after_head: int | None = None
     """Once: after telling a HEAD its offset, keep only this many bytes (as a server
     that fell back to its last durable point), so the client's next offset is wrong."""
@@ -63,6 +65,8 @@ class FakeProxy:
     def __init__(self, behaviour: Behaviour) -> None:
         self.behaviour = behaviour
         self.received = bytearray()
+        self.count = 0
+        self.sha256 = hashlib.sha256()
         self.paused = False
         self.complete = False
         self.requests: list[Recorded] = []
@@ -135,7 +139,10 @@ class FakeProxy:
                 request.transport.abort()
                 rec.status = -1
                 raise asyncio.CancelledError
-            self.received += chunk
+            if self.behaviour.keep_bytes:
+                self.received += chunk
+            self.count += len(chunk)
+            self.sha256.update(chunk)
         if rec.checksum:
             algorithm, _, want = rec.checksum.partition(":")
             if hashlib.new(algorithm, bytes(self.received)).hexdigest() != want:

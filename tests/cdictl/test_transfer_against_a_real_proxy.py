@@ -67,6 +67,27 @@ def test_streams_the_file_with_the_token_and_its_length(image: Path) -> None:
     assert bar.n == 8 * MiB
 
 
+def test_memory_stays_flat_whatever_the_file_size(tmp_path: Path) -> None:
+    import tracemalloc
+
+    big = tmp_path / "big.img"
+    with big.open("wb") as f:
+        f.truncate(64 * MiB)
+        f.write(b"\x01" * MiB)
+    with running(Behaviour(keep_bytes=False)) as proxy:
+        mover = _mover(Tokens("good-token"))
+        tracemalloc.start()
+        try:
+            mover.send(f"{proxy.url}/v1beta1/upload", big, attempts=1, checksum=None,
+                       progress=Bar())
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert proxy.count == 64 * MiB
+    assert proxy.sha256.hexdigest() == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert peak < 8 * MiB, f"peak {peak / MiB:.1f} MiB of Python memory for a 64 MiB upload"
+
+
 def test_resumes_after_the_connection_drops_at_half(image: Path) -> None:
     said: list[str] = []
     with running(Behaviour(drop_at=[4 * MiB])) as proxy:
