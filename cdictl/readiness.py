@@ -134,12 +134,15 @@ class Processing(Enum):
 
 
 def processing(pvc: dict[str, Any], dv: dict[str, Any] | None) -> tuple[Processing, str]:
-    """After the bytes are sent: done when the PVC's pod phase is Succeeded (virtctl).
+    """After the bytes are sent: done when the PVC's pod phase is Succeeded (virtctl), or
+    the DataVolume's phase.
 
     Beyond virtctl, which waits up to 24 h whatever happens: a DataVolume in phase Failed
     (or a pod phase Failed) is the end, with the controller's reason.
     """
     if _annotations(pvc).get(keys.POD_PHASE) == POD_SUCCEEDED:
+        return Processing.DONE, ""
+    if dv is not None and dv.get("status", {}).get("phase") == api.PHASE_SUCCEEDED:
         return Processing.DONE, ""
     if dv is not None and dv.get("status", {}).get("phase") == api.PHASE_FAILED:
         for cond in dv.get("status", {}).get("conditions", []):

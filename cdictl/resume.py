@@ -49,9 +49,15 @@ def parse_offset(value: str | None, size: int) -> int | None:
     return offset if offset <= size else None
 
 
-def after_post(status: int, offset_header: str | None, body: str, size: int) -> Next:
-    """The POST got an answer."""
+def after_post(status: int, offset_header: str | None, body: str, size: int, *,
+               resent: bool = False) -> Next:
+    """The POST got an answer. `resent`: the whole file is being sent again after a drop
+    that left nothing paused, so the first try may have arrived whole after all."""
     if status == 200:
+        return Next(Step.DONE)
+    if status == 409 and resent:
+        # "Already succeeded": the first try's bytes all arrived; the processing wait
+        # that follows tells the outcome.
         return Next(Step.DONE)
     if status == 416:
         offset = parse_offset(offset_header, size)
@@ -80,31 +86,28 @@ def after_result(body: str) -> Next:
     return Next(Step.FAIL, error=f"{report.reason}: {report.message}".rstrip(": "))
 
 
-def after_drop() -> Next:
-    """The connection broke before an answer came: ask the server what it holds.
+def after_drop(*, answered: bool) -> Next:
+    """The connection broke.
 
-    Even when the last byte left this machine, it may not have arrived (socket buffers
-    hold megabytes), so the server's word decides, in `after_probe`.
+    After a 200 (a synchronous answer cut while the server kept it alive), the server
+    has every byte: the processing wait that follows tells the outcome. Before any
+    answer, even the last byte leaving this machine proves nothing (socket buffers hold
+    megabytes): the server's word decides, in `after_probe`.
     """
+    if answered:
+        return Next(Step.DONE)
     return Next(Step.PROBE, pause=True)
 
 
-def after_probe(status: int | None, offset_header: str | None, size: int, *,
-                sent_everything: bool = False) -> Next:
-    """The HEAD got an answer (status None: it failed too).
-
-    `sent_everything`: the last POST wrote the whole file before its connection broke.
-    """
+def after_probe(status: int | None, offset_header: str | None, size: int) -> Next:
+    """The HEAD got an answer (status None: it failed too)."""
     if status == 200:
         offset = parse_offset(offset_header, size)
         if offset is not None:
             return Next(Step.SEND, offset=offset)
-        if sent_everything:
-            # Nothing paused although every byte went out: the server took them all and
-            # is processing. Sending again would abandon a good upload; the processing
-            # wait that follows tells success from failure.
-            return Next(Step.DONE)
-        # Nothing paused (or a server without resume): nothing of ours was kept.
+        # Nothing paused: a server without resume dropped what it had, or every byte
+        # arrived and it is processing. Send it all again, as virtctl would: a server
+        # that has it answers 409 ("already succeeded") or 503 (busy), not a new upload.
         return Next(Step.SEND, offset=0)
     if status == 401:
         return Next(Step.PROBE, renew_token=True)

@@ -32,6 +32,9 @@ SILENCE_TIMEOUT = 900.0
 while it converts a synchronous upload)."""
 TOKEN_RENEW_AFTER = uploadtoken.LIFETIME.total_seconds() - 60.0
 _RESULT_TAIL = 4096
+_BLOCK = 1 << 20
+"""Bytes read from the file per send: the HTTP stack asks for 16 KiB, a syscall and a
+progress update each; larger blocks cost less per byte, in bounded memory."""
 
 
 class TransferError(Exception):
@@ -79,7 +82,9 @@ class _FileBody:
         return self._left
 
     def read(self, n: int = -1) -> bytes:
-        want = self._left if n is None or n < 0 else min(n, self._left)
+        # One block whatever is asked: more than the HTTP stack's 16 KiB (cheaper per
+        # byte), never the whole file (a read() without a size must not load it).
+        want = min(_BLOCK, self._left)
         block = self._f.read(want) if want else b""
         self._left -= len(block)
         self.sent += len(block)
@@ -117,7 +122,7 @@ class Transfer:
         self._say = say
         self._token = ""
         self._token_at = float("-inf")
-        self._sent_everything = False
+        self._resent = False
 
     # -- tokens ----------------------------------------------------------------------
     def _auth(self, *, renew: bool = False) -> dict[str, str]:
@@ -163,7 +168,7 @@ class Transfer:
         if checksum:
             headers[contract.UPLOAD_CHECKSUM_HEADER] = checksum
         body = _FileBody(f, offset, size, progress)
-        self._sent_everything = False
+        answered = False
         try:
             with self._session.post(url, data=body, headers=headers, verify=self._verify,
                                     timeout=(CONNECT_TIMEOUT, SILENCE_TIMEOUT), stream=True,
@@ -173,7 +178,8 @@ class Transfer:
                         "utf-8", "replace").strip()
                     return resume.after_post(
                         r.status_code, r.headers.get(contract.UPLOAD_OFFSET_HEADER), text,
-                        size)
+                        size, resent=self._resent and offset == 0)
+                answered = True
                 # A synchronous answer may come early and then keep the line alive with
                 # spaces while the image is converted: read to its end, keep the tail.
                 tail = b""
@@ -183,8 +189,7 @@ class Transfer:
         except requests.exceptions.SSLError as exc:
             raise TransferError(f"TLS error talking to the upload proxy: {exc}") from None
         except requests.RequestException:
-            self._sent_everything = body.sent >= size
-            return resume.after_drop()
+            return resume.after_drop(answered=answered)
 
     def send(self, url: str, path: Path, *, attempts: int, checksum: str | None,
              progress: Progress) -> Sent:
@@ -215,11 +220,12 @@ class Transfer:
                     status, header = self._probe(url, step.renew_token)
                     if status is not None:
                         probes = 0
-                    step = resume.after_probe(status, header, size,
-                                              sent_everything=self._sent_everything)
-                    if step.step is resume.Step.SEND and step.offset:
-                        resumed += 1
-                        self._say(f"Resuming upload at byte {step.offset} of {size}")
+                    step = resume.after_probe(status, header, size)
+                    if step.step is resume.Step.SEND:
+                        self._resent = step.offset == 0
+                        if step.offset:
+                            resumed += 1
+                            self._say(f"Resuming upload at byte {step.offset} of {size}")
                     continue
                 if not posts.record(step.offset):
                     raise TransferError(

@@ -37,6 +37,12 @@ class Behaviour:
     result_line: str = ""
     """What ends a kept-alive sync answer (cdi-py's server: its termination report)."""
     forget_after_drop: bool = False
+    drop_before_answer: bool = False
+    """Once: take the whole body, then cut the connection without answering."""
+    drop_in_keepalive: bool = False
+    """Once: answer a sync POST early (200), then cut the connection while keeping it alive."""
+    keep_bytes: bool = True
+    """False: only count and hash what arrives (for big bodies)."""
     shrink_after_head: int | None = None
     """Once: after telling a HEAD its offset, keep only this many bytes (as a server
     that fell back to its last durable point), so the client's next offset is wrong."""
@@ -59,6 +65,8 @@ class FakeProxy:
     def __init__(self, behaviour: Behaviour) -> None:
         self.behaviour = behaviour
         self.received = bytearray()
+        self.count = 0
+        self.sha256 = hashlib.sha256()
         self.paused = False
         self.complete = False
         self.requests: list[Recorded] = []
@@ -103,6 +111,9 @@ class FakeProxy:
         if not self._authorized(request):
             rec.status = 401
             return web.Response(status=401, text="invalid token")
+        if self.complete:
+            rec.status = 409
+            return web.Response(status=409, text="upload already succeeded")
         if self.behaviour.busy_posts > 0:
             self.behaviour.busy_posts -= 1
             rec.status = 503
@@ -128,7 +139,10 @@ class FakeProxy:
                 request.transport.abort()
                 rec.status = -1
                 raise asyncio.CancelledError
-            self.received += chunk
+            if self.behaviour.keep_bytes:
+                self.received += chunk
+            self.count += len(chunk)
+            self.sha256.update(chunk)
         if rec.checksum:
             algorithm, _, want = rec.checksum.partition(":")
             if hashlib.new(algorithm, bytes(self.received)).hexdigest() != want:
@@ -137,12 +151,24 @@ class FakeProxy:
                 return web.Response(status=400, text="checksum mismatch")
         self.complete = True
         rec.status = 200
+        if self.behaviour.drop_before_answer:
+            self.behaviour.drop_before_answer = False
+            assert request.transport is not None
+            request.transport.abort()
+            rec.status = -2
+            raise asyncio.CancelledError
         if not request.path.endswith("-async") and self.behaviour.keepalive_spaces:
             resp = web.StreamResponse(status=200)
             await resp.prepare(request)
             for _ in range(self.behaviour.keepalive_spaces):
                 await resp.write(b" ")
                 await asyncio.sleep(0.05)
+                if self.behaviour.drop_in_keepalive:
+                    self.behaviour.drop_in_keepalive = False
+                    assert request.transport is not None
+                    request.transport.abort()
+                    rec.status = -3
+                    raise asyncio.CancelledError
             await resp.write(b"\n" + self.behaviour.result_line.encode())
             await resp.write_eof()
             return resp

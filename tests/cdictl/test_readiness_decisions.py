@@ -121,6 +121,7 @@ def test_events_that_make_waiting_pointless() -> None:
     ({A + "storage.pod.phase": "Running"}, dv("UploadReady"), (Processing.RUNNING, "")),
     ({A + "storage.pod.phase": "Succeeded"}, dv("Succeeded"), (Processing.DONE, "")),
     ({A + "storage.pod.phase": "Succeeded"}, None, (Processing.DONE, "")),
+    ({A + "storage.pod.phase": "Running"}, dv("Succeeded"), (Processing.DONE, "")),
     ({}, dv("Failed", conditions=[{"type": "Running", "message": "checksum mismatch"}]),
      (Processing.FAILED, "checksum mismatch")),
     ({}, dv("Failed"), (Processing.FAILED, "DataVolume disk failed")),

@@ -45,26 +45,28 @@ def test_after_a_200_its_body(body: str, expected: Next) -> None:
     assert resume.after_result(body) == expected
 
 
-def test_after_a_drop_the_server_is_asked() -> None:
-    assert resume.after_drop() == Next(Step.PROBE, pause=True)
+def test_a_409_after_resending_everything_means_the_first_try_arrived() -> None:
+    assert resume.after_post(409, None, "done", SIZE, resent=True) == Next(Step.DONE)
 
 
-@pytest.mark.parametrize(("status", "offset", "sent_all", "expected"), [
-    pytest.param(200, "600", False, Next(Step.SEND, offset=600), id="paused-at-600"),
-    pytest.param(200, "600", True, Next(Step.SEND, offset=600), id="buffers-lied"),
-    pytest.param(200, "1000", True, Next(Step.SEND, offset=1000), id="all-but-the-end"),
-    pytest.param(200, None, False, Next(Step.SEND, offset=0), id="nothing-kept"),
-    pytest.param(200, None, True, Next(Step.DONE), id="all-taken-processing"),
-    pytest.param(200, "junk", False, Next(Step.SEND, offset=0), id="junk-offset"),
-    pytest.param(401, None, False, Next(Step.PROBE, renew_token=True), id="expired"),
-    pytest.param(None, None, False, Next(Step.PROBE, pause=True), id="no-answer"),
-    pytest.param(503, None, False, Next(Step.PROBE, pause=True), id="busy"),
-    pytest.param(403, None, False, Next(Step.FAIL, error="unexpected return value 403 to HEAD"),
+def test_after_a_drop_the_server_is_asked_unless_it_had_answered() -> None:
+    assert resume.after_drop(answered=False) == Next(Step.PROBE, pause=True)
+    assert resume.after_drop(answered=True) == Next(Step.DONE)
+
+
+@pytest.mark.parametrize(("status", "offset", "expected"), [
+    pytest.param(200, "600", Next(Step.SEND, offset=600), id="paused-at-600"),
+    pytest.param(200, "1000", Next(Step.SEND, offset=1000), id="all-but-the-end"),
+    pytest.param(200, None, Next(Step.SEND, offset=0), id="nothing-kept"),
+    pytest.param(200, "junk", Next(Step.SEND, offset=0), id="junk-offset"),
+    pytest.param(401, None, Next(Step.PROBE, renew_token=True), id="expired"),
+    pytest.param(None, None, Next(Step.PROBE, pause=True), id="no-answer"),
+    pytest.param(503, None, Next(Step.PROBE, pause=True), id="busy"),
+    pytest.param(403, None, Next(Step.FAIL, error="unexpected return value 403 to HEAD"),
                  id="forbidden"),
 ])
-def test_after_a_probe(status: int | None, offset: str | None, sent_all: bool,
-                       expected: Next) -> None:
-    assert resume.after_probe(status, offset, SIZE, sent_everything=sent_all) == expected
+def test_after_a_probe(status: int | None, offset: str | None, expected: Next) -> None:
+    assert resume.after_probe(status, offset, SIZE) == expected
 
 
 def test_backoff_doubles_up_to_a_cap() -> None:

@@ -21,20 +21,6 @@ DVS = "/apis/cdi.kubevirt.io/v1beta1/namespaces/{ns}/datavolumes"
 PVCS = "/api/v1/namespaces/{ns}/persistentvolumeclaims"
 
 
-@pytest.fixture(scope="module")
-def crds(cluster: Any) -> Any:
-    for name in ("datavolumes", "cdiconfigs"):
-        cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "crds" / f"{name}.yaml"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                        f"crd/{name}.cdi.kubevirt.io")
-    return cluster
-
-
-@pytest.fixture
-def image(tmp_path: Path) -> Path:
-    path = tmp_path / "disk.img"
-    path.write_bytes(b"\0" * 4096)
-    return path
 
 
 def both(cluster: Any, virtctl: Path, *args: str) -> dict[str, subprocess.CompletedProcess[str]]:
@@ -59,9 +45,9 @@ def last_error(run: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_both_create_the_same_datavolume(crds: Any, virtctl: Path, namespace: str,
-                                         image: Path) -> None:
+                                         small_image: Path) -> None:
     runs = both(crds, virtctl, "dv", "{name}", "-n", namespace, "--size", "64Mi",
-                "--image-path", str(image), "--storage-class", "local", "--access-mode",
+                "--image-path", str(small_image), "--storage-class", "local", "--access-mode",
                 "ReadWriteOnce", "--volume-mode", "filesystem", "--force-bind",
                 "--wait-secs", "0")
     for client, run in runs.items():
@@ -76,9 +62,9 @@ def test_both_create_the_same_datavolume(crds: Any, virtctl: Path, namespace: st
 
 
 def test_both_create_the_same_upload_pvc(crds: Any, virtctl: Path, namespace: str,
-                                         image: Path) -> None:
+                                         small_image: Path) -> None:
     runs = both(crds, virtctl, "pvc", "{name}", "-n", namespace, "--size", "32Mi",
-                "--image-path", str(image), "--volume-mode", "block", "--wait-secs", "0")
+                "--image-path", str(small_image), "--volume-mode", "block", "--wait-secs", "0")
     for client, run in runs.items():
         assert run.returncode == 1, f"{client}: {run.stdout}{run.stderr}"
     assert lines(runs["virtctl"].stdout, "virtctl") == lines(runs["cdictl"].stdout, "cdictl")
@@ -111,12 +97,12 @@ def test_both_create_the_same_upload_pvc(crds: Any, virtctl: Path, namespace: st
     pytest.param(["vm", "new", "--image-path", "{image}"], id="bad-kind"),
     pytest.param(["dv", "--image-path", "{image}"], id="one-arg"),
 ])
-def test_both_refuse_alike(crds: Any, virtctl: Path, namespace: str, image: Path,
+def test_both_refuse_alike(crds: Any, virtctl: Path, namespace: str, small_image: Path,
                            args: list[str]) -> None:
     crds.api().create(PVCS.format(ns=namespace), {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "plain"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}})
-    runs = both(crds, virtctl, *(a.replace("{image}", str(image)) for a in args),
+    runs = both(crds, virtctl, *(a.replace("{image}", str(small_image)) for a in args),
                 "-n", namespace)
     for client, run in runs.items():
         assert run.returncode == 1, f"{client}: {run.stdout}{run.stderr}"

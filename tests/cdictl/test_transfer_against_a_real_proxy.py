@@ -67,6 +67,27 @@ def test_streams_the_file_with_the_token_and_its_length(image: Path) -> None:
     assert bar.n == 8 * MiB
 
 
+def test_memory_stays_flat_whatever_the_file_size(tmp_path: Path) -> None:
+    import tracemalloc
+
+    big = tmp_path / "big.img"
+    with big.open("wb") as f:
+        f.truncate(64 * MiB)
+        f.write(b"\x01" * MiB)
+    with running(Behaviour(keep_bytes=False)) as proxy:
+        mover = _mover(Tokens("good-token"))
+        tracemalloc.start()
+        try:
+            mover.send(f"{proxy.url}/v1beta1/upload", big, attempts=1, checksum=None,
+                       progress=Bar())
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert proxy.count == 64 * MiB
+    assert proxy.sha256.hexdigest() == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert peak < 8 * MiB, f"peak {peak / MiB:.1f} MiB of Python memory for a 64 MiB upload"
+
+
 def test_resumes_after_the_connection_drops_at_half(image: Path) -> None:
     said: list[str] = []
     with running(Behaviour(drop_at=[4 * MiB])) as proxy:
@@ -102,6 +123,25 @@ def test_a_server_without_resume_gets_the_whole_file_again(image: Path) -> None:
     assert bytes(proxy.received) == image.read_bytes()
     assert [r.offset for r in proxy.requests if r.method == "POST"] == [None, None]
     assert bar.restarts == [0, 0]
+
+
+def test_a_body_that_arrived_whole_before_the_drop_is_not_sent_twice(image: Path) -> None:
+    with running(Behaviour(drop_before_answer=True)) as proxy:
+        mover = _mover(Tokens("good-token"))
+        mover.send(f"{proxy.url}/v1beta1/upload-async", image, attempts=5, checksum=None,
+                   progress=Bar())
+    assert bytes(proxy.received) == image.read_bytes()
+    posts = [r.status for r in proxy.requests if r.method == "POST"]
+    assert posts == [-2, 409]  # the second try learns the first one arrived
+
+
+def test_a_sync_answer_cut_during_its_keepalive_is_not_sent_again(image: Path) -> None:
+    with running(Behaviour(keepalive_spaces=10, drop_in_keepalive=True)) as proxy:
+        mover = _mover(Tokens("good-token"))
+        mover.send(f"{proxy.url}/v1beta1/upload", image, attempts=5, checksum=None,
+                   progress=Bar())
+    assert bytes(proxy.received) == image.read_bytes()
+    assert [r.status for r in proxy.requests] == [-3]
 
 
 def test_an_expired_token_is_renewed_and_never_printed(image: Path) -> None:

@@ -30,20 +30,6 @@ DVS = "/apis/cdi.kubevirt.io/v1beta1/namespaces/{ns}/datavolumes"
 CONFIG = "/apis/cdi.kubevirt.io/v1beta1/cdiconfigs/config"
 
 
-@pytest.fixture(scope="module")
-def crds(cluster: Any) -> Any:
-    for name in ("datavolumes", "cdiconfigs"):
-        cluster.kubectl("apply", "-f", str(ROOT / "deploy" / "crds" / f"{name}.yaml"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                        f"crd/{name}.cdi.kubevirt.io")
-    return cluster
-
-
-@pytest.fixture
-def image(tmp_path: Path) -> Path:
-    path = tmp_path / "disk.img"
-    path.write_bytes(b"\0" * 4096)
-    return path
 
 
 def cdictl(cluster: Any, *args: str) -> subprocess.CompletedProcess[str]:
@@ -67,9 +53,9 @@ def uploader(cluster: Any, ns: str, said: list[str]) -> upload.Uploader:
 
 
 def test_creates_the_datavolume_then_waits_for_its_upload_server(
-        crds: Any, namespace: str, image: Path) -> None:
+        crds: Any, namespace: str, small_image: Path) -> None:
     out = cdictl(crds, "dv", "disk", "-n", namespace, "--size", "64Mi", "--image-path",
-                 str(image), "--storage-class", "local", "--wait-secs", "0")
+                 str(small_image), "--storage-class", "local", "--wait-secs", "0")
     assert out.returncode == 1, out.stdout + out.stderr
     assert out.stdout.splitlines() == [
         f"PVC {namespace}/disk not found ", f"DataVolume {namespace}/disk created"]
@@ -83,9 +69,9 @@ def test_creates_the_datavolume_then_waits_for_its_upload_server(
 
 
 def test_an_unknown_storage_class_creates_nothing(crds: Any, namespace: str,
-                                                  image: Path) -> None:
+                                                  small_image: Path) -> None:
     out = cdictl(crds, "dv", "disk", "-n", namespace, "--size", "64Mi", "--image-path",
-                 str(image), "--storage-class", "no-such-class")
+                 str(small_image), "--storage-class", "no-such-class")
     assert out.returncode == 1
     assert out.stderr.strip() == 'storageclasses.storage.k8s.io "no-such-class" not found'
     assert crds.api().get_or_none(f"{DVS.format(ns=namespace)}/disk") is None
@@ -100,9 +86,9 @@ def test_a_missing_image_file_is_refused_before_anything_is_created(
     assert crds.api().get_or_none(f"{DVS.format(ns=namespace)}/disk") is None
 
 
-def test_creates_an_upload_target_pvc(crds: Any, namespace: str, image: Path) -> None:
+def test_creates_an_upload_target_pvc(crds: Any, namespace: str, small_image: Path) -> None:
     out = cdictl(crds, "pvc", "disk", "-n", namespace, "--size", "32Mi", "--image-path",
-                 str(image), "--wait-secs", "0")
+                 str(small_image), "--wait-secs", "0")
     assert out.returncode == 1
     assert f"PersistentVolumeClaim {namespace}/disk created" in out.stdout
     pvc = crds.api().get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/disk")
@@ -114,10 +100,10 @@ def test_creates_an_upload_target_pvc(crds: Any, namespace: str, image: Path) ->
 
 
 def test_an_existing_pvc_that_is_no_upload_target_is_refused_and_left_alone(
-        crds: Any, namespace: str, image: Path) -> None:
+        crds: Any, namespace: str, small_image: Path) -> None:
     api = crds.api()
     api.create(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", pvc_body("plain"))
-    out = cdictl(crds, "pvc", "plain", "-n", namespace, "--image-path", str(image))
+    out = cdictl(crds, "pvc", "plain", "-n", namespace, "--image-path", str(small_image))
     assert out.returncode == 1
     assert out.stderr.strip() == "PVC plain not available for upload"
     pvc = api.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/plain")
@@ -125,23 +111,23 @@ def test_an_existing_pvc_that_is_no_upload_target_is_refused_and_left_alone(
 
 
 def test_a_pvc_without_its_datavolume_is_refused(crds: Any, namespace: str,
-                                                 image: Path) -> None:
+                                                 small_image: Path) -> None:
     crds.api().create(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
                       pvc_body("orphan", {A + "storage.upload.target": ""}))
-    out = cdictl(crds, "dv", "orphan", "-n", namespace, "--image-path", str(image))
+    out = cdictl(crds, "dv", "orphan", "-n", namespace, "--image-path", str(small_image))
     assert out.returncode == 1
     assert out.stderr.strip() == (
         f"No DataVolume is associated with the existing PVC {namespace}/orphan")
 
 
 def test_no_create_marks_an_existing_pvc_and_waits_for_its_server(crds: Any, namespace: str,
-                                                                  image: Path) -> None:
+                                                                  small_image: Path) -> None:
     api = crds.api()
     path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/mine"
     api.create(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", pvc_body("mine"))
     said: list[str] = []
     up = uploader(crds, namespace, said)
-    opts = options.parse(["pvc", "mine", "--image-path", str(image), "--no-create",
+    opts = options.parse(["pvc", "mine", "--image-path", str(small_image), "--no-create",
                           "--wait-secs", "30"])
     up.prepare(opts)
     pvc = api.get(path)
@@ -162,11 +148,11 @@ def test_no_create_marks_an_existing_pvc_and_waits_for_its_server(crds: Any, nam
 
 
 def test_waits_for_the_datavolume_to_be_upload_ready(crds: Any, namespace: str,
-                                                     image: Path) -> None:
+                                                     small_image: Path) -> None:
     api = crds.api()
     said: list[str] = []
     up = uploader(crds, namespace, said)
-    opts = options.parse(["dv", "vol", "--image-path", str(image), "--size", "16Mi",
+    opts = options.parse(["dv", "vol", "--image-path", str(small_image), "--size", "16Mi",
                           "--wait-secs", "30"])
     up.prepare(opts)
     status_path = f"{DVS.format(ns=namespace)}/vol/status"
@@ -190,10 +176,10 @@ def test_waits_for_the_datavolume_to_be_upload_ready(crds: Any, namespace: str,
 
 
 def test_a_wait_for_first_consumer_datavolume_needs_force_bind(crds: Any, namespace: str,
-                                                               image: Path) -> None:
+                                                               small_image: Path) -> None:
     api = crds.api()
     up = uploader(crds, namespace, [])
-    opts = options.parse(["dv", "late", "--image-path", str(image), "--size", "16Mi"])
+    opts = options.parse(["dv", "late", "--image-path", str(small_image), "--size", "16Mi"])
     up.prepare(opts)
     api.request("PATCH", f"{DVS.format(ns=namespace)}/late/status",
                 body={"status": {"phase": "WaitForFirstConsumer"}},
@@ -204,7 +190,7 @@ def test_a_wait_for_first_consumer_datavolume_needs_force_bind(crds: Any, namesp
         up.wait_ready(opts)
 
 
-def test_a_provisioning_failure_ends_the_wait(crds: Any, namespace: str, image: Path) -> None:
+def test_a_provisioning_failure_ends_the_wait(crds: Any, namespace: str, small_image: Path) -> None:
     api = crds.api()
     made = api.create(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
                       pvc_body("doomed", {A + "storage.upload.target": ""}))
@@ -215,7 +201,7 @@ def test_a_provisioning_failure_ends_the_wait(crds: Any, namespace: str, image: 
                            "namespace": namespace, "uid": made["metadata"]["uid"]},
         "reason": "ProvisioningFailed", "message": "no space left for 16Mi", "type": "Warning"})
     up = uploader(crds, namespace, [])
-    opts = options.parse(["pvc", "doomed", "--image-path", str(image), "--wait-secs", "30"])
+    opts = options.parse(["pvc", "doomed", "--image-path", str(small_image), "--wait-secs", "30"])
     start = time.monotonic()
     with pytest.raises(upload.UploadFailed, match=r"^Provisioning failed: no space left for 16Mi$"):
         up.wait_ready(opts)
@@ -223,20 +209,20 @@ def test_a_provisioning_failure_ends_the_wait(crds: Any, namespace: str, image: 
 
 
 def test_waits_for_processing_and_stops_on_a_failed_datavolume(crds: Any, namespace: str,
-                                                               image: Path) -> None:
+                                                               small_image: Path) -> None:
     api = crds.api()
     said: list[str] = []
     up = uploader(crds, namespace, said)
     api.create(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
                pvc_body("done", {A + "storage.upload.target": ""}))
-    pvc_opts = options.parse(["pvc", "done", "--image-path", str(image)])
+    pvc_opts = options.parse(["pvc", "done", "--image-path", str(small_image)])
     path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/done"
     threading.Timer(0.5, lambda: api.merge_patch(path, {"metadata": {"annotations": {
         A + "storage.pod.phase": "Succeeded"}}})).start()
     up.wait_processing(pvc_opts)
     assert said == ["Processing completed successfully"]
 
-    dv_opts = options.parse(["dv", "bad", "--image-path", str(image), "--size", "16Mi"])
+    dv_opts = options.parse(["dv", "bad", "--image-path", str(small_image), "--size", "16Mi"])
     up.prepare(dv_opts)
     # The controller would create the DataVolume's PVC; without one, the test does.
     if api.get_or_none(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/bad") is None:
@@ -268,9 +254,9 @@ def cdiconfig(crds: Any) -> Iterator[Any]:
 
 
 def test_the_proxy_url_comes_from_cdiconfig(crds: Any, cdiconfig: Any, namespace: str,
-                                            image: Path) -> None:
+                                            small_image: Path) -> None:
     up = uploader(crds, namespace, [])
-    opts = options.parse(["dv", "x", "--image-path", str(image)])
+    opts = options.parse(["dv", "x", "--image-path", str(small_image)])
     if not (cdiconfig.get(CONFIG).get("status") or {}).get("uploadProxyURL"):
         cdiconfig.request("PATCH", CONFIG + "/status",
                           body={"status": {"uploadProxyURL": "proxy.example:31001"}},
@@ -278,6 +264,6 @@ def test_the_proxy_url_comes_from_cdiconfig(crds: Any, cdiconfig: Any, namespace
         assert up.proxy_url(opts) == "https://proxy.example:31001"
     cdiconfig.merge_patch(CONFIG, {"spec": {"uploadProxyURLOverride": "http://override:80"}})
     assert up.proxy_url(opts) == "http://override:80"
-    given = options.parse(["dv", "x", "--image-path", str(image), "--uploadproxy-url",
+    given = options.parse(["dv", "x", "--image-path", str(small_image), "--uploadproxy-url",
                            "https://given"])
     assert up.proxy_url(given) == "https://given"
