@@ -56,16 +56,20 @@ def test_a_forged_token_is_401_and_may_be_retried_with_a_fresh_key() -> None:
 
 
 def _raw(payload: dict[str, object]) -> str:
+    """A token for `payload`; an `exp` given as a timedelta is taken from now, at signing
+    (a module-level "now" goes stale when the suite runs long after collection)."""
+    exp = payload.get("exp", timedelta(minutes=5))
+    if isinstance(exp, timedelta):
+        payload = {**payload, "exp": datetime.now(UTC) + exp}
     return jwt.encode(payload, PRIVATE, algorithm="PS256")
 
 
-NOW = datetime.now(UTC)
-GOOD = {"iss": "cdi-apiserver", "exp": NOW + timedelta(minutes=5), "operation": "Upload",
+GOOD = {"iss": "cdi-apiserver", "exp": timedelta(minutes=5), "operation": "Upload",
         "name": "disk", "namespace": "ns", "resource": dict(uploadtoken.PVC_RESOURCE)}
 
 
 @pytest.mark.parametrize("change", [
-    {"exp": NOW - timedelta(seconds=11)},
+    {"exp": -timedelta(seconds=11)},
     {"operation": "Clone"},
     {"iss": "someone-else"},
     {"resource": {"group": "", "version": "v1", "resource": "secrets"}},
@@ -81,7 +85,7 @@ def test_other_bad_tokens_are_401_not_retried(change: dict[str, object]) -> None
 
 
 def test_expiry_has_ten_seconds_of_leeway() -> None:
-    claims = auth.authorize(_raw({**GOOD, "exp": NOW - timedelta(seconds=5)}), PUBLIC)
+    claims = auth.authorize(_raw({**GOOD, "exp": -timedelta(seconds=5)}), PUBLIC)
     assert claims.name == "disk"
 
 
