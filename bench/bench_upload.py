@@ -302,7 +302,7 @@ def run_upload(stack: UploadStack, ns: str, s: Size, rss: RssSampler, check: boo
     t0 = time.monotonic()
     cdi.create_dv(ns, dv_manifest(name, {"upload": {}}, size=claim_size(s.gib),
                                   mode="Filesystem"))
-    wait_dv(cdi, ns, name, "UploadReady", 300)
+    ready = wait_dv(cdi, ns, name, "UploadReady", 300)
     token = stack.token(ns, name)
     sent = stream_post(stack.url("upload"), s.qcow2, {
         "Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
@@ -313,6 +313,7 @@ def run_upload(stack: UploadStack, ns: str, s: Size, rss: RssSampler, check: boo
     s.add("upload: last byte -> Succeeded", done - sent.last)
     s.add("upload: first byte -> 200", sent.answered - sent.first)
     s.add("upload: create -> Succeeded", done - t0)
+    s.add("upload: create -> UploadReady", ready - t0)
     snap = rss.snapshot()
     s.rss.setdefault("upload", []).append(snap)
     print(f"  upload {s.gib} GiB: first->Succeeded {done - sent.first:.1f}s, "
