@@ -386,6 +386,19 @@ def report(s: Size) -> None:
           f"{max(r[1] for r in imp) / 1024:.1f} MiB, process tree {max(r[2] for r in imp) / 1024:.1f} MiB")
 
 
+def proxy_pod_url(cdi: Cdi) -> str:
+    """https://<pod IP>:<targetPort> of a ready cdi-uploadproxy pod."""
+    svc = cdi.api.get("/api/v1/namespaces/cdi/services/cdi-uploadproxy")
+    port = svc["spec"]["ports"][0]["targetPort"]
+    selector = ",".join(f"{k}={v}" for k, v in svc["spec"]["selector"].items())
+    pods = cdi.api.get("/api/v1/namespaces/cdi/pods", labelSelector=selector)["items"]
+    ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                    for c in p.get("status", {}).get("conditions", []))]
+    if not ready or not isinstance(port, int):
+        raise SystemExit(f"no ready cdi-uploadproxy pod with a numeric targetPort ({port!r})")
+    return f"https://{ready[0]['status']['podIP']}:{port}"
+
+
 def install(cluster: ClusterHandle) -> Cdi:
     from tests.cluster.helpers import wait_for
 
@@ -406,6 +419,9 @@ def main() -> int:
     ap.add_argument("--fill-gib", type=float, default=1.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-verify", action="store_true", help="skip the volume checks")
+    ap.add_argument("--to-pod", action="store_true",
+                    help="POST to the proxy pod's IP and port instead of the NodePort URL of "
+                         "CDIConfig (skips the simulated node's userspace NodePort proxy)")
     args = ap.parse_args()
 
     sizes = []
@@ -427,6 +443,8 @@ def main() -> int:
         cluster = ClusterHandle(c)
         cdi = install(cluster)
         stack = upload_stack_ready(cdi)
+        if args.to_pod:
+            stack = UploadStack(cdi, proxy_pod_url(cdi))
         api = cdi.api
         api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                           "metadata": {"name": ns}})
