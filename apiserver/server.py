@@ -134,7 +134,11 @@ async def _create(request: web.Request) -> web.Response:
         log.info("create refused user=%s ns=%s", identity.user, namespace)
         return _failure(statuses.forbidden(identity.user, namespace, decision.reason))
     content_type = request.headers.get("Content-Type", "")
-    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+    # No Content-Type means JSON, as for the kube-apiserver's own resources (its input
+    # negotiation falls back to the first supported type): the Python kubernetes client
+    # sends custom-object bodies without one, and the kube-apiserver forwards it as is.
+    media = content_type.split(";", 1)[0].strip().lower() or "application/json"
+    if media != "application/json":
         return _failure(statuses.unsupported_media_type(content_type))
     if request.content_length is not None and request.content_length > MAX_BODY:
         return _failure(statuses.too_large(MAX_BODY))

@@ -155,6 +155,15 @@ def test_a_dry_run_answers_without_a_token(served: Served):
     assert_status(r, 400, "BadRequest")
 
 
+def test_a_body_without_content_type_is_json_as_for_the_kube_apiserver(served: Served):
+    """The Python kubernetes client (cdictl) posts custom objects with no Content-Type;
+    the kube-apiserver forwards that unchanged and itself reads such bodies as JSON."""
+    r = served.proxied().post(served.url + COLLECTION, data=json.dumps(utr()).encode())
+    assert "Content-Type" not in r.request.headers
+    assert r.status_code == 201, r.text
+    assert r.json()["status"]["token"]
+
+
 def test_other_media_types_are_415_and_huge_bodies_413(served: Served):
     r = served.proxied().post(served.url + COLLECTION, data=b"spec: {pvcName: x}",
                               headers={"Content-Type": "application/yaml"})
