@@ -374,6 +374,10 @@ def report(s: Size) -> None:
     print(f"  ratio upload/http (create -> Succeeded both)   {up / http_:.2f}  "
           f"(target <= 1.2: {'met' if up / http_ <= 1.2 else 'NOT met'})")
     print(f"  ratio upload/curl (first byte -> Succeeded / curl -T)  {up_first / curl:.2f}")
+    paired = [u / h for u, h in zip(s.rows["upload: create -> Succeeded"],
+                                    s.rows["http: create -> Succeeded"], strict=True)]
+    print(f"  upload/http per round (same round, side by side): "
+          f"{', '.join(f'{x:.2f}' for x in paired)}; median {statistics.median(paired):.2f}")
     proxy_rss = max(r["cdi-uploadproxy"][0] for r in s.rss["upload"]) / 1024
     proxy_hwm = max(r["cdi-uploadproxy"][1] for r in s.rss["upload"]) / 1024
     srv = [r["cdi-uploadserver"] for r in s.rss["upload"]]
