@@ -118,6 +118,26 @@ class _Layout:
             self.args += ["--ro-bind", str(p), str(p)]
 
 
+def _rebind_shadowed(keep: set[Path], targets: list[Path]) -> list[str]:
+    """Binds again the needed host paths that a pod's own volume hides.
+
+    Why: a pod with a read-only root mounts an emptyDir at /tmp, which covers a checkout
+    that lives under /tmp (CI clones into /tmp/fresh), and the product's Python is then
+    gone from the container. A real node's image carries its code; ours keeps it visible
+    by binding it again on top of the volume (bwrap makes the mount point in it).
+    """
+    out: list[str] = []
+    for p in sorted(keep):
+        if not any(t == p or t in p.parents for t in targets):
+            continue
+        for parent in reversed(p.parents):
+            if len(parent.parts) < 3 or any(parent == t or parent in t.parents for t in targets):
+                continue
+            out += ["--perms", "0755", "--dir", str(parent)]
+        out += ["--ro-bind", str(p), str(p)]
+    return out
+
+
 def argv(spec: Spec, netns: str | None, info_fd: str) -> list[str]:
     """The full command: enter the pod's netns, build the sandbox, drop to the user."""
     targets = [_realpath(m.target) for m in spec.mounts]
@@ -167,6 +187,7 @@ def argv(spec: Spec, netns: str | None, info_fd: str) -> list[str]:
         else:
             op = "--bind"
         bw += [op, str(m.source), str(real)]
+    bw += _rebind_shadowed(keep, targets)
     bw += ["--chdir", spec.workdir, "--info-fd", info_fd, "--"]
 
     drop: list[str] = []
