@@ -16,7 +16,8 @@ pytestmark = pytest.mark.cluster
 
 
 def test_uploads_wait_for_credentials_then_go_through(cluster: Any, namespace: str,
-                                                     tmp_path: Path) -> None:
+                                                     tmp_path: Path,
+                                                     no_cdi_controller: None) -> None:
     w = World(cluster, namespace, tmp_path)
     try:
         w.pvc("disk", READY)
