@@ -50,5 +50,6 @@ def world(cluster: Any, namespace: str, tmp_path: Path,
         yield w
     finally:
         w.stop()
-        assert "eyJ" not in (tmp_path / "proxy.log").read_text(errors="replace") \
-            if (tmp_path / "proxy.log").exists() else True, "a token reached the proxy's log"
+        log = tmp_path / "proxy.log"
+        if log.exists():
+            assert "eyJ" not in log.read_text(errors="replace"), "a token reached the proxy's log"
