@@ -66,9 +66,11 @@ class ImpersonatingApi(Api):
 
 
 def bind(api: Api, ns: str, role_kind: str, role: str, *, user: str | None = None,
-         group: str | None = None) -> str:
+         group: str | None = None, sa: tuple[str, str] | None = None) -> str:
     name = f"e2e-{uuid.uuid4().hex[:6]}"
-    subjects = []
+    subjects: list[dict[str, str]] = []
+    if sa:
+        subjects.append({"kind": "ServiceAccount", "namespace": sa[0], "name": sa[1]})
     if user:
         subjects.append({"kind": "User", "apiGroup": "rbac.authorization.k8s.io",
                          "name": user})
@@ -102,39 +104,57 @@ def shipped_source_role(api: Api) -> str | None:
 
 
 def grant_clone_from(api: Api, ns: str, *, user: str | None = None,
-                     group: str | None = None) -> tuple[str, str]:
+                     group: str | None = None,
+                     sa: tuple[str, str] | None = None) -> tuple[str, str]:
     """Let `user`/`group` clone out of `ns` with one RoleBinding: to the shipped
     ClusterRole when deploy/ has one, else to a Role with the same single rule."""
     role = shipped_source_role(api)
     if role is not None:
-        bind(api, ns, "ClusterRole", role, user=user, group=group)
+        bind(api, ns, "ClusterRole", role, user=user, group=group, sa=sa)
         return "ClusterRole", role
     name = "e2e-datavolume-cloner"
     with contextlib.suppress(ApiError):
         api.create(ROLE_PATH.format(ns=ns), {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": name}, "rules": [SOURCE_RULE]})
-    bind(api, ns, "Role", name, user=user, group=group)
+    bind(api, ns, "Role", name, user=user, group=group, sa=sa)
     return "Role", name
 
 
-def let_edit(api: Api, ns: str, user: str) -> None:
-    """What a tenant has in its own namespace: the built-in `edit` role (CDI's
-    aggregated rules give it DataVolumes and DataSources)."""
-    bind(api, ns, "ClusterRole", "edit", user=user)
+DV_CREATOR = "e2e-datavolume-creator"
+
+
+def let_create_dvs(api: Api, ns: str, *, user: str | None = None, group: str | None = None,
+                   sa: tuple[str, str] | None = None) -> None:
+    """The least a tenant needs in its own namespace to make DataVolumes: create and read
+    them, nothing else (no datavolumes/source, no pods): a same-namespace clone needs
+    no more."""
+    with contextlib.suppress(ApiError):
+        api.create(ROLE_PATH.format(ns=ns), {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": DV_CREATOR},
+            "rules": [{"apiGroups": ["cdi.kubevirt.io"], "resources": ["datavolumes"],
+                       "verbs": ["create", "get", "list", "watch", "delete"]}]})
+    bind(api, ns, "Role", DV_CREATOR, user=user, group=group, sa=sa)
+
+
+def allowed(api: Api, user: str, ns: str, resource: str, verb: str = "create",
+            sub: str = "", group: str = "cdi.kubevirt.io") -> bool:
+    """What the real authorizer answers a SubjectAccessReview for `user`."""
+    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": user, "groups": ["system:authenticated"],
+                     "resourceAttributes": {"namespace": ns, "verb": verb, "group": group,
+                                            "resource": resource, "subresource": sub}}}
+    return bool(api.create("/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                           body)["status"].get("allowed"))
 
 
 def wait_allowed(api: Api, user: str, ns: str, resource: str, verb: str = "create",
                  sub: str = "", group: str = "cdi.kubevirt.io") -> None:
     """RBAC changes reach the authorizer's cache asynchronously: wait until a
     SubjectAccessReview agrees before acting on them."""
-    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-            "spec": {"user": user, "groups": ["system:authenticated"],
-                     "resourceAttributes": {"namespace": ns, "verb": verb, "group": group,
-                                            "resource": resource, "subresource": sub}}}
-    wait_for(f"{user} may {verb} {resource}/{sub} in {ns}", lambda: api.create(
-        "/apis/authorization.k8s.io/v1/subjectaccessreviews", body)["status"].get("allowed"),
-        timeout=30)
+    wait_for(f"{user} may {verb} {resource}/{sub} in {ns}",
+             lambda: allowed(api, user, ns, resource, verb, sub, group), timeout=30)
 
 
 # -- namespaces ----------------------------------------------------------------------------
@@ -207,6 +227,8 @@ class Source:
     size: str
     data: bytes
     """The bytes a clone must reproduce (zeros follow, to the end of the target)."""
+    logical: int
+    """The source's size as a clone sees it: disk.img's length, or the whole device."""
 
 
 def pvc_manifest(name: str, size: str, mode: str = "Filesystem", sc: str | None = None,
@@ -237,9 +259,12 @@ def make_source(cluster: Any, ns: str, name: str, *, mode: str = "Filesystem",
     path = Path(cluster.pv_path(ns, name))
     if mode == "Filesystem":
         write_sparse(path / "disk.img", data, truncate=True)
+        logical = data_len
     else:
         write_sparse(path, data, truncate=False)
-    return Source(ns, name, mode, size, data)
+        with open(path, "rb") as dev:
+            logical = dev.seek(0, os.SEEK_END)
+    return Source(ns, name, mode, size, data, logical)
 
 
 def target_path(cluster: Any, ns: str, claim: str) -> Path:
@@ -247,14 +272,16 @@ def target_path(cluster: Any, ns: str, claim: str) -> Path:
     return p / "disk.img" if p.is_dir() else p
 
 
-def assert_holds(cluster: Any, ns: str, claim: str, data: bytes) -> int:
-    """The target holds exactly `data`, then only zeros; returns the target's length."""
+def assert_holds(cluster: Any, ns: str, claim: str, src: Source) -> int:
+    """The target holds exactly the source's bytes, then only zeros, and is at least as
+    long as the source; returns the target's length."""
+    data = src.data
     path = target_path(cluster, ns, claim)
     with path.open("rb") as f:
         f.seek(0, os.SEEK_END)
         length = f.tell()
-        assert length >= len(data), (
-            f"{ns}/{claim}: {path.name} has {length} bytes, the source {len(data)}")
+        assert length >= src.logical, (
+            f"{ns}/{claim}: {path.name} has {length} bytes, the source {src.logical}")
         f.seek(0)
         off = 0
         while off < len(data):

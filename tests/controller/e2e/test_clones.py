@@ -29,12 +29,13 @@ from tests.controller.e2e.clonestack import (
     ImpersonatingApi,
     MiB,
     PodNodes,
+    allowed,
     assert_holds,
     clone_dv,
     controller_paused,
     create_dv_as,
     grant_clone_from,
-    let_edit,
+    let_create_dvs,
     make_source,
     pvc_manifest,
     pvc_source,
@@ -61,9 +62,10 @@ def new_name(prefix: str = "cl") -> str:
 
 
 def tenant(clones: Clones, ns: str) -> tuple[str, ImpersonatingApi]:
-    """A user who may edit `ns` (and nothing else yet), and the client acting as them."""
+    """A user who may create DataVolumes in `ns` and nothing else (yet), and the client
+    acting as them."""
     user = f"user-{uuid.uuid4().hex[:6]}"
-    let_edit(clones.api, ns, user)
+    let_create_dvs(clones.api, ns, user=user)
     wait_allowed(clones.api, user, ns, "datavolumes")
     return user, ImpersonatingApi(clones.api, user)
 
@@ -86,7 +88,10 @@ MODES = [("Filesystem", "Filesystem"), ("Filesystem", "Block"),
 def test_a_clone_in_the_same_namespace_copies_every_byte(clones: Clones, src_mode: str,
                                                          dst_mode: str) -> None:
     ns = clones.ns.new()
-    _user, as_user = tenant(clones, ns)
+    user, as_user = tenant(clones, ns)
+    # No extra permission for a same-namespace clone: not even datavolumes/source.
+    assert not allowed(clones.api, user, ns, "datavolumes", sub="source")
+    assert not allowed(clones.api, user, ns, "pods", group="")
     src = make_source(clones.cluster, ns, "golden", mode=src_mode, size=SIZE, data_len=DATA)
     name = new_name()
     made = create_dv_as(as_user, ns, clone_dv(name, pvc_source(src), size=SIZE,
@@ -95,7 +100,7 @@ def test_a_clone_in_the_same_namespace_copies_every_byte(clones: Clones, src_mod
         "admission should record its approval as a clone token")
     dv = assert_succeeded(clones, ns, name, ns)
     assert dv["status"].get("progress") == "100.0%"
-    assert_holds(clones.cluster, ns, name, src.data)
+    assert_holds(clones.cluster, ns, name, src)
     reasons = {r for r, _ in clones.reasons(ns, name)}
     assert {"CloneScheduled", "CloneSucceeded"} <= reasons, reasons
     pvc = clones.pvc(ns, name) or {}
@@ -105,7 +110,7 @@ def test_a_clone_in_the_same_namespace_copies_every_byte(clones: Clones, src_mod
     # The clone's pods, Services and Secrets are gone once it is over.
     wait_for("clone objects cleaned up", lambda: not clones.clone_objects(ns), timeout=60)
     # The source is untouched.
-    assert_holds(clones.cluster, ns, "golden", src.data)
+    assert_holds(clones.cluster, ns, "golden", src)
 
 
 # -- across namespaces: authorization -------------------------------------------------------
@@ -119,7 +124,7 @@ def test_a_user_with_the_rolebinding_clones_across_namespaces(clones: Clones) ->
     name = new_name()
     create_dv_as(as_user, ns, clone_dv(name, pvc_source(src), size=SIZE))
     assert_succeeded(clones, ns, name, golden)
-    assert_holds(clones.cluster, ns, name, src.data)
+    assert_holds(clones.cluster, ns, name, src)
     wait_for("source-namespace objects cleaned up",
              lambda: not clones.clone_objects(golden), timeout=60)
     print(f"granted by {kind} {role}")
@@ -129,14 +134,7 @@ def test_a_group_member_is_authorised_through_the_group(clones: Clones) -> None:
     golden, ns = clones.ns.new("golden"), clones.ns.new()
     group = f"team-{uuid.uuid4().hex[:6]}"
     user = f"member-{uuid.uuid4().hex[:6]}"
-    clones.api.create(  # edit in its own namespace through the group as well
-        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings", {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "team-edit"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "edit"},
-            "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io",
-                          "name": group}]})
+    let_create_dvs(clones.api, ns, group=group)  # its own namespace, through the group too
     grant_clone_from(clones.api, golden, group=group)
     src = make_source(clones.cluster, golden, "disk", size=SIZE, data_len=8 * MiB, seed=3)
     as_member = ImpersonatingApi(clones.api, user, group)
@@ -144,7 +142,7 @@ def test_a_group_member_is_authorised_through_the_group(clones: Clones) -> None:
     wait_for("the group's bindings in effect", lambda: _try_create(as_member, ns, clone_dv(
         name, pvc_source(src), size=SIZE)), timeout=30)
     assert_succeeded(clones, ns, name, golden)
-    assert_holds(clones.cluster, ns, name, src.data)
+    assert_holds(clones.cluster, ns, name, src)
 
 
 def _try_create(api: Any, ns: str, dv: dict[str, Any]) -> bool:
@@ -165,7 +163,7 @@ def test_a_user_without_the_rolebinding_is_refused_at_admission(clones: Clones) 
     with pytest.raises(ApiError) as refused:
         create_dv_as(as_user, ns, clone_dv(name, pvc_source(src), size=SIZE))
     body = refused.value.body
-    assert refused.value.status in (400, 403), body
+    assert 400 <= refused.value.status < 500, body
     # CDI's words: "User <u> has insufficient permissions in clone source namespace <ns>"
     assert "insufficient permissions" in body and golden in body and user in body, body
     assert clones.dv(ns, name) is None
@@ -176,7 +174,7 @@ def test_a_user_without_the_rolebinding_is_refused_at_admission(clones: Clones) 
 def test_a_serviceaccount_is_authorised_by_its_own_name(clones: Clones) -> None:
     golden, ns = clones.ns.new("golden"), clones.ns.new()
     sa = f"system:serviceaccount:{ns}:default"
-    let_edit(clones.api, ns, sa)
+    let_create_dvs(clones.api, ns, sa=(ns, "default"))
     src = make_source(clones.cluster, golden, "disk", size=SIZE, data_len=4 * MiB, seed=5)
     as_sa = ImpersonatingApi(clones.api, sa, "system:serviceaccounts")
     wait_allowed(clones.api, sa, ns, "datavolumes")
@@ -184,11 +182,11 @@ def test_a_serviceaccount_is_authorised_by_its_own_name(clones: Clones) -> None:
     with pytest.raises(ApiError) as refused:
         create_dv_as(as_sa, ns, clone_dv(name, pvc_source(src), size=SIZE))
     assert "insufficient permissions" in refused.value.body, refused.value.body
-    grant_clone_from(clones.api, golden, user=sa)
+    grant_clone_from(clones.api, golden, sa=(ns, "default"))
     wait_allowed(clones.api, sa, golden, "datavolumes", sub="source")
     create_dv_as(as_sa, ns, clone_dv(name, pvc_source(src), size=SIZE))
     assert_succeeded(clones, ns, name, golden)
-    assert_holds(clones.cluster, ns, name, src.data)
+    assert_holds(clones.cluster, ns, name, src)
 
 
 def test_the_deploy_tree_ships_a_clusterrole_for_datavolumes_source(clones: Clones) -> None:
@@ -267,7 +265,7 @@ def test_an_empty_target_size_takes_the_sources(clones: Clones) -> None:
     pvc = clones.pvc(ns, name) or {}
     requested = pvc["spec"]["resources"]["requests"]["storage"]
     assert _bytes(requested) >= 80 * MiB, requested
-    assert_holds(clones.cluster, ns, name, src.data)
+    assert_holds(clones.cluster, ns, name, src)
 
 
 def _bytes(q: str) -> int:
@@ -291,7 +289,7 @@ def test_a_clone_waits_for_a_source_that_does_not_exist_yet(clones: Clones) -> N
     assert dv.get("status", {}).get("phase") not in ("Succeeded", "Failed")
     src = make_source(clones.cluster, ns, "later", size=SIZE, data_len=DATA, seed=10)
     assert_succeeded(clones, ns, name, ns)
-    assert_holds(clones.cluster, ns, name, src.data)
+    assert_holds(clones.cluster, ns, name, src)
 
 
 def test_a_source_deleted_mid_clone_never_gives_a_wrong_success(clones: Clones) -> None:
@@ -304,7 +302,7 @@ def test_a_source_deleted_mid_clone_never_gives_a_wrong_success(clones: Clones) 
     clones.api.delete(f"{PVC_PATH.format(ns=ns)}/doomed")
     dv = clones.wait_phase(ns, name, "Succeeded", "Failed", timeout=240)
     if dv["status"]["phase"] == "Succeeded":
-        assert_holds(clones.cluster, ns, name, src.data)
+        assert_holds(clones.cluster, ns, name, src)
     else:
         msgs = " ".join(m for _, m in clones.reasons(ns, name))
         assert "doomed" in msgs or "source" in msgs.lower(), msgs
@@ -330,7 +328,7 @@ def test_a_cross_node_cross_namespace_clone_moves_the_bytes_between_nodes(
         create_dv_as(as_user, ns, clone_dv(name, pvc_source(src), size=SIZE,
                                            sc=f"local-{nodes[1]}"))
         assert_succeeded(clones, ns, name, golden)
-    assert_holds(clones.cluster, ns, name, src.data)
+    assert_holds(clones.cluster, ns, name, src)
     src_pods = {p: n for p, n in seen.seen.items() if p.startswith(f"{golden}/")}
     dst_pods = {p: n for p, n in seen.seen.items() if p.startswith(f"{ns}/")}
     assert src_pods and set(src_pods.values()) == {nodes[0]}, seen.seen
@@ -381,7 +379,7 @@ def test_a_vm_style_datavolume_clones_a_golden_image_through_a_datasource(
     create_dv_as(as_user, ns, clone_dv(sized, ref, size=SIZE))
     for n in (waiting, sized):
         assert_succeeded(clones, ns, n, golden)
-        assert_holds(clones.cluster, ns, n, src.data)
+        assert_holds(clones.cluster, ns, n, src)
 
 
 def test_a_sourceref_is_refused_for_a_user_without_access_to_its_source(
@@ -413,7 +411,7 @@ def test_ten_clones_of_one_golden_image_at_once_all_succeed(clones: Clones) -> N
     for n in names:
         assert_succeeded(clones, ns, n, golden, timeout=900)
     for n in names:
-        assert_holds(clones.cluster, ns, n, src.data)
+        assert_holds(clones.cluster, ns, n, src)
     wait_for("all clone objects cleaned up", lambda: not clones.clone_objects(golden)
              and not clones.clone_objects(ns), timeout=120)
 
@@ -437,7 +435,7 @@ def test_a_legacy_clonerequest_pvc_clones(clones: Clones) -> None:
         raise AssertionError(clones.diagnose(ns, "legacy", "not done")) from None
     assert a["cdi.kubevirt.io/storage.pod.phase"] == "Succeeded", a
     assert a.get(clone.CLONE_OF_ANNOTATION) == "true", a
-    assert_holds(clones.cluster, ns, "legacy", src.data)
+    assert_holds(clones.cluster, ns, "legacy", src)
 
 
 # -- strategy fallback ----------------------------------------------------------------------
@@ -457,6 +455,6 @@ def test_a_csi_clone_profile_falls_back_to_copy_and_says_why(clones: Clones) -> 
         anns = (clones.pvc(ns, name) or {})["metadata"].get("annotations", {})
         assert anns.get(clone.CLONE_TYPE_ANNOTATION) == clone.Strategy.COPY, anns
         assert anns.get(clone.FALLBACK_REASON_ANNOTATION), anns
-        assert_holds(clones.cluster, ns, name, src.data)
+        assert_holds(clones.cluster, ns, name, src)
     finally:
         clones.api.merge_patch(profile, {"spec": {"cloneStrategy": before}})
