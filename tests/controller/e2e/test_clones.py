@@ -434,7 +434,10 @@ def test_a_legacy_clonerequest_pvc_clones(clones: Clones) -> None:
     except AssertionError:
         raise AssertionError(clones.diagnose(ns, "legacy", "not done")) from None
     assert a["cdi.kubevirt.io/storage.pod.phase"] == "Succeeded", a
-    assert a.get(clone.CLONE_OF_ANNOTATION) == "true", a
+    # The controller marks the target once it has read the server's success (next pass).
+    wait_for("the target marked cloneOf", lambda: (clones.pvc(ns, "legacy") or {})
+             .get("metadata", {}).get("annotations", {})
+             .get(clone.CLONE_OF_ANNOTATION) == "true", timeout=30)
     assert_holds(clones.cluster, ns, "legacy", src)
 
 
