@@ -31,6 +31,7 @@ from tests.controller.e2e.clonestack import (
     PodNodes,
     allowed,
     assert_holds,
+    bind,
     clone_dv,
     controller_paused,
     create_dv_as,
@@ -169,6 +170,24 @@ def test_a_user_without_the_rolebinding_is_refused_at_admission(clones: Clones) 
     assert clones.dv(ns, name) is None
     assert clones.pvc(ns, name) is None
     assert not clones.clone_objects(golden)
+
+
+def test_a_user_who_may_create_pods_in_the_source_namespace_may_clone(clones: Clones) -> None:
+    """CDI's other way in for a PVC source: whoever may run pods there can read it."""
+    golden, ns = clones.ns.new("golden"), clones.ns.new()
+    user, as_user = tenant(clones, ns)
+    clones.api.create(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{golden}/roles", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "pod-creator"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]})
+    bind(clones.api, golden, "Role", "pod-creator", user=user)
+    wait_allowed(clones.api, user, golden, "pods", group="")
+    assert not allowed(clones.api, user, golden, "datavolumes", sub="source")
+    src = make_source(clones.cluster, golden, "disk", size=SIZE, data_len=4 * MiB, seed=18)
+    name = new_name()
+    create_dv_as(as_user, ns, clone_dv(name, pvc_source(src), size=SIZE))
+    assert_succeeded(clones, ns, name, golden)
+    assert_holds(clones.cluster, ns, name, src)
 
 
 def test_a_serviceaccount_is_authorised_by_its_own_name(clones: Clones) -> None:
