@@ -317,13 +317,16 @@ def test_a_source_deleted_mid_clone_never_gives_a_wrong_success(clones: Clones) 
                       seed=11)
     name = new_name()
     clones.cdi.create_dv(ns, clone_dv(name, pvc_source(src), size="160Mi"))
-    clones.wait_phase(ns, name, "CloneInProgress", "Succeeded", "Failed", timeout=180)
+    when = clones.wait_phase(ns, name, "CloneInProgress", "Succeeded", "Failed",
+                             timeout=180)["status"]["phase"]
     clones.api.delete(f"{PVC_PATH.format(ns=ns)}/doomed")
     dv = clones.wait_phase(ns, name, "Succeeded", "Failed", timeout=240)
+    print(f"source deleted while the DataVolume was {when}; it ended {dv['status']['phase']}")
     if dv["status"]["phase"] == "Succeeded":
         assert_holds(clones.cluster, ns, name, src)
     else:
         msgs = " ".join(m for _, m in clones.reasons(ns, name))
+        print(f"why: {clones.reasons(ns, name)}")
         assert "doomed" in msgs or "source" in msgs.lower(), msgs
     wait_for("the source PVC gone", lambda: clones.pvc(ns, "doomed") is None, timeout=120)
     wait_for("clone objects cleaned up", lambda: not clones.clone_objects(ns), timeout=60)
