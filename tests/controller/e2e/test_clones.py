@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -112,6 +113,42 @@ def test_a_clone_in_the_same_namespace_copies_every_byte(clones: Clones, src_mod
     wait_for("clone objects cleaned up", lambda: not clones.clone_objects(ns), timeout=60)
     # The source is untouched.
     assert_holds(clones.cluster, ns, "golden", src)
+
+
+def test_a_clone_goes_through_cdis_phases_with_progress(clones: Clones) -> None:
+    ns = clones.ns.new()
+    src = make_source(clones.cluster, ns, "src", size="160Mi", data_len=128 * MiB,
+                      seed=19)
+    name = new_name()
+    seen: list[tuple[str, str]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            st = (clones.dv(ns, name) or {}).get("status", {})
+            now = (st.get("phase", ""), st.get("progress", ""))
+            if now[0] and (not seen or seen[-1] != now):
+                seen.append(now)
+            stop.wait(0.1)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        clones.cdi.create_dv(ns, clone_dv(name, pvc_source(src), size="160Mi"))
+        assert_succeeded(clones, ns, name, ns)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        t.join(5)
+    phases = [p for i, (p, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != p]
+    order = ["Pending", "CloneScheduled", "CloneInProgress", "Succeeded"]
+    assert all(p in order for p in phases), seen
+    assert [order.index(p) for p in phases] == sorted(order.index(p) for p in phases), seen
+    assert "CloneInProgress" in phases and phases[-1] == "Succeeded", seen
+    percents = [float(pr.rstrip("%")) for _, pr in seen if pr.endswith("%")]
+    assert percents == sorted(percents) and percents[-1] == 100.0, seen
+    print(f"phases and progress seen: {seen}")
+    assert_holds(clones.cluster, ns, name, src)
 
 
 # -- across namespaces: authorization -------------------------------------------------------
