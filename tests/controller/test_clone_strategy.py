@@ -219,3 +219,25 @@ def test_snapshot_source_mode_from_the_annotation_when_the_content_has_none():
     assert got.fallback_reason == s.INCOMPATIBLE_VOLUME_MODES
     assert choose(source=src, snapshot_content=content(mode=None),
                   target_volume_mode="Block").strategy is Strategy.SNAPSHOT
+
+
+# --- what a StorageProfile advertises -------------------------------------------------
+
+@pytest.mark.parametrize(("klass", "prof", "classes", "want"), [
+    (sc(), None, [], ("copy", "")),
+    (sc(), None, [vsc("snap")], ("snapshot", "snap")),
+    (sc(), profile(spec="csi-clone"), [vsc("snap")], ("csi-clone", "snap")),
+    ({**sc(), "metadata": {"name": "fast", "annotations": {
+        "cdi.kubevirt.io/clone-strategy": "csi-clone"}}}, None, [], ("csi-clone", "")),
+    (sc(provisioner="rbd.csi.ceph.com"), None, [], ("csi-clone", "")),
+    (sc(provisioner="csi-powerstore.dellemc.com"), None,
+     [vsc("p", driver="csi-powerstore.dellemc.com")], ("copy", "p")),
+    (sc(provisioner="vpc.file.csi.ibm.io"), None, [], ("copy", "")),
+    (sc(), {"spec": {"snapshotClass": "b"}}, [vsc("a", default=True), vsc("b")],
+     ("snapshot", "b")),
+    (sc(provisioner="local.cdi-py.io/loop"), None, [vsc("snap")], ("copy", "")),
+], ids=["no-snapshot-class", "snapshot-class", "spec", "class-annotation", "advised-csi-clone",
+        "advised-copy", "advised-snapshot-without-class", "profile-snapshot-class",
+        "class-of-another-driver"])
+def test_advised_profile_strategy(klass, prof, classes, want):
+    assert s.advised(klass, prof, classes) == want

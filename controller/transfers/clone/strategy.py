@@ -200,3 +200,52 @@ def choose(*, source: Obj, target_class: Obj | None, target_volume_mode: str,
     except _Fallback as f:
         return Choice(clone.Strategy.COPY, f.reason, f.message)
     return Choice(strategy, snapshot_class=snapshot_class)
+
+
+STORAGE_CLASS_STRATEGY_ANNOTATION = "cdi.kubevirt.io/clone-strategy"
+"""On a StorageClass: the clone strategy its StorageProfile advertises unless set there."""
+ADVISED_BY_PROVISIONER: dict[str, clone.Strategy] = {
+    # CDI's storagecapabilities.CloneStrategyByProvisionerKey (plain provisioner keys).
+    "csi-vxflexos.dellemc.com": clone.Strategy.CSI_CLONE,
+    "csi-isilon.dellemc.com": clone.Strategy.CSI_CLONE,
+    "csi-powermax.dellemc.com": clone.Strategy.CSI_CLONE,
+    "csi-powerstore.dellemc.com": clone.Strategy.COPY,
+    "csi.hpe.com": clone.Strategy.CSI_CLONE,
+    "spectrumscale.csi.ibm.com": clone.Strategy.CSI_CLONE,
+    "block.csi.ibm.com": clone.Strategy.CSI_CLONE,
+    "vpc.block.csi.ibm.io": clone.Strategy.COPY,
+    "vpc.file.csi.ibm.io": clone.Strategy.SNAPSHOT,
+    "rbd.csi.ceph.com": clone.Strategy.CSI_CLONE,
+    "rook-ceph.rbd.csi.ceph.com": clone.Strategy.CSI_CLONE,
+    "openshift-storage.rbd.csi.ceph.com": clone.Strategy.CSI_CLONE,
+    "cephfs.csi.ceph.com": clone.Strategy.CSI_CLONE,
+    "rook-ceph.cephfs.csi.ceph.com": clone.Strategy.CSI_CLONE,
+    "openshift-storage.cephfs.csi.ceph.com": clone.Strategy.CSI_CLONE,
+    "pxd.portworx.com": clone.Strategy.CSI_CLONE,
+}
+
+
+def advised(storage_class: Obj, profile: Obj | None,
+            snapshot_classes: Sequence[Obj]) -> tuple[str, str]:
+    """(status.cloneStrategy, status.snapshotClass) of a StorageProfile, as CDI fills them.
+
+    The profile's `spec.cloneStrategy`; else the class's `cdi.kubevirt.io/clone-strategy`
+    annotation; else what CDI advises for the provisioner, or `snapshot` when the driver
+    has a VolumeSnapshotClass; and `copy` instead of `snapshot` when it has none.
+    (CDI's storageprofile-controller.go reconcileCloneStrategy.)
+    """
+    spec = o.spec(profile) if profile else {}
+    provisioner = str(storage_class.get("provisioner") or "")
+    found = smart.snapshot_class_for(provisioner, snapshot_classes,
+                                     str(spec.get("snapshotClass") or ""))
+    snap_class = o.name(found) if found is not None else ""
+    if spec.get("cloneStrategy"):
+        return str(spec["cloneStrategy"]), snap_class
+    annotated = o.annotations(storage_class).get(STORAGE_CLASS_STRATEGY_ANNOTATION)
+    if annotated is not None:
+        return annotated, snap_class
+    strategy = ADVISED_BY_PROVISIONER.get(
+        provisioner, clone.Strategy.SNAPSHOT if snap_class else clone.Strategy.COPY)
+    if strategy is clone.Strategy.SNAPSHOT and not snap_class:
+        strategy = clone.Strategy.COPY
+    return strategy.value, snap_class
