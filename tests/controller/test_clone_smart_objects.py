@@ -151,3 +151,80 @@ def test_snapshot_ready(status, want):
     if status is not None:
         s["status"] = status
     assert smart.snapshot_ready(s) == want
+
+
+# --- the claim a snapshot source is restored into for a host-assisted copy -------------
+
+def snapshot_obj(restore="2Gi", ann=None):
+    return {"metadata": {"name": "golden-snap", "namespace": "golden", "annotations": ann or {}},
+            "spec": {"source": {"persistentVolumeClaimName": "golden"}},
+            "status": {"readyToUse": True, "restoreSize": restore}}
+
+
+def content(driver="csi.example.com", mode="Block"):
+    spec = {"driver": driver}
+    if mode:
+        spec["sourceVolumeMode"] = mode
+    return {"metadata": {"name": "c"}, "spec": spec}
+
+
+CLASSES = [{"metadata": {"name": n}, "provisioner": p}
+           for n, p in (("zeta", "csi.example.com"), ("alpha", "csi.example.com"),
+                        ("aaa-other", "other"))]
+
+
+def uid_target(**kw):
+    t = target(**kw)
+    t["metadata"]["uid"] = "t-uid"
+    t["metadata"]["annotations"] = {"cdi.kubevirt.io/storage.clone.token": "secret"}
+    return t
+
+
+def test_temp_source_claim_like_cdis():
+    got = smart.temp_source_claim(uid_target(), snapshot_obj(), content(), CLASSES)
+    assert got == {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "tmp-source-pvc-t-uid", "namespace": "golden",
+                     "labels": {"app": "x"}},
+        "spec": {"storageClassName": "alpha", "accessModes": ["ReadWriteOnce"],
+                 "volumeMode": "Block", "resources": {"requests": {"storage": "2Gi"}},
+                 "dataSource": {"apiGroup": "snapshot.storage.k8s.io",
+                                "kind": "VolumeSnapshot", "name": "golden-snap"}},
+    }
+
+
+@pytest.mark.parametrize(("snap", "cont", "mode"), [
+    (snapshot_obj(), content(mode=None), "Filesystem"),
+    (snapshot_obj(ann={smart.SOURCE_VOLUME_MODE_ANNOTATION: "Block"}), content(mode=None),
+     "Block"),
+    (snapshot_obj(ann={smart.SOURCE_VOLUME_MODE_ANNOTATION: "Block"}),
+     content(mode="Filesystem"), "Filesystem"),
+], ids=["target-s", "annotation", "content-first"])
+def test_temp_source_claim_volume_mode(snap, cont, mode):
+    assert smart.temp_source_claim(uid_target(), snap, cont, CLASSES)["spec"]["volumeMode"] \
+        == mode
+
+
+@pytest.mark.parametrize(("restore", "want"), [(0, "1Gi"), ("0", "1Gi"), (3221225472, "3Gi")])
+def test_temp_source_claim_size(restore, want):
+    got = smart.temp_source_claim(uid_target(), snapshot_obj(restore), content(), CLASSES)
+    assert got["spec"]["resources"]["requests"]["storage"] == want
+
+
+@pytest.mark.parametrize(("tgt", "snap", "cont", "classes"), [
+    ({"metadata": {"name": "t"}}, snapshot_obj(), content(), CLASSES),
+    (uid_target(), snapshot_obj(restore=None), content(), CLASSES),
+    (uid_target(), snapshot_obj(), None, CLASSES),
+    (uid_target(), snapshot_obj(), content(driver="nobody"), CLASSES),
+    (uid_target(), {"metadata": {"name": "s"}}, content(), CLASSES),
+], ids=["no-uid", "no-restore-size", "no-content", "no-class-of-the-driver", "no-namespace"])
+def test_temp_source_claim_refuses(tgt, snap, cont, classes):
+    with pytest.raises(ValueError):
+        smart.temp_source_claim(tgt, snap, cont, classes)
+
+
+def test_temp_source_claim_with_zero_restore_and_no_request():
+    t = uid_target()
+    del t["spec"]["resources"]
+    with pytest.raises(ValueError, match="restoreSize is 0"):
+        smart.temp_source_claim(t, snapshot_obj(0), content(), CLASSES)

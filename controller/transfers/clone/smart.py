@@ -128,3 +128,56 @@ def snapshot_ready(snapshot: Obj) -> tuple[bool, str]:
     err = st.get("error")
     message = str(err.get("message") or "") if isinstance(err, dict) else ""
     return st.get("readyToUse") is True, message
+
+
+TEMP_SOURCE_PREFIX = "tmp-source-pvc-"
+SOURCE_VOLUME_MODE_ANNOTATION = "cdi.kubevirt.io/storage.import.sourceVolumeMode"
+
+
+def temp_source_claim(target: Obj, snapshot: Obj, content: Obj | None,
+                      storage_classes: Sequence[Obj]) -> Obj:
+    """The claim a snapshot is restored into so a host-assisted copy can read it.
+
+    CDI's createTempSourceClaim: in the snapshot's namespace, named after the target PVC's
+    UID, on the first class (by name) of the snapshot's driver, ReadWriteOnce (some drivers
+    refuse a read-only Block mount), the snapshot's volume mode (its content's
+    `sourceVolumeMode`, else CDI's annotation, else the target's) and `restoreSize` (the
+    target's request when the snapshot reports 0). The target's labels are kept; its
+    annotations are not (they carry the clone token and the transfer's state).
+    """
+    uid = o.uid(target)
+    if not uid:
+        raise ValueError("target claim has no metadata.uid")
+    if not o.name(snapshot) or not o.namespace(snapshot):
+        raise ValueError("snapshot has no metadata.name or metadata.namespace")
+    driver = str(o.spec(content).get("driver") or "") if content else ""
+    classes = sorted(o.name(c) for c in storage_classes
+                     if driver and c.get("provisioner") == driver)
+    if not classes:
+        raise ValueError(f"no storage class of the snapshot's driver {driver[:63]!r}")
+    restore = o.status(snapshot).get("restoreSize")
+    if restore is None or restore == "":
+        raise ValueError("snapshot has no restoreSize")
+    size: str | int = restore if isinstance(restore, int) else str(restore)
+    if sizes.parse_quantity(size) == 0:
+        size = o.get_path(target, "spec", "resources", "requests", "storage") or 0
+        if not size or sizes.parse_quantity(size) == 0:
+            raise ValueError("snapshot restoreSize is 0 and the target requests no size")
+    mode = ((o.spec(content).get("sourceVolumeMode") if content else None)
+            or o.annotations(snapshot).get(SOURCE_VOLUME_MODE_ANNOTATION)
+            or o.spec(target).get("volumeMode") or "Filesystem")
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": f"{TEMP_SOURCE_PREFIX}{uid}", "namespace": o.namespace(snapshot),
+                     "labels": copy.deepcopy(o.labels(target))},
+        "spec": {
+            "storageClassName": classes[0],
+            "accessModes": ["ReadWriteOnce"],
+            "volumeMode": str(mode),
+            "resources": {"requests": {"storage": size if isinstance(size, str)
+                                       else sizes.format_quantity(size)}},
+            "dataSource": {"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot",
+                           "name": o.name(snapshot)},
+        },
+    }

@@ -40,7 +40,7 @@ DEFAULT_STRATEGY = clone.Strategy.SNAPSHOT
 """What CDI wants when nothing says otherwise."""
 
 FILESYSTEM = "Filesystem"
-SOURCE_VOLUME_MODE_ANNOTATION = "cdi.kubevirt.io/storage.import.sourceVolumeMode"
+SOURCE_VOLUME_MODE_ANNOTATION = smart.SOURCE_VOLUME_MODE_ANNOTATION
 """On a VolumeSnapshot without `sourceVolumeMode` in its content: the source's mode."""
 
 NO_POPULATOR = "NoPopulator"
