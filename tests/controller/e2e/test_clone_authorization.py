@@ -190,6 +190,48 @@ def test_a_non_clone_datavolume_is_left_alone(world: World) -> None:
     assert dv["metadata"]["annotations"] == {clone.TOKEN_ANNOTATION: "whatever"}
 
 
+def _snapshot_dv(name: str, source_ns: str) -> dict[str, Any]:
+    dv = _dv(name, source_ns)
+    dv["spec"]["source"] = {"snapshot": {"namespace": source_ns, "name": "snap-1"}}
+    return dv
+
+
+def test_a_snapshot_needs_datavolumes_source_or_both_pods_and_pvcs(world: World) -> None:
+    dv = _created(world.as_user("alice", _snapshot_dv("alice-snap", world.golden), world.team))
+    assert world.verifies(world.token_of(dv), clonetoken.CloneRef(
+        world.golden, "snap-1", world.team, "alice-snap", clonetoken.KIND_SNAPSHOT))
+    # carol may create pods in golden, but not PVCs: not enough for a snapshot.
+    result = world.as_user("carol", _snapshot_dv("carol-snap", world.golden), world.team)
+    assert "User carol has insufficient permissions" in result.stderr, result.stderr
+    api = world.cdi.api
+    api.create(ROLE_PATH.format(ns=world.golden), {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "pod-and-pvc-creator", "namespace": world.golden},
+        "rules": [{"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims"],
+                   "verbs": ["create"]}]})
+    _bind(api, world.golden, "erin-pods-pvcs", "Role", "pod-and-pvc-creator", [_user("erin")])
+    dv = wait_for("erin's snapshot clone admitted", lambda: (
+        json.loads(r.stdout) if (r := world.as_user(
+            "erin", _snapshot_dv("erin-snap", world.golden), world.team)).returncode == 0
+        else None), timeout=15)
+    assert world.verifies(world.token_of(dv), clonetoken.CloneRef(
+        world.golden, "snap-1", world.team, "erin-snap", clonetoken.KIND_SNAPSHOT))
+
+
+def test_a_source_namespace_that_does_not_exist_is_refused_as_cdi_does(world: World) -> None:
+    result = world.as_user("alice", _dv("from-nowhere", "no-such-namespace"), world.team)
+    assert 'namespaces "no-such-namespace" not found' in result.stderr, result.stderr
+    assert world.cdi.dv(world.team, "from-nowhere") is None
+
+
+def test_a_pre_populated_datavolume_the_user_may_not_clone_goes_without_a_token(
+        world: World) -> None:
+    manifest = _dv("bob-prepopulated", world.golden)
+    manifest["metadata"]["annotations"] = {"cdi.kubevirt.io/storage.prePopulated": "x"}
+    dv = _created(world.as_user("bob", manifest, world.team))
+    assert clone.TOKEN_ANNOTATION not in dv["metadata"]["annotations"]
+
+
 def _datasource(world: World, name: str, source: dict[str, Any]) -> None:
     world.cdi.api.create(DS_PATH.format(ns=world.catalog), {
         "apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataSource",
