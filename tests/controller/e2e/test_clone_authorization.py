@@ -328,3 +328,14 @@ def test_a_serviceaccount_with_the_rolebinding_is_admitted_with_its_own_credenti
         r if (r := create("robot-clone")).status_code == 201 else None), timeout=15)
     assert world.verifies(world.token_of(admitted.json()), clonetoken.CloneRef(
         world.golden, "disk", world.team, "robot-clone"))
+
+
+@pytest.mark.parametrize(("account", "expected"), [
+    ("cdi-sa", "yes"), ("cdi-apiserver", "no"), ("cdi-uploadproxy", "no"),
+    ("default", "no")])
+def test_only_the_controller_may_read_the_clone_token_key(world: World, account: str,
+                                                          expected: str) -> None:
+    result = world.cdi.kubectl("auth", "can-i", "get", "secret/cdi-clone-token-key",
+                               "-n", "cdi", "--as", f"system:serviceaccount:cdi:{account}",
+                               check=False)
+    assert result.stdout.strip() == expected, (account, result.stdout, result.stderr)
