@@ -198,7 +198,15 @@ def _request(review: Any, resource: str, group: str) -> tuple[Obj, Obj | None]:
             group, resource):
         raise BadReview(f"expected a review of {resource}")
     obj = request.get("object")
-    return request, obj if isinstance(obj, dict) else None
+    if not isinstance(obj, dict):
+        return request, None
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
+    if not meta.get("namespace") and request.get("namespace"):
+        # The API server fills it in before admission; an older one may not have.
+        obj = {**obj, "metadata": {**meta, "namespace": request["namespace"]}}
+    return request, obj
 
 
 class BadReview(Exception):

@@ -86,6 +86,13 @@ def test_a_same_namespace_clone_is_signed_without_asking_anyone():
     clonetoken.verify(patched_token(r), KEY.public_key(), ref)
 
 
+def test_an_object_without_namespace_is_in_the_requests_namespace():
+    obj = dv({"pvc": {"name": "src"}}, ns="")
+    r = answer(clonemutate.DV_PATH, review(obj, namespace="team"))
+    ref = clonetoken.CloneRef("team", "src", "team", "vm-disk")
+    clonetoken.verify(patched_token(r), KEY.public_key(), ref)
+
+
 def test_a_legacy_same_namespace_pvc_is_signed_for_the_pvc():
     pvc = {"metadata": {"name": "legacy", "namespace": "team",
                         "annotations": {clone.CLONE_REQUEST_ANNOTATION: "team/src"}}}
