@@ -293,6 +293,14 @@ def test_a_legacy_clone_request_pvc_gets_a_token_or_is_refused(world: World) -> 
             in result.stderr), result.stderr
     assert world.cdi.api.get_or_none(
         f"{PVC_PATH.format(ns=world.team)}/bob-legacy") is None
+    # A DataVolume's own PVC is authorised through its DataVolume: never sent, untouched
+    # (the controller takes such a PVC's source from its DataVolume, not from the PVC).
+    owned = _claim("owned", f"{world.golden}/disk")
+    owned["metadata"]["ownerReferences"] = [{
+        "apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "name": "owner",
+        "uid": str(uuid.uuid4())}]
+    created = _created(world.as_user("bob", owned, world.team))
+    assert clone.TOKEN_ANNOTATION not in created["metadata"]["annotations"]
     # A PVC without the annotation never reaches the webhook.
     plain = _claim("plain", "x/y")
     plain["metadata"]["annotations"] = {"other": "value"}
