@@ -43,6 +43,10 @@ BUDGET_SECONDS = 8.0
 the requester reads our reason rather than the API server's deadline."""
 
 
+class BadReview(Exception):
+    """The body is not an AdmissionReview this endpoint answers (HTTP 400)."""
+
+
 class _NoTokenOkay(Exception):
     """CDI's ErrNoTokenOkay: allow without a token."""
 
@@ -207,7 +211,3 @@ def _request(review: Any, resource: str, group: str) -> tuple[Obj, Obj | None]:
         # The API server fills it in before admission; an older one may not have.
         obj = {**obj, "metadata": {**meta, "namespace": request["namespace"]}}
     return request, obj
-
-
-class BadReview(Exception):
-    """The body is not an AdmissionReview this endpoint answers (HTTP 400)."""
