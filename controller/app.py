@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cdicontract import annotations as ann
 from cdicontract import api, upload
-from controller import routing
+from controller import clonekey, clonesource, routing
 from controller.progress import Scraper
 from controller.reconciler import Caches, Reconciler, Settings
 from controller.runtime import kube
@@ -36,7 +36,8 @@ class Controller:
         h = self.manager.handler
         self.caches = Caches(
             dvs=Informer(client, kube.DATAVOLUMES, h(routing.DV), kind="DataVolume",
-                         api_version=api.API_VERSION),
+                         api_version=api.API_VERSION,
+                         indexers={clonesource.INDEX: clonesource.dv_index_keys}),
             pvcs=Informer(client, kube.PVCS, h(routing.PVC), kind="PersistentVolumeClaim",
                           api_version="v1"),
             pods=Informer(client, kube.PODS, h(routing.POD), kind="Pod", api_version="v1",
@@ -54,8 +55,23 @@ class Controller:
             proxy=Informer(client, kube.SERVICES, h(routing.PROXY), kind="Service",
                            api_version="v1", namespace=settings.namespace,
                            field_selector=f"metadata.name={upload.PROXY_SERVICE}"),
+            datasources=Informer(client, kube.DATASOURCES, h(routing.DATASOURCE),
+                                 kind="DataSource", api_version=api.API_VERSION,
+                                 indexers={clonesource.INDEX:
+                                           clonesource.datasource_index_keys}),
+            snapshots=Informer(client, kube.VOLUMESNAPSHOTS, h(routing.SNAPSHOT),
+                               kind="VolumeSnapshot",
+                               api_version="snapshot.storage.k8s.io/v1",
+                               index_label=ann.OWNER_UID_LABEL, optional=True),
+            snapshot_classes=Informer(client, kube.VOLUMESNAPSHOTCLASSES, lambda _o, _n: None,
+                                      kind="VolumeSnapshotClass",
+                                      api_version="snapshot.storage.k8s.io/v1",
+                                      optional=True),
+            csi_drivers=Informer(client, kube.CSIDRIVERS, lambda _o, _n: None,
+                                 kind="CSIDriver", api_version="storage.k8s.io/v1"),
         )
-        owners = routing.Owners(dv=self.caches.dvs.by_uid, pvc=self.caches.pvcs.by_uid)
+        owners = routing.Owners(dv=self.caches.dvs.by_uid, pvc=self.caches.pvcs.by_uid,
+                                dependents=self.dependents)
         self.manager.route_with(lambda kind, obj: routing.keys_for(kind, obj, owners))
         self.uploads = UploadTransfer(uploadserver or uploadobjects.PodSettings())
         self.transfers: list[Transfer] = [ImportTransfer(importer), self.uploads]
@@ -65,6 +81,13 @@ class Controller:
         metrics.gauge_from("kubevirt_cdi_datavolume_pending",
                            "Number of DataVolumes pending (no PVC bound yet)",
                            self.pending_count)
+
+    def dependents(self, source: str) -> list[Key]:
+        """The DataVolumes and DataSources waiting on, or reading, clone source `source`."""
+        return ([(routing.DV, o.namespace(d), o.name(d))
+                 for d in self.caches.dvs.by_index(clonesource.INDEX, source)]
+                + [(routing.DATASOURCE, o.namespace(d), o.name(d))
+                   for d in self.caches.datasources.by_index(clonesource.INDEX, source)])
 
     def pending_count(self) -> int:
         return sum(1 for dv in self.caches.dvs.items()
@@ -80,10 +103,13 @@ class Controller:
             return await self.reconciler.cdiconfig()
         if kind == routing.PROFILE:
             return await self.reconciler.storage_profile(name)
+        if kind == routing.DATASOURCE:
+            return await self.reconciler.datasource(ns, name)
         return None
 
     async def _load_authority(self) -> None:
         self.uploads.authority = await authority.ensure(self.client, self.settings.namespace)
+        self.reconciler.clones.key = await clonekey.ensure(self.client, self.settings.namespace)
 
     async def run(self) -> None:
         """Reconcile until cancelled (the leader only)."""

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cdicontract import api, upload
-from controller import cdiconfig, claims, dvstatus, profiles
+from controller import cdiconfig, claims, clonesource, datasources, dvstatus, profiles
 from controller.cdiconfig import EffectiveConfig
+from controller.clonedv import CloneDataVolumes
 from controller.podview import view
 from controller.progress import Scraper
 from controller.runtime import kube
@@ -46,10 +47,19 @@ class Caches:
     """Transfers' Services (by TRANSFER_LABEL), indexed by owner UID."""
     proxy: Informer
     """The upload proxy's Service in the controller's namespace (zero or one object)."""
+    datasources: Informer
+    """Indexed by `clonesource.INDEX` (what each points at)."""
+    snapshots: Informer
+    """VolumeSnapshots (optional API), indexed by owner UID label."""
+    snapshot_classes: Informer
+    """VolumeSnapshotClasses (optional API)."""
+    csi_drivers: Informer
+    """CSIDrivers: a smart clone needs its class's provisioner to be one."""
 
     def all(self) -> list[Informer]:
         return [self.dvs, self.pvcs, self.pods, self.storage_classes, self.profiles,
-                self.configs, self.services, self.proxy]
+                self.configs, self.services, self.proxy, self.datasources, self.snapshots,
+                self.snapshot_classes, self.csi_drivers]
 
     def written(self) -> list[Informer]:
         """The caches the executor records its writes in (one per resource)."""
@@ -79,6 +89,7 @@ class Reconciler:
         self.transfers = tuple(transfers)
         self.executor = Executor(client, caches.written())
         self.clock = clock
+        self.clones = CloneDataVolumes(self)
 
     # ---- shared reads -------------------------------------------------------------
 
@@ -180,6 +191,8 @@ class Reconciler:
         dv = self.caches.dvs.get(ns, name)
         if dv is None or o.deleting(dv):
             return None
+        if clonesource.is_clone(dv):
+            return await self.clones.datavolume(dv)
         transfer, anns = self._for_dv(dv)
         unsupported = anns.message if isinstance(anns, Unsupported) else None
         pvc: Obj | None = None
@@ -188,25 +201,38 @@ class Reconciler:
             pvc, claim_error = await self._ensure_pvc(dv, anns)
         pod = self._transfer_pod(transfer, pvc) if pvc is not None and transfer else None
         progress = None
-        if pod is not None and pvc is not None and transfer is not None:
-            v = view(pod)
-            if v.running and v.ip:
-                progress = await self.scraper.progress(
-                    v.ip, o.uid(pvc), transfer.phases.progress_port,
-                    transfer.phases.progress_metric)
+        if pvc is not None and transfer is not None:
+            progress = await self.scrape(transfer, pvc, pod)
         observed = dvstatus.Observed(dv, pvc, pod, self._wffc(pvc) if pvc else False,
                                      self.clock(), progress, claim_error, unsupported,
                                      transfer.phases if transfer else IMPORT_PHASES)
-        result = dvstatus.compute(observed)
-        if dvstatus.status_changed(o.status(dv), result.status):
-            updated = await self.client.merge_patch(
-                kube.DATAVOLUMES.path(ns, name, "status"), {"status": result.status})
-            self.caches.dvs.upsert(updated)
-            for e in result.events:
-                await self.event(dv, e)
+        result = await self.report(dv, observed)
         if transfer is not None and result.phase == transfer.phases.running:
             return self.settings.progress_interval
         return None
+
+    async def report(self, dv: Obj, observed: dvstatus.Observed) -> dvstatus.Result:
+        """Write the DataVolume's status computed from `observed` (if it changed) and
+        record the events of the change."""
+        result = dvstatus.compute(observed)
+        if dvstatus.status_changed(o.status(dv), result.status):
+            updated = await self.client.merge_patch(
+                kube.DATAVOLUMES.path(o.namespace(dv), o.name(dv), "status"),
+                {"status": result.status})
+            self.caches.dvs.upsert(updated)
+            for e in result.events:
+                await self.event(dv, e)
+        return result
+
+    async def scrape(self, transfer: Transfer, pvc: Obj, pod: Obj | None) -> str | None:
+        """The transfer pod's progress (`NN.NN%`) when it is running and answers."""
+        if pod is None:
+            return None
+        v = view(pod)
+        if not (v.running and v.ip):
+            return None
+        return await self.scraper.progress(v.ip, o.uid(pvc), transfer.phases.progress_port,
+                                           transfer.phases.progress_metric)
 
     # ---- PVC (both APIs) ----------------------------------------------------------
 
@@ -233,6 +259,33 @@ class Reconciler:
         await self.executor.apply(transfer.plan(seen))
         # The users' pods are not watched: look again until they are gone.
         return IN_USE_RECHECK_SECONDS if users else None
+
+    # ---- DataSource ---------------------------------------------------------------
+
+    async def datasource(self, ns: str, name: str) -> float | None:
+        """Keep a DataSource's status (Ready) current with what it points at."""
+        ds = self.caches.datasources.get(ns, name)
+        if ds is None or o.deleting(ds):
+            return None
+        pvc = dv = snapshot = None
+        ref = datasources.reference_of(ds)
+        referenced = self.caches.datasources.get(*ref) if ref is not None else None
+        target = datasources.source_of(referenced if ref is not None and referenced else ds)
+        if target is not None and (ref is None or referenced is not None):
+            kind, src_ns, src_name = target
+            if kind == clonesource.PVC:
+                pvc = self.caches.pvcs.get(src_ns, src_name)
+                dv = self.caches.dvs.get(src_ns, src_name)
+            else:
+                snapshot = self.caches.snapshots.get(src_ns, src_name)
+        want = datasources.status(ds, pvc=pvc, dv=dv, snapshot=snapshot, now=self.clock(),
+                                  referenced=referenced)
+        if o.status(ds) != want:
+            patch = {"status": {**{k: None for k in o.status(ds)}, **want}}
+            updated = await self.client.merge_patch(
+                kube.DATASOURCES.path(ns, name, "status"), patch)
+            self.caches.datasources.upsert(updated)
+        return None
 
     # ---- cluster-scoped configuration ---------------------------------------------
 
