@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from controller import webhook
+from controller import clonekey, clonemutate, webhook
 from controller.app import Controller
 from controller.reconciler import Settings
 from controller.runtime import kube
@@ -92,12 +92,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 
 async def _serve_webhook(client: kube.Kube, opts: Options, runner: list[web.AppRunner]) -> None:
-    """Set up TLS (retrying until the API lets us) and serve the webhook."""
+    """Set up TLS and the clone-token key (retrying until the API lets us) and serve the
+    webhooks. A key Secret holding no usable key stops the process (clonekey.BadKey)."""
     assert opts.webhook_addr is not None
     delay = 0.5
     while True:
         try:
             serving = await webhook.ensure_tls(client, opts.namespace)
+            key = await clonekey.ensure(client, opts.namespace)
             break
         except (kube.ApiError, OSError, TimeoutError) as exc:
             log.warning("webhook tls setup failed retry_in=%.1fs error=%s", delay, exc)
@@ -105,7 +107,8 @@ async def _serve_webhook(client: kube.Kube, opts: Options, runner: list[web.AppR
             delay = min(delay * 2, 10)
     # The API server's webhook client keeps idle connections for 90 s; closing ours later
     # than that means it never sends a review on a connection we are just closing.
-    r = web.AppRunner(webhook.app(), access_log=None, keepalive_timeout=webhook.KEEPALIVE_SECONDS)
+    r = web.AppRunner(webhook.app(clonemutate.Mutator(client, key)), access_log=None,
+                      keepalive_timeout=webhook.KEEPALIVE_SECONDS)
     await r.setup()
     await web.TCPSite(r, *opts.webhook_addr, ssl_context=webhook.ssl_context(serving)).start()
     runner.append(r)
