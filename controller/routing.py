@@ -1,9 +1,10 @@
 """Which reconcile keys an object change concerns: a pure function of the object.
 
-A DataVolume change queues the DataVolume; a PVC change queues the PVC and its owning
-DataVolume; a transfer's pod or Service is routed by its owner label (the DataVolume's
-UID, or the bare PVC's), looked up in the caches, and, for objects made before the
-labels, by its owner reference; StorageClass changes queue their StorageProfile and the
+A DataVolume change queues the DataVolume; a PVC change queues the PVC, its owning
+DataVolume and the clone targets waiting for it as their source; a transfer's pod or
+Service is routed by its owner label (the DataVolume's UID, or the bare PVC's; a clone's
+source pod in another namespace too), looked up in the caches, and, for objects made
+before the labels, by its owner reference; StorageClass changes queue their StorageProfile and the
 CDIConfig, as does the upload proxy's Service (whose address CDIConfig publishes).
 """
 
@@ -31,6 +32,8 @@ class Owners:
 
     dv: Lookup = lambda _uid: None
     pvc: Lookup = lambda _uid: None
+    clone_targets: Callable[[str], list[Obj]] = lambda _source: []
+    """PVCs whose `k8s.io/CloneRequest` is `<ns>/<name>` (the PVC cache's index)."""
 
 
 def _pvc_keys(pvc_ns: str, pvc: Obj | None, name: str) -> list[Key]:
@@ -65,7 +68,13 @@ def keys_for(kind: str, obj: Obj, owners: Owners | None = None) -> list[Key]:
     if kind == DV:
         return [(DV, ns, name)]
     if kind == PVC:
-        return _pvc_keys(ns, obj, name)
+        keys = _pvc_keys(ns, obj, name)
+        # A clone waiting for this PVC as its source (to appear, be bound, be populated,
+        # or to be let go) looks again.
+        for target in (owners or Owners()).clone_targets(f"{ns}/{name}"):
+            keys += [k for k in _pvc_keys(o.namespace(target), target, o.name(target))
+                     if k not in keys]
+        return keys
     if kind in (POD, SERVICE):
         return _transfer_object_keys(obj, owners or Owners())
     if kind == STORAGECLASS:

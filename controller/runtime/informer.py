@@ -41,7 +41,8 @@ class Informer:
     def __init__(self, client: kube.Kube, resource: kube.Resource, on_change: Handler, *,
                  label_selector: str | None = None, field_selector: str | None = None,
                  namespace: str | None = None, kind: str = "", api_version: str = "",
-                 index_label: str | None = None) -> None:
+                 index_label: str | None = None,
+                 index_annotation: str | None = None) -> None:
         self.client = client
         self.resource = resource
         self.on_change = on_change
@@ -51,9 +52,11 @@ class Informer:
         self.kind = kind
         self.api_version = api_version
         self.index_label = index_label
+        self.index_annotation = index_annotation
         self.store: dict[Key, Obj] = {}
         self._uids: dict[str, Key] = {}
         self._labelled: dict[str, set[Key]] = {}
+        self._annotated: dict[str, set[Key]] = {}
         self.synced = asyncio.Event()
         self.relists = 0
 
@@ -68,6 +71,10 @@ class Informer:
         """Objects whose `index_label` has `value` (e.g. a transfer's owner UID)."""
         return [self.store[k] for k in sorted(self._labelled.get(value, ())) if k in self.store]
 
+    def by_annotation(self, value: str) -> list[Obj]:
+        """Objects whose `index_annotation` has `value` (e.g. a clone's source)."""
+        return [self.store[k] for k in sorted(self._annotated.get(value, ())) if k in self.store]
+
     def _index(self, k: Key, old: Obj | None, new: Obj | None) -> None:
         if old is not None:
             self._uids.pop(o.uid(old), None)
@@ -75,11 +82,19 @@ class Informer:
                 keys = self._labelled.get(o.labels(old).get(self.index_label, ""))
                 if keys is not None:
                     keys.discard(k)
+            if self.index_annotation:
+                keys = self._annotated.get(o.annotations(old).get(self.index_annotation, ""))
+                if keys is not None:
+                    keys.discard(k)
         if new is not None:
             self._uids[o.uid(new)] = k
             value = o.labels(new).get(self.index_label, "") if self.index_label else ""
             if value:
                 self._labelled.setdefault(value, set()).add(k)
+            noted = (o.annotations(new).get(self.index_annotation, "")
+                     if self.index_annotation else "")
+            if noted:
+                self._annotated.setdefault(noted, set()).add(k)
 
     def _put(self, k: Key, obj: Obj) -> None:
         self._index(k, self.store.get(k), obj)
