@@ -75,6 +75,8 @@ VALIDATION_MESSAGE = "The clone doesn't meet the validation requirements"
 WITHOUT_SOURCE = "CloneWithoutSource"
 WITHOUT_SOURCE_MESSAGE = "The source pvc {name} doesn't exist"
 SOURCE_IN_USE = "CloneSourceInUse"
+TARGET_IN_USE = "UploadTargetInUse"
+"""CDI's upload controller makes a clone target's server, and says this."""
 INCOMPATIBLE = "ErrIncompatiblePVC"
 SUCCEEDED_REASON = "CloneSucceeded"
 SUCCEEDED_MESSAGE = "Successfully cloned from {src} into {dst}"
@@ -204,6 +206,11 @@ class CloneTransfer:
             steps = self._before_source(seen, cs, ref)
             if steps is not None:
                 return steps
+            if seen.pod is None and seen.users:
+                # Another pod has the target: no server writes under it (CDI's check).
+                users = ", ".join(f"{o.namespace(pvc)}/{u}" for u in seen.users)
+                return _say(pvc, TARGET_IN_USE,
+                            f"pod {users} using PersistentVolumeClaim {o.name(pvc)}")
             steps = self._server(seen, d)
             if seen.pod is not None and view(seen.pod).ready and cs.source is not None:
                 if objects.FINALIZER not in _finalizers(pvc):
