@@ -257,6 +257,10 @@ def test_a_source_still_being_imported_waits(clones):
     assert patched(steps)[MESSAGE] == "Waiting for the source pvc ns/src to be populated"
     done = {**importing, P + "storage.pod.phase": "Succeeded"}
     assert creates(clones.plan(seen(target(), src=source_pvc(annotations=done))))
+    smart = {clone.CLONE_REQUEST_ANNOTATION: "x/y", clone.CLONE_TYPE_ANNOTATION: "csi-clone"}
+    assert not creates(clones.plan(seen(target(), src=source_pvc(annotations=smart))))
+    smart_done = {**smart, clone.CLONE_OF_ANNOTATION: "true"}
+    assert creates(clones.plan(seen(target(), src=source_pvc(annotations=smart_done))))
 
 
 def test_a_source_in_use_by_a_writer_waits_and_looks_again(clones):

@@ -11,7 +11,7 @@ both sides) and, unless the content is `kubevirt`, the same volume mode and cont
 from __future__ import annotations
 
 from cdicontract import annotations as ann
-from cdicontract import sizes
+from cdicontract import clone, sizes
 from controller import claims
 from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
@@ -45,11 +45,14 @@ def bound(pvc: Obj) -> bool:
 
 def populated(pvc: Obj) -> bool:
     """A source filled by CDI is ready only once its transfer succeeded (CDI's
-    IsPopulated); a PVC CDI never filled is ready as it is."""
+    IsPopulated): its pod's record says Succeeded, or, for a clone made without a pod
+    (csi-clone, snapshot), it is marked `cloneOf`. A PVC CDI never filled is ready as
+    it is."""
     current = o.annotations(pvc)
     if not any(k in current for k in _TRANSFER_ANNOTATIONS):
         return True
-    return current.get(ann.POD_PHASE) == "Succeeded"
+    return (current.get(ann.POD_PHASE) == "Succeeded"
+            or current.get(clone.CLONE_OF_ANNOTATION) == "true")
 
 
 def _read_only_volumes(pod: Obj, claim: str) -> tuple[set[str], bool]:
