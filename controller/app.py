@@ -8,7 +8,7 @@ transfer kind is registered here once; the reconciler asks them in order.
 from __future__ import annotations
 
 from cdicontract import annotations as ann
-from cdicontract import api, upload
+from cdicontract import api, clone, upload
 from controller import clonekey, clonesource, routing
 from controller.progress import Scraper
 from controller.reconciler import Caches, Reconciler, Settings
@@ -17,6 +17,8 @@ from controller.runtime import objects as o
 from controller.runtime.informer import Informer
 from controller.runtime.manager import Key, Manager
 from controller.runtime.metrics import Metrics
+from controller.transfers.clone import objects as cloneobjects
+from controller.transfers.clone.transfer import CloneTransfer
 from controller.transfers.importing import pod as importpod
 from controller.transfers.importing.transfer import ImportTransfer
 from controller.transfers.protocol import Transfer
@@ -29,6 +31,7 @@ class Controller:
     def __init__(self, client: kube.Kube, settings: Settings, metrics: Metrics, *,
                  importer: importpod.PodSettings,
                  uploadserver: uploadobjects.PodSettings | None = None,
+                 cloner: cloneobjects.SourcePodSettings | None = None,
                  workers: int = 4) -> None:
         self.client = client
         self.settings = settings
@@ -39,7 +42,7 @@ class Controller:
                          api_version=api.API_VERSION,
                          indexers={clonesource.INDEX: clonesource.dv_index_keys}),
             pvcs=Informer(client, kube.PVCS, h(routing.PVC), kind="PersistentVolumeClaim",
-                          api_version="v1"),
+                          api_version="v1", index_annotation=clone.CLONE_REQUEST_ANNOTATION),
             pods=Informer(client, kube.PODS, h(routing.POD), kind="Pod", api_version="v1",
                           label_selector=f"{ann.LABEL_APP}={ann.LABEL_APP_VALUE}",
                           index_label=ann.OWNER_UID_LABEL),
@@ -71,10 +74,13 @@ class Controller:
                                  kind="CSIDriver", api_version="storage.k8s.io/v1"),
         )
         owners = routing.Owners(dv=self.caches.dvs.by_uid, pvc=self.caches.pvcs.by_uid,
-                                dependents=self.dependents)
+                                dependents=self.dependents,
+                                clone_targets=self.caches.pvcs.by_annotation)
         self.manager.route_with(lambda kind, obj: routing.keys_for(kind, obj, owners))
         self.uploads = UploadTransfer(uploadserver or uploadobjects.PodSettings())
-        self.transfers: list[Transfer] = [ImportTransfer(importer), self.uploads]
+        self.clones = CloneTransfer(uploadserver or uploadobjects.PodSettings(),
+                                    cloner or cloneobjects.SourcePodSettings())
+        self.transfers: list[Transfer] = [ImportTransfer(importer), self.uploads, self.clones]
         self.scraper = Scraper()
         self.reconciler = Reconciler(client, self.caches, settings, self.scraper,
                                      self.transfers)
@@ -109,7 +115,10 @@ class Controller:
 
     async def _load_authority(self) -> None:
         self.uploads.authority = await authority.ensure(self.client, self.settings.namespace)
-        self.reconciler.clones.key = await clonekey.ensure(self.client, self.settings.namespace)
+        self.clones.authority = self.uploads.authority
+        key = await clonekey.ensure(self.client, self.settings.namespace)
+        self.clones.key = key
+        self.reconciler.clones.key = key
 
     async def run(self) -> None:
         """Reconcile until cancelled (the leader only)."""

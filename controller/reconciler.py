@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cdicontract import api, upload
+from cdicontract import annotations as ann
+from cdicontract import api, clone, upload
 from controller import cdiconfig, claims, clonesource, datasources, dvstatus, profiles
 from controller.cdiconfig import EffectiveConfig
 from controller.clonedv import CloneDataVolumes
@@ -28,8 +29,17 @@ from controller.runtime.executor import Executor
 from controller.runtime.informer import Informer
 from controller.runtime.objects import Obj
 from controller.transfers import podstate, protocol
+from controller.transfers.clone import sourcecheck
+from controller.transfers.clone.transfer import CloneTransfer
 from controller.transfers.importing.transfer import PHASES as IMPORT_PHASES
-from controller.transfers.protocol import ClaimView, Transfer, Unsupported
+from controller.transfers.protocol import (
+    ClaimView,
+    CloneSeen,
+    PvcEvent,
+    Recheck,
+    Transfer,
+    Unsupported,
+)
 
 log = logging.getLogger(__name__)
 IN_USE_RECHECK_SECONDS = 5.0
@@ -254,11 +264,45 @@ class Reconciler:
             # only CDI's own pods.
             listed = await self.client.list(kube.PODS.path(ns))
             users = protocol.pods_using(pvc, list(listed.get("items") or []))
+        clone_seen = (await self._clone_seen(transfer, pvc)
+                      if isinstance(transfer, CloneTransfer) else None)
         seen = ClaimView(pvc, pod, wffc, self.config(),
-                         tuple(self._owned(self.caches.services, pvc, transfer.kind)), users)
-        await self.executor.apply(transfer.plan(seen))
+                         tuple(self._owned(self.caches.services, pvc, transfer.kind)), users,
+                         clone_seen)
+        steps = transfer.plan(seen)
+        await self.executor.apply(s for s in steps if not isinstance(s, PvcEvent | Recheck))
+        for s in steps:
+            if isinstance(s, PvcEvent):
+                await self.event(pvc, dvstatus.Event(s.type, s.reason, s.message))
+        rechecks = [s.seconds for s in steps if isinstance(s, Recheck)]
         # The users' pods are not watched: look again until they are gone.
-        return IN_USE_RECHECK_SECONDS if users else None
+        if users:
+            rechecks.append(IN_USE_RECHECK_SECONDS)
+        return min(rechecks) if rechecks else None
+
+    def _source_pod(self, pvc: Obj, source_ns: str) -> Obj | None:
+        """The clone's source pod: by owner label, transfer kind and name, in the source
+        namespace (no owner reference can point across namespaces)."""
+        name = clone.source_pod_name(o.uid(pvc))
+        return next((p for p in self.caches.pods.by_label(protocol.owner_uid(pvc))
+                     if o.namespace(p) == source_ns and o.name(p) == name
+                     and o.labels(p).get(ann.TRANSFER_LABEL) == protocol.Kind.CLONE), None)
+
+    async def _clone_seen(self, transfer: CloneTransfer, pvc: Obj) -> CloneSeen:
+        ref = transfer.source_of(pvc)
+        if ref is None:
+            return CloneSeen()
+        src_ns, src_name = ref
+        source = self.caches.pvcs.get(src_ns, src_name)
+        source_pod = self._source_pod(pvc, src_ns)
+        writers: tuple[str, ...] = ()
+        if (source is not None and source_pod is None and not podstate.is_finished(pvc)
+                and not o.deleting(pvc) and not o.deleting(source)):
+            # Only before the source pod exists; the users' pods are not cached.
+            listed = await self.client.list(kube.PODS.path(src_ns))
+            writers = sourcecheck.writers(source, list(listed.get("items") or []),
+                                          protocol.owner_uid(pvc))
+        return CloneSeen(source, source_pod, writers)
 
     # ---- DataSource ---------------------------------------------------------------
 

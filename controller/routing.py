@@ -1,10 +1,12 @@
 """Which reconcile keys an object change concerns: a pure function of the object.
 
-A DataVolume change queues the DataVolume; a PVC change queues the PVC and its owning
-DataVolume; a transfer's pod or Service is routed by its owner label (the DataVolume's
-UID, or the bare PVC's), looked up in the caches, and, for objects made before the
-labels, by its owner reference; StorageClass changes queue their StorageProfile and the
-CDIConfig, as does the upload proxy's Service (whose address CDIConfig publishes).
+A DataVolume change queues the DataVolume; a PVC change queues the PVC, its owning
+DataVolume and the clone targets waiting for it as their source; a transfer's pod or
+Service is routed by its owner label (the DataVolume's UID, or the bare PVC's; a clone's
+source pod in another namespace too), looked up in the caches, and, for objects made
+before the labels, by its owner reference; StorageClass changes queue their
+StorageProfile and the CDIConfig, as does the upload proxy's Service (whose address
+CDIConfig publishes).
 Clones: a PVC, DataVolume, VolumeSnapshot or DataSource change also queues the
 DataVolumes and DataSources that depend on it (`Owners.dependents`, the caches' source
 indexes), so a DataVolume waiting for its source or its DataSource proceeds when it
@@ -41,6 +43,8 @@ class Owners:
     dv: Lookup = lambda _uid: None
     pvc: Lookup = lambda _uid: None
     dependents: Dependents = lambda _key: []
+    clone_targets: Callable[[str], list[Obj]] = lambda _source: []
+    """PVCs whose `k8s.io/CloneRequest` is `<ns>/<name>` (the PVC cache's index)."""
 
 
 def source_key(kind: str, namespace: str, name: str) -> str:
@@ -92,7 +96,14 @@ def keys_for(kind: str, obj: Obj, owners: Owners | None = None) -> list[Key]:
         # A DataVolume shares its PVC's key: DataSources of that PVC read its phase.
         return [(DV, ns, name), *owners.dependents(source_key(PVC_KIND, ns, name))]
     if kind == PVC:
-        return [*_pvc_keys(ns, obj, name), *owners.dependents(source_key(PVC_KIND, ns, name))]
+        keys = _pvc_keys(ns, obj, name)
+        # A clone waiting for this PVC as its source (to appear, be bound, be populated,
+        # or to be let go) looks again.
+        for target in owners.clone_targets(f"{ns}/{name}"):
+            keys += [k for k in _pvc_keys(o.namespace(target), target, o.name(target))
+                     if k not in keys]
+        return [*keys, *(k for k in owners.dependents(source_key(PVC_KIND, ns, name))
+                         if k not in keys)]
     if kind == DATASOURCE:
         return [(DATASOURCE, ns, name),
                 *owners.dependents(source_key(DATASOURCE_KIND, ns, name))]

@@ -50,6 +50,7 @@ class Informer:
                  label_selector: str | None = None, field_selector: str | None = None,
                  namespace: str | None = None, kind: str = "", api_version: str = "",
                  index_label: str | None = None,
+                 index_annotation: str | None = None,
                  indexers: Mapping[str, Indexer] | None = None,
                  optional: bool = False) -> None:
         self.client = client
@@ -61,6 +62,7 @@ class Informer:
         self.kind = kind
         self.api_version = api_version
         self.index_label = index_label
+        self.index_annotation = index_annotation
         self.store: dict[Key, Obj] = {}
         self._uids: dict[str, Key] = {}
         self._labelled: dict[str, set[Key]] = {}
@@ -69,6 +71,7 @@ class Informer:
         self.optional = optional
         self.absent = False
         """An optional informer whose API is not served (404) right now."""
+        self._annotated: dict[str, set[Key]] = {}
         self.synced = asyncio.Event()
         self.relists = 0
 
@@ -88,6 +91,10 @@ class Informer:
         keys = self._indexed.get(index, {}).get(value, ())
         return [self.store[k] for k in sorted(keys) if k in self.store]
 
+    def by_annotation(self, value: str) -> list[Obj]:
+        """Objects whose `index_annotation` has `value` (e.g. a clone's source)."""
+        return [self.store[k] for k in sorted(self._annotated.get(value, ())) if k in self.store]
+
     def _index(self, k: Key, old: Obj | None, new: Obj | None) -> None:
         for index, fn in self.indexers.items():
             table = self._indexed[index]
@@ -103,11 +110,19 @@ class Informer:
                 keys = self._labelled.get(o.labels(old).get(self.index_label, ""))
                 if keys is not None:
                     keys.discard(k)
+            if self.index_annotation:
+                keys = self._annotated.get(o.annotations(old).get(self.index_annotation, ""))
+                if keys is not None:
+                    keys.discard(k)
         if new is not None:
             self._uids[o.uid(new)] = k
             value = o.labels(new).get(self.index_label, "") if self.index_label else ""
             if value:
                 self._labelled.setdefault(value, set()).add(k)
+            noted = (o.annotations(new).get(self.index_annotation, "")
+                     if self.index_annotation else "")
+            if noted:
+                self._annotated.setdefault(noted, set()).add(k)
 
     def _put(self, k: Key, obj: Obj) -> None:
         self._index(k, self.store.get(k), obj)
