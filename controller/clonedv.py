@@ -174,6 +174,9 @@ class CloneDataVolumes:
         if snap is not None:
             return snap
         body = smart.volume_snapshot(source_pvc, name, snapshot_class, snapshot_labels(dv))
+        # Same namespace only (a smart clone never crosses namespaces): owned by the
+        # DataVolume, so deleting it mid-clone leaves no snapshot behind.
+        body["metadata"]["ownerReferences"] = [o.owner_ref(dv)]
         made: Obj | None
         try:
             made = await self.r.client.create(kube.VOLUMESNAPSHOTS.path(ns), body)

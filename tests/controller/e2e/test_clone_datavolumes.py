@@ -219,6 +219,18 @@ def smart_class(cdi: Any) -> Iterator[str]:
     api.delete(f"/apis/storage.k8s.io/v1/storageclasses/{name}")
 
 
+def bind_by_hand(api: Any, ns: str, claim: str, sc: str) -> str:
+    """What the fake driver's provisioner would do: a PV pre-bound to the claim."""
+    name = f"pv-{uuid.uuid4().hex[:8]}"
+    api.create("/api/v1/persistentvolumes", {
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": sc,
+                 "volumeMode": "Filesystem", "hostPath": {"path": f"/tmp/{name}"},
+                 "claimRef": {"namespace": ns, "name": claim}}})
+    return name
+
+
 def set_strategy(cdi: Any, sc: str, strategy: str) -> None:
     cdi.api.merge_patch(f"{PROFILES}/{sc}", {"spec": {"cloneStrategy": strategy}})
     wait_for("profile status", lambda: (cdi.api.get(f"{PROFILES}/{sc}").get("status") or {})
@@ -242,6 +254,15 @@ def test_csi_clone_makes_the_target_with_the_source_as_its_datasource(cdi, names
     assert dv["status"]["phase"] == "CSICloneInProgress"
     wait_for("event", lambda: "CSICloneInProgress" in reasons(cdi, namespace, "csi"),
              timeout=15)
+    pv = bind_by_hand(cdi.api, namespace, "csi", smart_class)
+    try:
+        dv = cdi.wait_phase(namespace, "csi", "Succeeded", timeout=60)
+        assert dv["status"]["progress"] == "100.0%"
+        wait_for("success event", lambda: "CloneSucceeded" in reasons(cdi, namespace, "csi"),
+                 timeout=15)
+    finally:
+        cdi.api.delete(f"{PVCS.format(ns=namespace)}/csi")
+        cdi.api.delete(f"/api/v1/persistentvolumes/{pv}")
 
 
 def test_an_in_tree_class_asked_for_csi_clone_falls_back_with_cdis_reason(cdi, namespace):
@@ -306,5 +327,15 @@ def test_snapshot_strategy_snapshots_the_source_then_restores_the_target(
         assert target["spec"]["dataSource"]["name"] == name
         assert target["metadata"]["annotations"][clone.CLONE_TYPE_ANNOTATION] == "snapshot"
         dv = cdi.wait_phase(namespace, "snap", "SmartClonePVCInProgress", timeout=30)
+        assert snap["metadata"]["ownerReferences"][0]["uid"] == uid
+        pv = bind_by_hand(api, namespace, "snap", smart_class)
+        try:
+            cdi.wait_phase(namespace, "snap", "Succeeded", timeout=60)
+            # The temporary snapshot goes once the restored target is Bound.
+            wait_for("snapshot deleted", lambda: api.get_or_none(
+                f"{SNAPS.format(ns=namespace)}/{name}") is None or None, timeout=30)
+        finally:
+            api.delete(f"{PVCS.format(ns=namespace)}/snap")
+            api.delete(f"/api/v1/persistentvolumes/{pv}")
     finally:
         api.delete(f"/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses/{vsc}")
