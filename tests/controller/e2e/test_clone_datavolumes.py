@@ -339,3 +339,38 @@ def test_snapshot_strategy_snapshots_the_source_then_restores_the_target(
             api.delete(f"/api/v1/persistentvolumes/{pv}")
     finally:
         api.delete(f"/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses/{vsc}")
+
+
+def test_a_snapshot_source_is_restored_by_its_driver_and_refused_elsewhere(
+        snapshot_crds, cdi, namespace, smart_class):
+    api = cdi.api
+    content = f"content-{uuid.uuid4().hex[:8]}"
+    api.create("/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents", {
+        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+        "metadata": {"name": content},
+        "spec": {"driver": DRIVER, "deletionPolicy": "Retain",
+                 "source": {"snapshotHandle": "handle-1"},
+                 "volumeSnapshotRef": {"namespace": namespace, "name": "gold-snap"}}})
+    try:
+        api.create(SNAPS.format(ns=namespace), {
+            "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+            "metadata": {"name": "gold-snap"},
+            "spec": {"source": {"volumeSnapshotContentName": content}}})
+        api.merge_patch(f"{SNAPS.format(ns=namespace)}/gold-snap/status", {"status": {
+            "boundVolumeSnapshotContentName": content, "readyToUse": True,
+            "restoreSize": "64Mi"}})
+        source = {"snapshot": {"namespace": namespace, "name": "gold-snap"}}
+        cdi.create_dv(namespace, clone_dv("restored", source, sc=smart_class))
+        target = target_pvc(cdi, namespace, "restored")
+        assert target["spec"]["dataSource"]["kind"] == "VolumeSnapshot"
+        assert target["spec"]["dataSource"]["name"] == "gold-snap"
+        assert target["metadata"]["annotations"][clone.CLONE_TYPE_ANNOTATION] == "snapshot"
+        assert clone.CLONE_REQUEST_ANNOTATION not in target["metadata"]["annotations"]
+        cdi.wait_phase(namespace, "restored", "CloneFromSnapshotSourceInProgress", timeout=30)
+        # The local class's provisioner is not the snapshot's driver: no way to restore it.
+        cdi.create_dv(namespace, clone_dv("nowhere", source, sc="local"))
+        c = bound_condition(cdi, namespace, "nowhere", "NoPopulator")
+        assert c["message"].startswith("The snapshot cannot be restored into this target: ")
+        assert get_pvc(api, namespace, "nowhere") is None
+    finally:
+        api.delete(f"/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/{content}")
