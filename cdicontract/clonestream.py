@@ -29,10 +29,12 @@ Frames (24-byte frame header, then `payload_len` bytes)::
   end (and >= `start`), offset + length <= size, 0 < length <= MAX_EXTENT.
 - Holes are implied: a range no DATA frame covers reads as zeros on the target (the
   receiver zeroes it on a device; a fresh file is a hole there already).
-- END: offset == size, length == 0, payload = DIGEST_SIZE bytes, the BLAKE2b-256 of, for
+- END: offset == size, length == 0, payload = DIGEST_SIZE bytes, the SHA-256 of, for
   every data extent of the whole stream from offset 0 (across resumed requests), in
   order: `pack(">QQ", offset, length) + data`. The receiver checks it before it reports
-  success; nothing may follow END.
+  success; nothing may follow END. (SHA-256 rather than BLAKE2b: OpenSSL's runs on the
+  CPU's SHA instructions, several times faster than hashlib's BLAKE2b, and both ends
+  hash every byte.)
 
 The cloner cuts extents deterministically from the content (aligned CHUNK windows, data
 runs of whole BLOCKs), so a resumed stream has the same extents, and the same digest, as
@@ -68,6 +70,7 @@ CHUNK = MAX_EXTENT
 BLOCK = 64 << 10
 """The granularity of zero detection: a data run is made of whole aligned blocks."""
 DIGEST_SIZE = 32
+DIGEST_NAME = "sha256"
 RESUME_HEADER = "Clone-Offset"
 MEDIA_TYPE = "application/x-cdi-clone-stream"
 """The Content-Type of the POST body."""
@@ -161,7 +164,7 @@ class Digest:
     """The running digest of the data extents (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+        self._h = hashlib.sha256()
 
     def update(self, offset: int, data: bytes | memoryview) -> None:
         self._h.update(struct.pack(">QQ", offset, len(data)))
@@ -181,12 +184,19 @@ class Digest:
 
 def encode_data(offset: int, data: bytes | memoryview, compressed: bytes | None = None) -> bytes:
     """One DATA frame; `compressed` (a zstd frame of `data`) is used when it is smaller."""
+    return b"".join(encode_data_parts(offset, data, compressed))
+
+
+def encode_data_parts(
+    offset: int, data: bytes | memoryview, compressed: bytes | None = None
+) -> tuple[bytes, bytes | memoryview]:
+    """One DATA frame as (frame header, payload): a sender writes both without joining."""
     length = len(data)
     if not 0 < length <= MAX_EXTENT:
         raise ValueError(f"extent length {length} out of range")
     if compressed is not None and len(compressed) < length:
-        return FRAME.pack(Kind.DATA_ZSTD, 0, 0, len(compressed), offset, length) + compressed
-    return FRAME.pack(Kind.DATA_RAW, 0, 0, length, offset, length) + bytes(data)
+        return FRAME.pack(Kind.DATA_ZSTD, 0, 0, len(compressed), offset, length), compressed
+    return FRAME.pack(Kind.DATA_RAW, 0, 0, length, offset, length), data
 
 
 def encode_end(size: int, digest: bytes) -> bytes:

@@ -45,7 +45,7 @@ class Counters:
 class _Pending:
     offset: int
     data: bytes
-    frame: Future[bytes]
+    frame: Future[tuple[bytes, bytes | memoryview]]
 
 
 class Encoder:
@@ -61,13 +61,13 @@ class Encoder:
             c = self._local.c = zstandard.ZstdCompressor(level=self._level)
         return c
 
-    def frame(self, offset: int, data: bytes) -> bytes:
+    def frame(self, offset: int, data: bytes) -> tuple[bytes, bytes | memoryview]:
         compressed = None
         if self._level > 0:
             c = self._compressor()
             if len(data) <= SAMPLE or len(c.compress(data[:SAMPLE])) < WORTH * SAMPLE:
                 compressed = c.compress(data)
-        return cs.encode_data(offset, data, compressed)
+        return cs.encode_data_parts(offset, data, compressed)
 
 
 class FrameSource:
@@ -109,11 +109,12 @@ class FrameSource:
         head = cs.Header(self._template.content, self._template.mode, self.size, start).encode()
         self.counters.wire_bytes += len(head)
         yield head
-        for offset, data, frame in self._encoded(start):
+        for offset, data, (frame_header, payload) in self._encoded(start):
             digest.update(offset, data)
-            self.counters.wire_bytes += len(frame)
+            self.counters.wire_bytes += len(frame_header) + len(payload)
             self.counters.data_bytes += len(data)
-            yield frame
+            yield frame_header
+            yield payload  # type: ignore[misc]  # requests sends any buffer
             self._checkpoint(offset + len(data), digest)
         end = cs.encode_end(self.size, digest.digest())
         self.counters.wire_bytes += len(end)
@@ -124,7 +125,7 @@ class FrameSource:
         while len(self._checkpoints) > CHECKPOINTS:
             self._checkpoints.popitem(last=False)
 
-    def _encoded(self, start: int) -> Iterator[tuple[int, bytes, bytes]]:
+    def _encoded(self, start: int) -> Iterator[tuple[int, bytes, tuple[bytes, bytes | memoryview]]]:
         """(offset, data, frame) in order, produced ahead by a thread and a pool."""
         done = object()
         q: queue.Queue[object] = queue.Queue(maxsize=AHEAD)

@@ -136,7 +136,7 @@ class Receiver:
             bytes_transferred=self.totals.wire_bytes,
             bytes_written=self.totals.data_bytes,
             resumes=self.totals.requests - 1,
-            checksum=f"blake2b-256:{digest.hex()}",
+            checksum=f"{cs.DIGEST_NAME}:{digest.hex()}",
         )
 
     def abort(self) -> None:

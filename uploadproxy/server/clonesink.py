@@ -47,7 +47,7 @@ class ImageSink:
     def write(self, offset: int, data: bytes) -> None:
         if offset > self._end:
             self._target.zero(self._end, offset)
-        self._target.write_at(offset, data)
+        self._target.write_data_at(offset, data)
         self._end = offset + len(data)
 
     def finish(self, size: int) -> None:
