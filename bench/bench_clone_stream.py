@@ -98,16 +98,19 @@ class Run:
     cloner_rss: int
     sent: int
     data: int
+    cloner_cpu: float
+    server_cpu: float
 
 
-def wait_rss(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, int]:
-    """(exit code, peak RSS bytes) of one child, from wait4()."""
+def wait_rss(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, int, float]:
+    """(exit code, peak RSS bytes, CPU seconds) of one child, from wait4()."""
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage.ru_maxrss * 1024
+            cpu = usage.ru_utime + usage.ru_stime
+            return proc.returncode, usage.ru_maxrss * 1024, cpu
         if time.monotonic() > deadline:
             proc.kill()
             raise SystemExit("timed out")
@@ -160,9 +163,9 @@ def clone_once(src: Path, work: Path, pki_dir: Path, n: int) -> Run:
         [str(bindir / "cdi-cloner"), "--source", str(src)], env=cenv,
         stdout=subprocess.DEVNULL, stderr=(pki_dir / f"cloner{n}.log").open("wb"),
     )
-    code, cloner_rss = wait_rss(cloner, 3600)
+    code, cloner_rss, cloner_cpu = wait_rss(cloner, 3600)
     seconds = time.monotonic() - began
-    scode, server_rss = wait_rss(server, 120)
+    scode, server_rss, server_cpu = wait_rss(server, 120)
     if code != 0 or scode != 0:
         raise SystemExit(f"clone failed: cloner {code} server {scode}; logs in {pki_dir}")
     doc = json.loads(cloner_report.read_text())
@@ -170,13 +173,16 @@ def clone_once(src: Path, work: Path, pki_dir: Path, n: int) -> Run:
         raise SystemExit("the clone differs from its source")
     dest.unlink()
     return Run(seconds, server_rss, cloner_rss, int(doc["bytes_transferred"]),
-               int(doc["bytes_written"]))
+               int(doc["bytes_written"]), cloner_cpu, server_cpu)
 
 
-def cp_once(src: Path, work: Path) -> tuple[float, float]:
+def cp_once(src: Path, work: Path) -> tuple[float, float, float]:
     dest = work / "cp.img"
     began = time.monotonic()
-    subprocess.run(["cp", "--sparse=always", str(src), str(dest)], check=True)
+    proc = subprocess.Popen(["cp", "--sparse=always", str(src), str(dest)])
+    code, _, cpu = wait_rss(proc, 3600)
+    if code != 0:
+        raise SystemExit("cp failed")
     plain = time.monotonic() - began
     fd = os.open(dest, os.O_RDONLY)
     try:
@@ -185,7 +191,7 @@ def cp_once(src: Path, work: Path) -> tuple[float, float]:
         os.close(fd)
     synced = time.monotonic() - began
     dest.unlink()
-    return plain, synced
+    return plain, synced, cpu
 
 
 def main() -> None:
@@ -205,14 +211,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=a.dir, prefix="bench-clone-") as tmp:
         work = Path(tmp)
         clones: list[Run] = []
-        cps: list[tuple[float, float]] = []
+        cps: list[tuple[float, float, float]] = []
         for i in range(a.repeat):
             os.sync()
             cps.append(cp_once(src, work))
             os.sync()
             clones.append(clone_once(src, work, work, i))
-            print(f"run {i}: cp {cps[-1][0]:.2f}s (+fsync {cps[-1][1]:.2f}s) "
-                  f"clone {clones[-1].seconds:.2f}s", flush=True)
+            c = clones[-1]
+            print(f"run {i}: cp {cps[-1][0]:.2f}s (+fsync {cps[-1][1]:.2f}s, cpu {cps[-1][2]:.2f}s) "
+                  f"clone {c.seconds:.2f}s (cpu cloner {c.cloner_cpu:.2f}s server "
+                  f"{c.server_cpu:.2f}s) load {os.getloadavg()[0]:.1f}", flush=True)
     best = min(clones, key=lambda r: r.seconds)
     cp_plain = min(c[0] for c in cps)
     cp_synced = min(c[1] for c in cps)
@@ -223,6 +231,9 @@ def main() -> None:
           f"{best.seconds / cp_synced:.2f}x cp+fsync   (target <= 1.3x)")
     print(f"bytes sent      {best.sent / MiB:.0f} MiB = {best.sent / allocated:.3f}x allocated "
           f"(data extents {best.data / MiB:.0f} MiB before compression; target <= 1.05x)")
+    print(f"CPU seconds     cloner {best.cloner_cpu:.2f}, server {best.server_cpu:.2f}, "
+          f"cp {min(c[2] for c in cps):.2f}   (load average now {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs: wall times are only comparable on an idle machine)")
     print(f"peak RSS        cloner {max(r.cloner_rss for r in clones) / MiB:.0f} MiB, "
           f"upload server {max(r.server_rss for r in clones) / MiB:.0f} MiB")
 

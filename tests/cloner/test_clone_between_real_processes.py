@@ -247,3 +247,39 @@ def test_clone_mode_without_the_cloner_name_does_not_start(tmp_path: Path, pki) 
     )
     assert done.returncode == 2
     assert b"UPLOADSERVER_CLIENT_NAME" in done.stderr
+
+
+def test_a_restarted_cloner_continues_where_the_server_stands(
+    clone_server, tls_dir: Path, tmp_path: Path
+) -> None:
+    """The first cloner died after a few frames (its pod restarted): the next one asks the
+    server, rebuilds the digest of what is there from the source, and sends only the rest."""
+    from cloner import sources
+    from cloner.frames import FrameSource
+
+    src = tmp_path / "disk.img"
+    write_sparse_image(src, SIZE, seed=21)
+    dest = _target_dir(tmp_path) / "disk.img"
+    server = clone_server(dest)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        size = sources.image_size(fd)
+        first = FrameSource(
+            cs.Header(cs.Content.KUBEVIRT, cs.Mode.FILESYSTEM, size),
+            lambda start: sources.image_extents(fd, size, start),
+        )
+        pieces = first.frames(0)
+        head = [next(pieces)] + [next(pieces) for _ in range(8)]  # header + 4 frames
+        pieces.close()
+    finally:
+        os.close(fd)
+    with server.client() as c:
+        r = c.post(server.url(), data=iter(head), headers={"Content-Type": cs.MEDIA_TYPE})
+        assert r.status_code == 400, r.text  # the body broke off: paused
+        held = int(c.head(server.url()).headers[cs.RESUME_HEADER])
+    assert held > 0
+    run = run_cloner(tmp_path, server.url(), tls_dir, src)
+    report = _done(server, run)
+    assert int(report["resumes"]) == 1  # type: ignore[arg-type]
+    assert int(run.report["bytes_written"]) + held <= os.stat(src).st_size  # type: ignore[arg-type]
+    same_prefix_then_zeros(dest, src)
