@@ -11,14 +11,18 @@ clone transfer's (tests/controller/e2e/test_clone_pvc.py and the clone e2e suite
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cdicontract import clone
 from tests.cluster.helpers import pvc, wait_for
+from tests.controller.e2e.conftest import MiB
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 PVCS = "/api/v1/namespaces/{ns}/persistentvolumeclaims"
@@ -374,3 +378,33 @@ def test_a_snapshot_source_is_restored_by_its_driver_and_refused_elsewhere(
         assert get_pvc(api, namespace, "nowhere") is None
     finally:
         api.delete(f"/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/{content}")
+
+
+# ---- end to end with the cloner (copy) -------------------------------------------------
+
+def write_image(cluster: Any, ns: str, name: str, size: int) -> str:
+    """A sparse disk.img with data at its start, middle and end; its sha256."""
+    path = Path(cluster.pv_path(ns, name)) / "disk.img"
+    with path.open("wb") as f:
+        f.truncate(size)
+        for offset in (0, size // 2, size - MiB):
+            f.seek(offset)
+            f.write(os.urandom(MiB))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_cross_namespace_datavolume_clone_succeeds_byte_for_byte(cdi, cluster, namespace,
+                                                                   source_ns):
+    make_source(cdi.api, source_ns, size="64Mi")
+    wait_for("source Bound", lambda: (get_pvc(cdi.api, source_ns, "golden") or {}).get(
+        "status", {}).get("phase") == "Bound", timeout=30)
+    digest = write_image(cluster, source_ns, "golden", 40 * MiB)
+    cdi.create_dv(namespace, clone_dv("copy", {"pvc": {"namespace": source_ns,
+                                                       "name": "golden"}}))
+    dv = cdi.wait_phase(namespace, "copy", "Succeeded", "Failed", timeout=180)
+    assert dv["status"]["phase"] == "Succeeded", dv["status"]
+    assert dv["status"]["progress"] == "100.0%"
+    copied = Path(cluster.pv_path(namespace, "copy")) / "disk.img"
+    assert hashlib.sha256(copied.read_bytes()[:40 * MiB]).hexdigest() == digest
+    seen = reasons(cdi, namespace, "copy")
+    assert "CloneScheduled" in seen and "CloneSucceeded" in seen
