@@ -325,9 +325,10 @@ class Reconciler:
         want = datasources.status(ds, pvc=pvc, dv=dv, snapshot=snapshot, now=self.clock(),
                                   referenced=referenced)
         if o.status(ds) != want:
-            patch = {"status": {**{k: None for k in o.status(ds)}, **want}}
-            updated = await self.client.merge_patch(
-                kube.DATASOURCES.path(ns, name, "status"), patch)
+            # Written whole (a merge patch would keep a stale `status.source` when it goes
+            # back to {}); the resourceVersion makes a stale write a 409, retried.
+            updated = await self.client.replace(
+                kube.DATASOURCES.path(ns, name, "status"), {**ds, "status": want})
             self.caches.datasources.upsert(updated)
         return None
 

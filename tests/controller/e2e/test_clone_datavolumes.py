@@ -408,3 +408,19 @@ def test_a_cross_namespace_datavolume_clone_succeeds_byte_for_byte(cdi, cluster,
     assert hashlib.sha256(copied.read_bytes()[:40 * MiB]).hexdigest() == digest
     seen = reasons(cdi, namespace, "copy")
     assert "CloneScheduled" in seen and "CloneSucceeded" in seen
+
+
+def test_a_datasource_follows_its_pvc_there_and_gone(cdi, namespace):
+    cdi.api.create(DS_PATH.format(ns=namespace), {
+        "apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataSource",
+        "metadata": {"name": "img"},
+        "spec": {"source": {"pvc": {"namespace": namespace, "name": "img-disk"}}}})
+    ds_ready(cdi, namespace, "img", "False")
+    make_source(cdi.api, namespace, "img-disk", size="16Mi")
+    ds = ds_ready(cdi, namespace, "img", "True")
+    assert ds["status"]["source"] == {"pvc": {"namespace": namespace, "name": "img-disk"}}
+    cdi.api.delete(f"{PVCS.format(ns=namespace)}/img-disk")
+    ds = ds_ready(cdi, namespace, "img", "False")
+    assert not ds["status"].get("source")
+    ready = next(c for c in ds["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "NotFound"
