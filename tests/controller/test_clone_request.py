@@ -270,3 +270,16 @@ def test_a_snapshot_source_restored_by_its_own_driver():
                             now=NOW, snapshot_content=content)
     assert isinstance(t, clonerequest.Target)
     assert t.strategy == clone.Strategy.SNAPSHOT
+
+
+def test_a_created_target_names_its_source_for_messages():
+    from controller.clonedv import recorded_source
+    dv = cf.clone_dv()
+    copy_pvc = f.pvc("target", annotations={clone.CLONE_REQUEST_ANNOTATION: "g/golden"})
+    assert recorded_source(dv, copy_pvc) == Source(PVC, "g", "golden")
+    csi_pvc = f.pvc("target")
+    csi_pvc["spec"]["dataSource"] = {"kind": "PersistentVolumeClaim", "name": "golden"}
+    assert recorded_source(dv, csi_pvc) == Source(PVC, "ns", "golden")
+    csi_pvc["spec"]["dataSource"] = {"kind": "VolumeSnapshot", "name": "s",
+                                     "apiGroup": "snapshot.storage.k8s.io"}
+    assert recorded_source(dv, csi_pvc) == Source(SNAPSHOT, "ns", "s")

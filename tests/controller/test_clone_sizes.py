@@ -92,3 +92,14 @@ def test_the_dv_is_not_changed_by_sizing():
     dv = cf.clone_dv()
     _target(dv, cf.source_pvc(capacity="1Gi"))
     assert dv["spec"]["storage"] == {}
+
+
+def test_a_block_source_into_a_filesystem_target_grows_by_the_overhead():
+    t = _target(cf.clone_dv(), cf.source_pvc(capacity="1Gi", mode="Block"))
+    assert _size(t) == "1090Mi"
+    assert t.pvc["spec"]["volumeMode"] == "Filesystem"
+
+
+def test_a_filesystem_source_into_a_block_target_keeps_the_source_size():
+    t = _target(cf.clone_dv(), cf.source_pvc(capacity="1Gi"), cf.world(block=True))
+    assert (_size(t), t.pvc["spec"]["volumeMode"]) == ("1Gi", "Block")
