@@ -28,6 +28,7 @@ from controller.runtime import kube
 from controller.runtime.leader import LeaderElector, Timing
 from controller.runtime.metrics import Metrics
 from controller.runtime.stallwatch import StallWatch
+from controller.transfers.clone import objects as cloneobjects
 from controller.transfers.importing import pod as importpod
 from controller.transfers.upload import objects as uploadobjects
 
@@ -42,6 +43,7 @@ class Options:
     identity: str
     importer_image: str
     uploadserver_image: str
+    cloner_image: str
     pull_policy: str
     metrics_addr: tuple[str, int]
     webhook_addr: tuple[str, int] | None
@@ -66,6 +68,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                                                        "cdi-py/importer:latest"))
     p.add_argument("--uploadserver-image", default=env.get("UPLOADSERVER_IMAGE",
                                                            "cdi-py/uploadserver:latest"))
+    p.add_argument("--cloner-image", default=env.get("CLONER_IMAGE",
+                                                     "cdi-py/cloner:latest"))
     p.add_argument("--pull-policy", default=env.get("PULL_POLICY", "IfNotPresent"))
     p.add_argument("--metrics-addr", default=":8080")
     p.add_argument("--webhook-addr", default=":8443", help="'off' to not serve the webhook")
@@ -81,6 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         identity=a.identity,
         importer_image=a.importer_image,
         uploadserver_image=a.uploadserver_image,
+        cloner_image=a.cloner_image,
         pull_policy=a.pull_policy,
         metrics_addr=_addr(a.metrics_addr),
         webhook_addr=None if a.webhook_addr == "off" else _addr(a.webhook_addr),
@@ -168,7 +173,8 @@ async def run(opts: Options) -> int:
         controller = Controller(
             client, settings, metrics, workers=opts.workers,
             importer=importpod.PodSettings(opts.importer_image, opts.pull_policy),
-            uploadserver=uploadobjects.PodSettings(opts.uploadserver_image, opts.pull_policy))
+            uploadserver=uploadobjects.PodSettings(opts.uploadserver_image, opts.pull_policy),
+            cloner=cloneobjects.SourcePodSettings(opts.cloner_image, opts.pull_policy))
         running = asyncio.create_task(controller.run())
         watched = {running, stopping}
         keeping = None
