@@ -1,1 +1,1 @@
-"""Clone (strategy copy): a source pod streams the source PVC to the target's upload server."""
+"""Clone: a source pod streams a PVC to an upload server on the target, or the storage copies it."""
