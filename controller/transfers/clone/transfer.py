@@ -336,13 +336,21 @@ class CloneTransfer:
         ns, name = o.namespace(pvc), o.name(pvc)
         pod_name = self.pod_name(name)
         steps: list[Step] = []
-        if d.annotations:
-            steps.append(Patch(kube.PVCS, ns, name, {"metadata": {"annotations": d.annotations}}))
-            new_phase = d.annotations.get(ann.POD_PHASE)
-            if new_phase == podstate.FAILED:
-                steps.append(PvcEvent("Warning", FAILED_REASON, d.annotations.get(
-                    ann.CONDITION_RUNNING_MESSAGE, "the clone target's server failed")))
         ref = sourcecheck.request(pvc)
+        record = {**o.annotations(pvc), **d.annotations}.get(ann.POD_PHASE)
+        succeeded = (record == podstate.SUCCEEDED and not o.deleting(pvc)
+                     and o.annotations(pvc).get(clone.CLONE_OF_ANNOTATION) != "true")
+        # The outcome and the mark in one write: a reader never sees one without the other.
+        changed = {**d.annotations, **({clone.CLONE_OF_ANNOTATION: "true"} if succeeded else {})}
+        if changed:
+            steps.append(Patch(kube.PVCS, ns, name, {"metadata": {"annotations": changed}}))
+        if d.annotations.get(ann.POD_PHASE) == podstate.FAILED:
+            steps.append(PvcEvent("Warning", FAILED_REASON, d.annotations.get(
+                ann.CONDITION_RUNNING_MESSAGE, "the clone target's server failed")))
+        if succeeded:
+            src = f"{ref[0]}/{ref[1]}" if ref is not None else "?"
+            steps.append(PvcEvent("Normal", SUCCEEDED_REASON,
+                                  SUCCEEDED_MESSAGE.format(src=src, dst=f"{ns}/{name}")))
         src_pod = cs.source_pod
         if src_pod is not None and not o.deleting(src_pod):
             steps.append(Delete(kube.PODS, o.namespace(src_pod), o.name(src_pod),
@@ -356,14 +364,6 @@ class CloneTransfer:
         steps += [Delete(kube.SERVICES, ns, o.name(s), o.uid(s)) for s in seen.services]
         if d.delete_pod and seen.pod is not None:
             steps.append(Delete(kube.PODS, ns, pod_name, o.uid(seen.pod)))
-        record = {**o.annotations(pvc), **d.annotations}.get(ann.POD_PHASE)
-        if (record == podstate.SUCCEEDED and not o.deleting(pvc)
-                and o.annotations(pvc).get(clone.CLONE_OF_ANNOTATION) != "true"):
-            steps.append(Patch(kube.PVCS, ns, name, {"metadata": {"annotations": {
-                clone.CLONE_OF_ANNOTATION: "true"}}}))
-            src = f"{ref[0]}/{ref[1]}" if ref is not None else "?"
-            steps.append(PvcEvent("Normal", SUCCEEDED_REASON,
-                                  SUCCEEDED_MESSAGE.format(src=src, dst=f"{ns}/{name}")))
         patched = any(isinstance(x, Patch) and x.resource == kube.PVCS for x in steps)
         if finalizer:
             if src_pod is None and not patched:
