@@ -213,3 +213,45 @@ def test_same_namespace_filesystem_clone_is_byte_identical(cdi, cluster, namespa
             if e["reason"] == "CloneSucceeded"] == [
         f"Successfully cloned from {namespace}/golden into {namespace}/copy"]
     assert target["metadata"]["uid"]
+
+
+def test_no_clone_starts_from_a_source_being_deleted(cdi, namespace):
+    make_pvc(cdi.api, namespace, "golden")
+    holder = pod("holder", "sleep 3600", volumes=[{
+        "name": "d", "persistentVolumeClaim": {"claimName": "golden"}}],
+        container={"volumeMounts": [{"name": "d", "mountPath": "/d"}]})
+    cdi.api.create(f"/api/v1/namespaces/{namespace}/pods", holder)
+    wait_for("holder running", lambda: cdi.api.get(
+        f"/api/v1/namespaces/{namespace}/pods/holder")["status"].get("phase") == "Running",
+        timeout=60)
+    cdi.api.delete(f"{PVCS.format(ns=namespace)}/golden")  # pvc-protection keeps it
+    wait_for("golden deleting", lambda: (get_pvc(cdi.api, namespace, "golden") or {})[
+        "metadata"].get("deletionTimestamp"), timeout=20)
+    make_pvc(cdi.api, namespace, "copy", source=f"{namespace}/golden")
+    a = wait_reason(cdi, namespace, "copy", "CloneSourceDeleting")
+    assert a[MESSAGE] == (f"The source pvc {namespace}/golden is being deleted; no clone "
+                          "starts from it")
+    assert pods_in(cdi.api, namespace) == ["holder"]
+
+
+def test_a_source_deleted_mid_clone_is_kept_until_the_clone_is_done(cdi, cluster, namespace):
+    make_pvc(cdi.api, namespace, "golden", size="256Mi")
+    wait_bound(cdi.api, namespace, "golden")
+    digest = write_disk(cluster, namespace, "golden", 200 * MiB)
+    target = make_pvc(cdi.api, namespace, "copy", size="256Mi",
+                      source=f"{namespace}/golden")
+    source_pod = f"/api/v1/namespaces/{namespace}/pods/" \
+                 f"{clone.source_pod_name(target['metadata']['uid'])}"
+    wait_for("the source pod running", lambda: (cdi.api.get_or_none(source_pod) or {}).get(
+        "status", {}).get("phase") in ("Running", "Succeeded"), timeout=60)
+    copied_path = disk_of(cluster, namespace, "copy")
+    cdi.api.delete(f"{PVCS.format(ns=namespace)}/golden")
+
+    def done() -> dict[str, str] | None:
+        a = annotations(cdi.api, namespace, "copy")
+        return a if a.get(P + "storage.pod.phase") in ("Succeeded", "Failed") else None
+    a = wait_for("the clone", done, timeout=120)
+    assert a[P + "storage.pod.phase"] == "Succeeded", a
+    assert hashlib.sha256(copied_path.read_bytes()[:200 * MiB]).hexdigest() == digest
+    wait_for("the source goes once its clone is done",
+             lambda: get_pvc(cdi.api, namespace, "golden") is None, timeout=60)
