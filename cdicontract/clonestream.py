@@ -245,6 +245,8 @@ class Decoder:
             if event is None:
                 break
             events.append(event)
+        if self.finished and self._buf:
+            raise StreamError("bytes after the END frame")
         return events
 
     def _next_event(self) -> Event | None:

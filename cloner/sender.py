@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,6 +122,13 @@ def send(
                     return Outcome(_report(r.text), resumes=attempts - 1)
                 last = f"the server answered {r.status_code}: {r.text.strip()[:200]}"
             except requests.exceptions.SSLError as e:
+                if not _refused_by_tls(e):  # the connection broke inside TLS
+                    last = f"connection to the upload server broke: {_short(e)}"
+                    if time.monotonic() + delay > deadline:
+                        raise CloneFailure(Reason.NETWORK_ERROR, last) from None
+                    sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
                 raise CloneFailure(
                     Reason.TLS_ERROR, f"TLS with the upload server failed: {_short(e)}"
                 ) from None
@@ -148,6 +156,19 @@ def _report(text: str) -> TerminationReport:
     except ValueError:
         return TerminationReport(Reason.COMPLETED, "Clone Complete")
     return TerminationReport.from_json(line)
+
+
+def _refused_by_tls(e: BaseException) -> bool:
+    """A TLS refusal (a certificate not trusted, an alert), not a connection cut."""
+    seen: BaseException | None = e
+    texts = []
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        texts.append(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(texts).upper()
+    return any(word in text for word in ("CERTIFICATE", "ALERT", "HANDSHAKE", "WRONG_VERSION"))
 
 
 def _short(e: Exception) -> str:

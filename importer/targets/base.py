@@ -86,6 +86,14 @@ class Target(ABC):
                     whole = (start, end) == (0, len(buf))
                     self._pwrite(offset + start, buf if whole else memoryview(buf)[start:end])
 
+    def zero(self, start: int, end: int) -> None:
+        """Make [start, end) read as zeros: a range a sparse stream (a clone) skipped."""
+        if self._fd is None:
+            raise RuntimeError("zero before begin")
+        if start < end:
+            with errors_to_failure(f"zeroing {self.path}"):
+                self._zero(start, end)
+
     def _zero(self, start: int, end: int) -> None:
         pending = self._pending_zero
         if pending is not None and pending[1] == start:

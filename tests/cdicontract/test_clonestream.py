@@ -186,3 +186,8 @@ def test_volume_modes_by_name() -> None:
     assert Mode.FILESYSTEM.volume_mode == "Filesystem"
     with pytest.raises(ValueError, match="Filesystem or Block"):
         Mode.from_volume_mode("tape")
+
+
+def test_refuses_bytes_after_end_in_the_same_piece() -> None:
+    with pytest.raises(StreamError, match="after the END"):
+        Decoder().feed(stream([(0, b"abc")]) + b"x")
