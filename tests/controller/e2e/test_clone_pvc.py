@@ -255,3 +255,31 @@ def test_a_source_deleted_mid_clone_is_kept_until_the_clone_is_done(cdi, cluster
     assert hashlib.sha256(copied_path.read_bytes()[:200 * MiB]).hexdigest() == digest
     wait_for("the source goes once its clone is done",
              lambda: get_pvc(cdi.api, namespace, "golden") is None, timeout=60)
+
+
+def test_cross_namespace_block_to_filesystem_clone_with_a_valid_token(
+        cdi, cluster, namespace, source_ns):
+    body = pvc("golden", "64Mi", mode="Block")
+    cdi.api.create(PVCS.format(ns=source_ns), body)
+    wait_bound(cdi.api, source_ns, "golden")
+    device = cluster.pv_path(source_ns, "golden")
+    with open(device, "r+b") as f:
+        for offset in (0, 20 * MiB, 63 * MiB):
+            f.seek(offset)
+            f.write(os.urandom(MiB))
+    with open(device, "rb") as f:
+        digest = hashlib.sha256(f.read(64 * MiB)).hexdigest()
+    token = sign_token(cdi.api, (source_ns, "golden"), (namespace, "copy"))
+    make_pvc(cdi.api, namespace, "copy", size="80Mi", source=f"{source_ns}/golden",
+             annotations={clone.TOKEN_ANNOTATION: token})
+
+    def done() -> dict[str, str] | None:
+        a = annotations(cdi.api, namespace, "copy")
+        return a if a.get(P + "storage.pod.phase") in ("Succeeded", "Failed") else None
+    a = wait_for("the clone", done, timeout=120)
+    assert a[P + "storage.pod.phase"] == "Succeeded", a
+    copied = disk_of(cluster, namespace, "copy")
+    with copied.open("rb") as f:
+        assert hashlib.sha256(f.read(64 * MiB)).hexdigest() == digest
+    wait_for("the source namespace is clean", lambda: pods_in(cdi.api, source_ns) == []
+             and cdi_secrets_in(cdi.api, source_ns) == [], timeout=60)
