@@ -283,3 +283,15 @@ def test_cross_namespace_block_to_filesystem_clone_with_a_valid_token(
         assert hashlib.sha256(f.read(64 * MiB)).hexdigest() == digest
     wait_for("the source namespace is clean", lambda: pods_in(cdi.api, source_ns) == []
              and cdi_secrets_in(cdi.api, source_ns) == [], timeout=60)
+
+
+def test_a_legacy_target_smaller_than_its_source_is_refused(cdi, namespace):
+    make_pvc(cdi.api, namespace, "golden", size="128Mi")
+    wait_bound(cdi.api, namespace, "golden")
+    make_pvc(cdi.api, namespace, "copy", size="64Mi", source=f"{namespace}/golden")
+    a = wait_reason(cdi, namespace, "copy", "ErrIncompatiblePVC")
+    assert a[MESSAGE] == "target resources requests storage size is smaller than the source"
+    wait_for("the refusal's event", lambda: [
+        e for e in cdi.events(namespace, "copy") if e["reason"] == "ErrIncompatiblePVC"],
+        timeout=10)
+    assert pods_in(cdi.api, namespace) == []
