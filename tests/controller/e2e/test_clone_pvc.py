@@ -295,3 +295,25 @@ def test_a_legacy_target_smaller_than_its_source_is_refused(cdi, namespace):
         e for e in cdi.events(namespace, "copy") if e["reason"] == "ErrIncompatiblePVC"],
         timeout=10)
     assert pods_in(cdi.api, namespace) == []
+
+
+def test_ten_legacy_clones_of_one_source_at_once(cdi, cluster, namespace):
+    make_pvc(cdi.api, namespace, "golden", size="32Mi")
+    wait_bound(cdi.api, namespace, "golden")
+    digest = write_disk(cluster, namespace, "golden", 24 * MiB)
+    names = [f"copy{i}" for i in range(10)]
+    for n in names:
+        make_pvc(cdi.api, namespace, n, size="32Mi", source=f"{namespace}/golden")
+
+    def all_done() -> dict[str, str] | None:
+        phases = {n: annotations(cdi.api, namespace, n).get(P + "storage.pod.phase", "")
+                  for n in names}
+        over = all(p in ("Succeeded", "Failed") for p in phases.values())
+        return phases if over else None
+    phases = wait_for("ten clones", all_done, timeout=300)
+    assert set(phases.values()) == {"Succeeded"}, phases
+    for n in names:
+        copied = disk_of(cluster, namespace, n)
+        with copied.open("rb") as f:
+            assert hashlib.sha256(f.read(24 * MiB)).hexdigest() == digest, n
+    wait_for("cleanup", lambda: pods_in(cdi.api, namespace) == [], timeout=120)
