@@ -404,6 +404,29 @@ def test_a_running_clone_finishes_though_its_source_is_being_deleted(clones):
         patched(steps)[P + "storage.pod.phase"] != "Failed"
 
 
+def test_a_source_pod_refused_by_the_scheduler_for_a_deleting_source_fails_the_clone(clones):
+    pvc = target(finalizers=[objects.FINALIZER])
+    pending = source_pod(phase="Pending", state={"waiting": {"reason": "ContainerCreating"}})
+    steps = clones.plan(seen(pvc, src=source_pvc(deleting=True), pod=server(),
+                             srcpod=pending))
+    assert patched(steps)[P + "storage.pod.phase"] != "Failed"  # it may still start
+    pending["status"]["conditions"].append({
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": 'persistentvolumeclaim "src" is being deleted'})
+    steps = clones.plan(seen(pvc, src=source_pvc(deleting=True), pod=server(),
+                             srcpod=pending))
+    assert patched(steps)[P + "storage.pod.phase"] == "Failed"
+
+
+def test_only_an_authorised_target_may_look_at_its_source_namespace(clones, key):
+    assert clones.may_read_source(target())
+    assert not clones.may_read_source(target(source="src-ns/src"))
+    assert not clones.may_read_source(target(source="nonsense"))
+    ok = target(source="src-ns/src", annotations={clone.EXTENDED_TOKEN_ANNOTATION: token(
+        key, now=datetime.now(UTC), lifetime=clonetoken.EXTENDED_LIFETIME)})
+    assert clones.may_read_source(ok)
+
+
 def test_a_source_pod_that_never_ran_before_its_source_went_fails_the_clone(clones):
     pvc = target(finalizers=[objects.FINALIZER])
     pending = source_pod(phase="Pending", state={"waiting": {"reason": "ContainerCreating"}})

@@ -187,6 +187,17 @@ class CloneTransfer:
     def source_of(self, pvc: Obj) -> tuple[str, str] | None:
         return sourcecheck.request(pvc)
 
+    def may_read_source(self, pvc: Obj) -> bool:
+        """Whether the target's token lets the controller look at its source namespace
+        at all (same namespace: always); the plan says why not."""
+        ref = sourcecheck.request(pvc)
+        if ref is None:
+            return False
+        public = self.key.public_key() if self.key is not None else None
+        if public is None and ref[0] != o.namespace(pvc):
+            return False
+        return not isinstance(authorize(pvc, *ref, public_key=public, private_key=None), str)
+
     # ---- the plan ---------------------------------------------------------------
 
     def plan(self, seen: ClaimView) -> Sequence[Step]:
@@ -314,7 +325,9 @@ class CloneTransfer:
                 and is_permanent(latest.report.reason)):
             reason, message = failure_reason(latest)
             return self._fail(pvc, f"the source pod failed: {reason}: {message}")
-        gone = cs.source is None or o.deleting(cs.source)
+        # Gone, or being deleted and so refused by the scheduler: it will never run.
+        gone = cs.source is None or (o.deleting(cs.source)
+                                     and v.unschedulable_message is not None)
         if gone and not v.running and v.phase == podstate.PENDING and latest is None:
             return self._fail(pvc, f"The source pvc {where} was deleted before the clone "
                                    "could read it")
