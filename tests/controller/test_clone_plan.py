@@ -517,3 +517,15 @@ def test_a_failed_server_fails_the_clone_and_cleans_up(clones):
     assert patched(steps)[P + "storage.pod.phase"] == "Failed"
     assert events(steps)[0][:2] == ("Warning", "CloneFailed")
     assert Delete(kube.PODS, "ns", clone.source_pod_name("tgt-uid"), "pod-uid") in steps
+
+
+def test_datavolume_events_can_name_source_and_target_as_cdi_does():
+    from cdicontract import api
+    from controller.transfers.clone.transfer import phases_for
+
+    p = phases_for(("gold", "img"), ("team", "vm-disk"))
+    assert p.events[api.PHASE_SUCCEEDED][2].format(pvc="vm-disk", msg="") == \
+        "Successfully cloned from gold/img into team/vm-disk"
+    assert p.events[api.PHASE_FAILED][2].format(pvc="vm-disk", msg="boom") == \
+        "Cloning from gold/img into team/vm-disk failed: boom"
+    assert p.progress_metric == "kubevirt_cdi_clone_progress_total"

@@ -20,6 +20,7 @@ Plan, walked from the top each reconcile, every step idempotent:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -64,6 +65,22 @@ PHASES = Phases(
     progress_metric=clone.PROGRESS_METRIC,
     progress_port=upload.UPLOAD_SERVER_METRICS_PORT,
 )
+
+
+
+def phases_for(source: tuple[str, str], target: tuple[str, str]) -> Phases:
+    """PHASES with CDI's DataVolume event messages, which name source and target
+    ("Successfully cloned from <ns>/<name> into <ns>/<name>"); for the DataVolume side,
+    whose status function fills only {pvc} and {msg}."""
+    route = (f"from {source[0]}/{source[1]} into {target[0]}/{target[1]}"
+             .replace("{", "{{").replace("}", "}}"))
+    return dataclasses.replace(PHASES, events={
+        PHASE_CLONE_SCHEDULED: ("Normal", "CloneScheduled", f"Cloning {route} scheduled"),
+        PHASE_CLONE_IN_PROGRESS: ("Normal", "CloneInProgress", f"Cloning {route} in progress"),
+        api.PHASE_SUCCEEDED: ("Normal", "CloneSucceeded", f"Successfully cloned {route}"),
+        api.PHASE_FAILED: ("Warning", "CloneFailed", f"Cloning {route} failed: {{msg}}"),
+    })
+
 
 COMPLETE_MESSAGE = "Clone Complete"
 """CDI's CloneComplete: the running condition's message once the target is written."""
