@@ -317,3 +317,43 @@ def test_ten_legacy_clones_of_one_source_at_once(cdi, cluster, namespace):
         with copied.open("rb") as f:
             assert hashlib.sha256(f.read(24 * MiB)).hexdigest() == digest, n
     wait_for("cleanup", lambda: pods_in(cdi.api, namespace) == [], timeout=120)
+
+
+def test_a_datavolume_deleted_mid_clone_leaves_nothing_behind(cdi, cluster, namespace):
+    """The DataVolume goes first, so its PVC's source pod routes nowhere; the target still
+    cleans up and lets go (the plan looks again while its source pod exists)."""
+    make_pvc(cdi.api, namespace, "golden", size="256Mi")
+    wait_bound(cdi.api, namespace, "golden")
+    write_disk(cluster, namespace, "golden", 200 * MiB)
+    dv = cdi.create_dv(namespace, {
+        "apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
+        "metadata": {"name": "copy"},
+        "spec": {"source": {"pvc": {"namespace": namespace, "name": "golden"}},
+                 "pvc": {"accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": "256Mi"}}}}})
+    target = get_pvc(cdi.api, namespace, "copy")
+    if target is None:  # this branch's DataVolume side does not make clone targets
+        body = pvc("copy", "256Mi")
+        body["metadata"]["annotations"] = {clone.CLONE_REQUEST_ANNOTATION:
+                                           f"{namespace}/golden",
+                                           clone.CLONE_TYPE_ANNOTATION: "copy"}
+        body["metadata"]["ownerReferences"] = [{
+            "apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "name": "copy",
+            "uid": dv["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+        try:
+            target = cdi.api.create(PVCS.format(ns=namespace), body)
+        except Exception as exc:  # the DataVolume side made it meanwhile
+            if "already exists" not in str(exc):
+                raise
+            target = get_pvc(cdi.api, namespace, "copy")
+    assert target is not None
+    source_pod = f"/api/v1/namespaces/{namespace}/pods/" \
+                 f"{clone.source_pod_name(target['metadata']['uid'])}"
+    body = wait_for("the source pod", lambda: cdi.api.get_or_none(source_pod), timeout=60)
+    assert body["metadata"]["labels"][P + "owner-uid"] == dv["metadata"]["uid"]
+    cdi.api.delete(f"/apis/cdi.kubevirt.io/v1beta1/namespaces/{namespace}/datavolumes/copy")
+    wait_for("target gone", lambda: get_pvc(cdi.api, namespace, "copy") is None, timeout=90)
+    wait_for("source pod gone", lambda: cdi.api.get_or_none(source_pod) is None, timeout=60)
+    wait_for("no CDI pods", lambda: pods_in(cdi.api, namespace) == [], timeout=60)
+    assert cdi_secrets_in(cdi.api, namespace) == []
+    assert get_pvc(cdi.api, namespace, "golden") is not None
