@@ -297,7 +297,8 @@ class Reconciler:
         source_pod = self._source_pod(pvc, src_ns)
         writers: tuple[str, ...] = ()
         if (source is not None and source_pod is None and not podstate.is_finished(pvc)
-                and not o.deleting(pvc) and not o.deleting(source)):
+                and not o.deleting(pvc) and not o.deleting(source)
+                and transfer.may_read_source(pvc)):
             # Only before the source pod exists; the users' pods are not cached.
             listed = await self.client.list(kube.PODS.path(src_ns))
             writers = sourcecheck.writers(source, list(listed.get("items") or []),

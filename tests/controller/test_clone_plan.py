@@ -404,6 +404,29 @@ def test_a_running_clone_finishes_though_its_source_is_being_deleted(clones):
         patched(steps)[P + "storage.pod.phase"] != "Failed"
 
 
+def test_a_source_pod_refused_by_the_scheduler_for_a_deleting_source_fails_the_clone(clones):
+    pvc = target(finalizers=[objects.FINALIZER])
+    pending = source_pod(phase="Pending", state={"waiting": {"reason": "ContainerCreating"}})
+    steps = clones.plan(seen(pvc, src=source_pvc(deleting=True), pod=server(),
+                             srcpod=pending))
+    assert patched(steps)[P + "storage.pod.phase"] != "Failed"  # it may still start
+    pending["status"]["conditions"].append({
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": 'persistentvolumeclaim "src" is being deleted'})
+    steps = clones.plan(seen(pvc, src=source_pvc(deleting=True), pod=server(),
+                             srcpod=pending))
+    assert patched(steps)[P + "storage.pod.phase"] == "Failed"
+
+
+def test_only_an_authorised_target_may_look_at_its_source_namespace(clones, key):
+    assert clones.may_read_source(target())
+    assert not clones.may_read_source(target(source="src-ns/src"))
+    assert not clones.may_read_source(target(source="nonsense"))
+    ok = target(source="src-ns/src", annotations={clone.EXTENDED_TOKEN_ANNOTATION: token(
+        key, now=datetime.now(UTC), lifetime=clonetoken.EXTENDED_LIFETIME)})
+    assert clones.may_read_source(ok)
+
+
 def test_a_source_pod_that_never_ran_before_its_source_went_fails_the_clone(clones):
     pvc = target(finalizers=[objects.FINALIZER])
     pending = source_pod(phase="Pending", state={"waiting": {"reason": "ContainerCreating"}})
@@ -494,3 +517,15 @@ def test_a_failed_server_fails_the_clone_and_cleans_up(clones):
     assert patched(steps)[P + "storage.pod.phase"] == "Failed"
     assert events(steps)[0][:2] == ("Warning", "CloneFailed")
     assert Delete(kube.PODS, "ns", clone.source_pod_name("tgt-uid"), "pod-uid") in steps
+
+
+def test_datavolume_events_can_name_source_and_target_as_cdi_does():
+    from cdicontract import api
+    from controller.transfers.clone.transfer import phases_for
+
+    p = phases_for(("gold", "img"), ("team", "vm-disk"))
+    assert p.events[api.PHASE_SUCCEEDED][2].format(pvc="vm-disk", msg="") == \
+        "Successfully cloned from gold/img into team/vm-disk"
+    assert p.events[api.PHASE_FAILED][2].format(pvc="vm-disk", msg="boom") == \
+        "Cloning from gold/img into team/vm-disk failed: boom"
+    assert p.progress_metric == "kubevirt_cdi_clone_progress_total"

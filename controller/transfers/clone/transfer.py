@@ -20,6 +20,7 @@ Plan, walked from the top each reconcile, every step idempotent:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -64,6 +65,22 @@ PHASES = Phases(
     progress_metric=clone.PROGRESS_METRIC,
     progress_port=upload.UPLOAD_SERVER_METRICS_PORT,
 )
+
+
+
+def phases_for(source: tuple[str, str], target: tuple[str, str]) -> Phases:
+    """PHASES with CDI's DataVolume event messages, which name source and target
+    ("Successfully cloned from <ns>/<name> into <ns>/<name>"); for the DataVolume side,
+    whose status function fills only {pvc} and {msg}."""
+    route = (f"from {source[0]}/{source[1]} into {target[0]}/{target[1]}"
+             .replace("{", "{{").replace("}", "}}"))
+    return dataclasses.replace(PHASES, events={
+        PHASE_CLONE_SCHEDULED: ("Normal", "CloneScheduled", f"Cloning {route} scheduled"),
+        PHASE_CLONE_IN_PROGRESS: ("Normal", "CloneInProgress", f"Cloning {route} in progress"),
+        api.PHASE_SUCCEEDED: ("Normal", "CloneSucceeded", f"Successfully cloned {route}"),
+        api.PHASE_FAILED: ("Warning", "CloneFailed", f"Cloning {route} failed: {{msg}}"),
+    })
+
 
 COMPLETE_MESSAGE = "Clone Complete"
 """CDI's CloneComplete: the running condition's message once the target is written."""
@@ -186,6 +203,17 @@ class CloneTransfer:
 
     def source_of(self, pvc: Obj) -> tuple[str, str] | None:
         return sourcecheck.request(pvc)
+
+    def may_read_source(self, pvc: Obj) -> bool:
+        """Whether the target's token lets the controller look at its source namespace
+        at all (same namespace: always); the plan says why not."""
+        ref = sourcecheck.request(pvc)
+        if ref is None:
+            return False
+        public = self.key.public_key() if self.key is not None else None
+        if public is None and ref[0] != o.namespace(pvc):
+            return False
+        return not isinstance(authorize(pvc, *ref, public_key=public, private_key=None), str)
 
     # ---- the plan ---------------------------------------------------------------
 
@@ -314,7 +342,9 @@ class CloneTransfer:
                 and is_permanent(latest.report.reason)):
             reason, message = failure_reason(latest)
             return self._fail(pvc, f"the source pod failed: {reason}: {message}")
-        gone = cs.source is None or o.deleting(cs.source)
+        # Gone, or being deleted and so refused by the scheduler: it will never run.
+        gone = cs.source is None or (o.deleting(cs.source)
+                                     and v.unschedulable_message is not None)
         if gone and not v.running and v.phase == podstate.PENDING and latest is None:
             return self._fail(pvc, f"The source pvc {where} was deleted before the clone "
                                    "could read it")
@@ -336,13 +366,21 @@ class CloneTransfer:
         ns, name = o.namespace(pvc), o.name(pvc)
         pod_name = self.pod_name(name)
         steps: list[Step] = []
-        if d.annotations:
-            steps.append(Patch(kube.PVCS, ns, name, {"metadata": {"annotations": d.annotations}}))
-            new_phase = d.annotations.get(ann.POD_PHASE)
-            if new_phase == podstate.FAILED:
-                steps.append(PvcEvent("Warning", FAILED_REASON, d.annotations.get(
-                    ann.CONDITION_RUNNING_MESSAGE, "the clone target's server failed")))
         ref = sourcecheck.request(pvc)
+        record = {**o.annotations(pvc), **d.annotations}.get(ann.POD_PHASE)
+        succeeded = (record == podstate.SUCCEEDED and not o.deleting(pvc)
+                     and o.annotations(pvc).get(clone.CLONE_OF_ANNOTATION) != "true")
+        # The outcome and the mark in one write: a reader never sees one without the other.
+        changed = {**d.annotations, **({clone.CLONE_OF_ANNOTATION: "true"} if succeeded else {})}
+        if changed:
+            steps.append(Patch(kube.PVCS, ns, name, {"metadata": {"annotations": changed}}))
+        if d.annotations.get(ann.POD_PHASE) == podstate.FAILED:
+            steps.append(PvcEvent("Warning", FAILED_REASON, d.annotations.get(
+                ann.CONDITION_RUNNING_MESSAGE, "the clone target's server failed")))
+        if succeeded:
+            src = f"{ref[0]}/{ref[1]}" if ref is not None else "?"
+            steps.append(PvcEvent("Normal", SUCCEEDED_REASON,
+                                  SUCCEEDED_MESSAGE.format(src=src, dst=f"{ns}/{name}")))
         src_pod = cs.source_pod
         if src_pod is not None and not o.deleting(src_pod):
             steps.append(Delete(kube.PODS, o.namespace(src_pod), o.name(src_pod),
@@ -356,14 +394,6 @@ class CloneTransfer:
         steps += [Delete(kube.SERVICES, ns, o.name(s), o.uid(s)) for s in seen.services]
         if d.delete_pod and seen.pod is not None:
             steps.append(Delete(kube.PODS, ns, pod_name, o.uid(seen.pod)))
-        record = {**o.annotations(pvc), **d.annotations}.get(ann.POD_PHASE)
-        if (record == podstate.SUCCEEDED and not o.deleting(pvc)
-                and o.annotations(pvc).get(clone.CLONE_OF_ANNOTATION) != "true"):
-            steps.append(Patch(kube.PVCS, ns, name, {"metadata": {"annotations": {
-                clone.CLONE_OF_ANNOTATION: "true"}}}))
-            src = f"{ref[0]}/{ref[1]}" if ref is not None else "?"
-            steps.append(PvcEvent("Normal", SUCCEEDED_REASON,
-                                  SUCCEEDED_MESSAGE.format(src=src, dst=f"{ns}/{name}")))
         patched = any(isinstance(x, Patch) and x.resource == kube.PVCS for x in steps)
         if finalizer:
             if src_pod is None and not patched:

@@ -213,3 +213,147 @@ def test_same_namespace_filesystem_clone_is_byte_identical(cdi, cluster, namespa
             if e["reason"] == "CloneSucceeded"] == [
         f"Successfully cloned from {namespace}/golden into {namespace}/copy"]
     assert target["metadata"]["uid"]
+
+
+def test_no_clone_starts_from_a_source_being_deleted(cdi, namespace):
+    make_pvc(cdi.api, namespace, "golden")
+    holder = pod("holder", "sleep 3600", volumes=[{
+        "name": "d", "persistentVolumeClaim": {"claimName": "golden"}}],
+        container={"volumeMounts": [{"name": "d", "mountPath": "/d"}]})
+    cdi.api.create(f"/api/v1/namespaces/{namespace}/pods", holder)
+    wait_for("holder running", lambda: cdi.api.get(
+        f"/api/v1/namespaces/{namespace}/pods/holder")["status"].get("phase") == "Running",
+        timeout=60)
+    cdi.api.delete(f"{PVCS.format(ns=namespace)}/golden")  # pvc-protection keeps it
+    wait_for("golden deleting", lambda: (get_pvc(cdi.api, namespace, "golden") or {})[
+        "metadata"].get("deletionTimestamp"), timeout=20)
+    make_pvc(cdi.api, namespace, "copy", source=f"{namespace}/golden")
+    a = wait_reason(cdi, namespace, "copy", "CloneSourceDeleting")
+    assert a[MESSAGE] == (f"The source pvc {namespace}/golden is being deleted; no clone "
+                          "starts from it")
+    assert pods_in(cdi.api, namespace) == ["holder"]
+
+
+def test_a_source_deleted_mid_clone_is_kept_until_the_clone_is_done(cdi, cluster, namespace):
+    make_pvc(cdi.api, namespace, "golden", size="256Mi")
+    wait_bound(cdi.api, namespace, "golden")
+    digest = write_disk(cluster, namespace, "golden", 200 * MiB)
+    target = make_pvc(cdi.api, namespace, "copy", size="256Mi",
+                      source=f"{namespace}/golden")
+    source_pod = f"/api/v1/namespaces/{namespace}/pods/" \
+                 f"{clone.source_pod_name(target['metadata']['uid'])}"
+    wait_for("the source pod running", lambda: (cdi.api.get_or_none(source_pod) or {}).get(
+        "status", {}).get("phase") in ("Running", "Succeeded"), timeout=60)
+    copied_path = disk_of(cluster, namespace, "copy")
+    cdi.api.delete(f"{PVCS.format(ns=namespace)}/golden")
+
+    def done() -> dict[str, str] | None:
+        a = annotations(cdi.api, namespace, "copy")
+        return a if a.get(P + "storage.pod.phase") in ("Succeeded", "Failed") else None
+    a = wait_for("the clone", done, timeout=120)
+    assert a[P + "storage.pod.phase"] == "Succeeded", a
+    assert hashlib.sha256(copied_path.read_bytes()[:200 * MiB]).hexdigest() == digest
+    wait_for("the source goes once its clone is done",
+             lambda: get_pvc(cdi.api, namespace, "golden") is None, timeout=60)
+
+
+def test_cross_namespace_block_to_filesystem_clone_with_a_valid_token(
+        cdi, cluster, namespace, source_ns):
+    body = pvc("golden", "64Mi", mode="Block")
+    cdi.api.create(PVCS.format(ns=source_ns), body)
+    wait_bound(cdi.api, source_ns, "golden")
+    device = cluster.pv_path(source_ns, "golden")
+    with open(device, "r+b") as f:
+        for offset in (0, 20 * MiB, 63 * MiB):
+            f.seek(offset)
+            f.write(os.urandom(MiB))
+    with open(device, "rb") as f:
+        digest = hashlib.sha256(f.read(64 * MiB)).hexdigest()
+    token = sign_token(cdi.api, (source_ns, "golden"), (namespace, "copy"))
+    make_pvc(cdi.api, namespace, "copy", size="80Mi", source=f"{source_ns}/golden",
+             annotations={clone.TOKEN_ANNOTATION: token})
+
+    def done() -> dict[str, str] | None:
+        a = annotations(cdi.api, namespace, "copy")
+        return a if a.get(P + "storage.pod.phase") in ("Succeeded", "Failed") else None
+    a = wait_for("the clone", done, timeout=120)
+    assert a[P + "storage.pod.phase"] == "Succeeded", a
+    copied = disk_of(cluster, namespace, "copy")
+    with copied.open("rb") as f:
+        assert hashlib.sha256(f.read(64 * MiB)).hexdigest() == digest
+    wait_for("the source namespace is clean", lambda: pods_in(cdi.api, source_ns) == []
+             and cdi_secrets_in(cdi.api, source_ns) == [], timeout=60)
+
+
+def test_a_legacy_target_smaller_than_its_source_is_refused(cdi, namespace):
+    make_pvc(cdi.api, namespace, "golden", size="128Mi")
+    wait_bound(cdi.api, namespace, "golden")
+    make_pvc(cdi.api, namespace, "copy", size="64Mi", source=f"{namespace}/golden")
+    a = wait_reason(cdi, namespace, "copy", "ErrIncompatiblePVC")
+    assert a[MESSAGE] == "target resources requests storage size is smaller than the source"
+    wait_for("the refusal's event", lambda: [
+        e for e in cdi.events(namespace, "copy") if e["reason"] == "ErrIncompatiblePVC"],
+        timeout=10)
+    assert pods_in(cdi.api, namespace) == []
+
+
+def test_ten_legacy_clones_of_one_source_at_once(cdi, cluster, namespace):
+    make_pvc(cdi.api, namespace, "golden", size="32Mi")
+    wait_bound(cdi.api, namespace, "golden")
+    digest = write_disk(cluster, namespace, "golden", 24 * MiB)
+    names = [f"copy{i}" for i in range(10)]
+    for n in names:
+        make_pvc(cdi.api, namespace, n, size="32Mi", source=f"{namespace}/golden")
+
+    def all_done() -> dict[str, str] | None:
+        phases = {n: annotations(cdi.api, namespace, n).get(P + "storage.pod.phase", "")
+                  for n in names}
+        over = all(p in ("Succeeded", "Failed") for p in phases.values())
+        return phases if over else None
+    phases = wait_for("ten clones", all_done, timeout=300)
+    assert set(phases.values()) == {"Succeeded"}, phases
+    for n in names:
+        copied = disk_of(cluster, namespace, n)
+        with copied.open("rb") as f:
+            assert hashlib.sha256(f.read(24 * MiB)).hexdigest() == digest, n
+    wait_for("cleanup", lambda: pods_in(cdi.api, namespace) == [], timeout=120)
+
+
+def test_a_datavolume_deleted_mid_clone_leaves_nothing_behind(cdi, cluster, namespace):
+    """The DataVolume goes first, so its PVC's source pod routes nowhere; the target still
+    cleans up and lets go (the plan looks again while its source pod exists)."""
+    make_pvc(cdi.api, namespace, "golden", size="256Mi")
+    wait_bound(cdi.api, namespace, "golden")
+    write_disk(cluster, namespace, "golden", 200 * MiB)
+    dv = cdi.create_dv(namespace, {
+        "apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
+        "metadata": {"name": "copy"},
+        "spec": {"source": {"pvc": {"namespace": namespace, "name": "golden"}},
+                 "pvc": {"accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": "256Mi"}}}}})
+    target = get_pvc(cdi.api, namespace, "copy")
+    if target is None:  # this branch's DataVolume side does not make clone targets
+        body = pvc("copy", "256Mi")
+        body["metadata"]["annotations"] = {clone.CLONE_REQUEST_ANNOTATION:
+                                           f"{namespace}/golden",
+                                           clone.CLONE_TYPE_ANNOTATION: "copy"}
+        body["metadata"]["ownerReferences"] = [{
+            "apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "name": "copy",
+            "uid": dv["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+        try:
+            target = cdi.api.create(PVCS.format(ns=namespace), body)
+        except Exception as exc:  # the DataVolume side made it meanwhile
+            if "already exists" not in str(exc):
+                raise
+            target = get_pvc(cdi.api, namespace, "copy")
+    assert target is not None
+    source_pod = f"/api/v1/namespaces/{namespace}/pods/" \
+                 f"{clone.source_pod_name(target['metadata']['uid'])}"
+    body = wait_for("the source pod", lambda: cdi.api.get_or_none(source_pod), timeout=60)
+    assert body["metadata"]["labels"][P + "owner-uid"] == dv["metadata"]["uid"]
+    cdi.api.delete(f"/apis/cdi.kubevirt.io/v1beta1/namespaces/{namespace}/datavolumes/copy")
+    wait_for("target gone", lambda: get_pvc(cdi.api, namespace, "copy") is None, timeout=90)
+    wait_for("source pod gone", lambda: cdi.api.get_or_none(source_pod) is None, timeout=60)
+    wait_for("no CDI pods", lambda: pods_in(cdi.api, namespace) == [], timeout=60)
+    assert cdi_secrets_in(cdi.api, namespace) == []
+    assert get_pvc(cdi.api, namespace, "golden") is not None
