@@ -239,6 +239,7 @@ class Decoder:
 
     def __init__(self, max_extent: int = MAX_EXTENT) -> None:
         self._buf = bytearray()
+        self._pos = 0  # parsed up to here; the buffer is compacted now and then, not per frame
         self._max = max_extent
         self.header: Header | None = None
         self._next = 0
@@ -248,6 +249,9 @@ class Decoder:
     def feed(self, chunk: bytes) -> list[Event]:
         if self.finished and chunk:
             raise StreamError("bytes after the END frame")
+        if self._pos and (self._pos == len(self._buf) or self._pos > MAX_EXTENT):
+            del self._buf[: self._pos]
+            self._pos = 0
         self._buf += chunk
         events: list[Event] = []
         while not self.finished:
@@ -255,21 +259,20 @@ class Decoder:
             if event is None:
                 break
             events.append(event)
-        if self.finished and self._buf:
+        if self.finished and self._available():
             raise StreamError("bytes after the END frame")
         return events
 
     def _next_event(self) -> Event | None:
         if self.header is None:
-            if len(self._buf) < HEADER.size:
+            if self._available() < HEADER.size:
                 return None
-            self.header = parse_header(bytes(self._buf[: HEADER.size]))
-            del self._buf[: HEADER.size]
+            self.header = parse_header(self._take(HEADER.size))
             self._next = self.header.start
             return self.header
-        if len(self._buf) < FRAME.size:
+        if self._available() < FRAME.size:
             return None
-        kind, flags, reserved, payload_len, offset, length = FRAME.unpack_from(self._buf)
+        kind, flags, reserved, payload_len, offset, length = FRAME.unpack_from(self._buf, self._pos)
         where = f"frame at offset {offset}"
         if flags or reserved:
             raise StreamError(f"{where}: unknown flags")
@@ -285,10 +288,10 @@ class Decoder:
                 raise StreamError(f"{where}: compressed payload {payload_len} >= length {length}")
         else:
             raise StreamError(f"unknown frame kind {kind}")
-        if len(self._buf) < FRAME.size + payload_len:
+        if self._available() < FRAME.size + payload_len:
             return None
-        payload = bytes(self._buf[FRAME.size : FRAME.size + payload_len])
-        del self._buf[: FRAME.size + payload_len]
+        self._pos += FRAME.size
+        payload = self._take(payload_len)
         size = self.header.size
         if kind == Kind.END:
             if offset != size:
@@ -302,6 +305,15 @@ class Decoder:
         data = payload if kind == Kind.DATA_RAW else self._inflate(payload, length, where)
         self._next = offset + length
         return Data(offset, data)
+
+    def _available(self) -> int:
+        return len(self._buf) - self._pos
+
+    def _take(self, n: int) -> bytes:
+        with memoryview(self._buf) as view:
+            out = bytes(view[self._pos : self._pos + n])
+        self._pos += n
+        return out
 
     def _inflate(self, payload: bytes, length: int, where: str) -> bytes:
         try:

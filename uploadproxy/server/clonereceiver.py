@@ -58,8 +58,15 @@ class Receiver:
             return 0.0
         return 100.0 * self.covered / self.header.size
 
-    def apply(self, decoder: cs.Decoder, chunk: bytes) -> TerminationReport | None:
-        """Feed one piece of a request's body; the final report once END verified."""
+    def apply(self, decoder: cs.Decoder, chunks: list[bytes]) -> TerminationReport | None:
+        """Feed pieces of a request's body; the final report once END verified."""
+        for chunk in chunks:
+            report = self._apply(decoder, chunk)
+            if report is not None:
+                return report
+        return None
+
+    def _apply(self, decoder: cs.Decoder, chunk: bytes) -> TerminationReport | None:
         self.totals.wire_bytes += len(chunk)
         for event in decoder.feed(chunk):
             if isinstance(event, cs.Header):

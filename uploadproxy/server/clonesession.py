@@ -124,8 +124,8 @@ class CloneSession:
                     pending = None
                     if report is not None:
                         return report
-                data, piece, held = b"".join(piece), [], 0
-                pending = loop.run_in_executor(self._executor, self.receiver.apply, decoder, data)
+                batch, piece, held = piece, [], 0
+                pending = loop.run_in_executor(self._executor, self.receiver.apply, decoder, batch)
             if pending is not None:
                 report = await pending
                 pending = None
@@ -133,7 +133,7 @@ class CloneSession:
                     return report
             if piece:
                 return await loop.run_in_executor(
-                    self._executor, self.receiver.apply, decoder, b"".join(piece)
+                    self._executor, self.receiver.apply, decoder, piece
                 )
             return None
         finally:
