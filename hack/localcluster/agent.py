@@ -5,9 +5,11 @@ process starts in a second. With several nodes (``State.nodes``), each is a
 :class:`NodeRuntime` of its own (Node, lease, InternalIP, pod range, log endpoint,
 pods, runtime directory) in this same process: the nodes share this host's bridge,
 where the one Service proxy listens on every ClusterIP, as a flat pod network would
-make every Service reachable from every node. ``python -m localcluster.agent --dir DIR`` is started by
-``Cluster.up``; it writes ``DIR/node/agent.ready`` once the node is registered and the
-provisioner and service proxy have synced, and stops every container on SIGTERM.
+make every Service reachable from every node.
+
+``python -m localcluster.agent --dir DIR`` is started by ``Cluster.up``; it writes
+``DIR/node/agent.ready`` once every node is registered and the provisioner and service
+proxy have synced, and stops every container on SIGTERM.
 """
 
 from __future__ import annotations
