@@ -7,7 +7,8 @@ has no side effects; the cluster starts only when a test asks for it.
 - ``cluster`` (session): a :class:`ClusterHandle` with ``kubeconfig``, ``api_url``,
   ``kubectl(*args)``, ``client()`` (a ``kubernetes.client.ApiClient``),
   ``core()`` (``CoreV1Api``), ``node_log_dir``, ``pv_path(ns, pvc)``, ``api()``.
-  ``node_name`` (the first node), ``node_names`` (all, first first), ``node_ips``.
+  ``node_name`` (the first node), ``node_names`` (all, first first), ``node_ips``,
+  ``node_class(node)`` (the StorageClass whose volumes live on that node).
   Set ``CDI_PY_CLUSTER_DIR`` to reuse a cluster started with ``hack/cluster up``
   (it is then left running, with its own node count); otherwise the session starts
   its own of ``CDI_PY_CLUSTER_NODES`` nodes (default 2) under a temporary
@@ -34,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from localcluster import storage
+from localcluster import provisioner, storage
 from localcluster.cluster import Cluster
 
 # Clone tests need volumes on two nodes; everything else runs on either.
@@ -54,6 +55,15 @@ class ClusterHandle:
         self.node_ips: dict[str, str] = cluster.node_ips
         self.node_log_dir: Path = cluster.node_log_dir
         self.node_log_dirs: list[Path] = cluster.node_log_dirs
+
+    def node_class(self, node: str) -> str:
+        """The Immediate StorageClass whose volumes live on ``node`` (2+ node clusters):
+        ``local-<node>``."""
+        if node not in self.node_names:
+            raise ValueError(f"no node {node!r} in this cluster: {self.node_names}")
+        if len(self.node_names) < 2:
+            raise ValueError("a one-node cluster has no per-node classes; use 'local'")
+        return provisioner.node_class(node)
 
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120

@@ -87,7 +87,8 @@ def test_both_nodes_are_ready_with_their_own_address_range_and_lease(cluster, tw
 def test_each_class_puts_its_volumes_on_its_node(cluster, namespace, two):
     api = cluster.api()
     node1, node2 = two
-    claims = {"default": None, "one": f"local-{node1}", "two": f"local-{node2}"}
+    claims = {"default": None, "one": cluster.node_class(node1), "two": cluster.node_class(node2)}
+    assert claims["two"] == "local-cdi-node-2"
     for name, sc in claims.items():
         api.create(
             f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", pvc(name, "16Mi", sc=sc)
