@@ -184,14 +184,17 @@ def test_a_pod_bound_to_the_other_node_cannot_mount_the_volume(cluster, namespac
             container={"volumeMounts": [{"name": "d", "mountPath": "/data"}]},
         ),
     )
+    # Node 1's worker says why it waits (the agent's log), then the pod still waits.
+    agent_log = cluster.root / "logs" / "node-agent.log"
     wait_for(
-        "node 1 took the pod",
-        lambda: api.get(f"/api/v1/namespaces/{namespace}/pods/misplaced")["status"].get(
-            "startTime"
+        "node 1 refusing the volume",
+        lambda: (
+            f"pod={namespace}/misplaced reason=volume" in agent_log.read_text()
+            and "local to another node, not " + node1 in agent_log.read_text()
         ),
         30,
     )
-    time.sleep(3)
+    time.sleep(2)
     p = api.get(f"/api/v1/namespaces/{namespace}/pods/misplaced")
     assert p["status"]["phase"] == "Pending"
     waiting = p["status"]["containerStatuses"][0]["state"]["waiting"]
