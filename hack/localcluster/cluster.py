@@ -484,8 +484,14 @@ def _healthz(port: int) -> bool:
     return requests.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).ok
 
 
+# The node lifecycle controller taints a new node until it sees it Ready; pods pinned to
+# a node still so tainted would wait for the scheduler's next retry.
+_NOT_READY_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
 def _node_ready(node: dict[str, Any]) -> bool:
-    return any(
+    taints = (node.get("spec") or {}).get("taints") or []
+    return not any(t.get("key") in _NOT_READY_TAINTS for t in taints) and any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in node.get("status", {}).get("conditions", [])
     )
