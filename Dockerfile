@@ -1,11 +1,12 @@
 # One image, several entry points: cdi-importer, cdi-controller, cdi-uploadproxy,
-# cdi-uploadserver. The pod spec's `command` picks the component.
+# cdi-uploadserver, cdi-cloner. The pod spec's `command` picks the component.
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY cdicontract cdicontract
 COPY importer importer
 COPY uploadproxy uploadproxy
+COPY cloner cloner
 COPY controller controller
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

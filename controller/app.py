@@ -8,8 +8,8 @@ transfer kind is registered here once; the reconciler asks them in order.
 from __future__ import annotations
 
 from cdicontract import annotations as ann
-from cdicontract import api, upload
-from controller import routing
+from cdicontract import api, clone, upload
+from controller import clonekey, clonesource, routing
 from controller.progress import Scraper
 from controller.reconciler import Caches, Reconciler, Settings
 from controller.runtime import kube
@@ -17,6 +17,8 @@ from controller.runtime import objects as o
 from controller.runtime.informer import Informer
 from controller.runtime.manager import Key, Manager
 from controller.runtime.metrics import Metrics
+from controller.transfers.clone import objects as cloneobjects
+from controller.transfers.clone.transfer import CloneTransfer
 from controller.transfers.importing import pod as importpod
 from controller.transfers.importing.transfer import ImportTransfer
 from controller.transfers.protocol import Transfer
@@ -29,6 +31,7 @@ class Controller:
     def __init__(self, client: kube.Kube, settings: Settings, metrics: Metrics, *,
                  importer: importpod.PodSettings,
                  uploadserver: uploadobjects.PodSettings | None = None,
+                 cloner: cloneobjects.SourcePodSettings | None = None,
                  workers: int = 4) -> None:
         self.client = client
         self.settings = settings
@@ -36,9 +39,10 @@ class Controller:
         h = self.manager.handler
         self.caches = Caches(
             dvs=Informer(client, kube.DATAVOLUMES, h(routing.DV), kind="DataVolume",
-                         api_version=api.API_VERSION),
+                         api_version=api.API_VERSION,
+                         indexers={clonesource.INDEX: clonesource.dv_index_keys}),
             pvcs=Informer(client, kube.PVCS, h(routing.PVC), kind="PersistentVolumeClaim",
-                          api_version="v1"),
+                          api_version="v1", index_annotation=clone.CLONE_REQUEST_ANNOTATION),
             pods=Informer(client, kube.PODS, h(routing.POD), kind="Pod", api_version="v1",
                           label_selector=f"{ann.LABEL_APP}={ann.LABEL_APP_VALUE}",
                           index_label=ann.OWNER_UID_LABEL),
@@ -54,17 +58,42 @@ class Controller:
             proxy=Informer(client, kube.SERVICES, h(routing.PROXY), kind="Service",
                            api_version="v1", namespace=settings.namespace,
                            field_selector=f"metadata.name={upload.PROXY_SERVICE}"),
+            datasources=Informer(client, kube.DATASOURCES, h(routing.DATASOURCE),
+                                 kind="DataSource", api_version=api.API_VERSION,
+                                 indexers={clonesource.INDEX:
+                                           clonesource.datasource_index_keys}),
+            snapshots=Informer(client, kube.VOLUMESNAPSHOTS, h(routing.SNAPSHOT),
+                               kind="VolumeSnapshot",
+                               api_version="snapshot.storage.k8s.io/v1",
+                               index_label=ann.OWNER_UID_LABEL, optional=True),
+            snapshot_classes=Informer(client, kube.VOLUMESNAPSHOTCLASSES, lambda _o, _n: None,
+                                      kind="VolumeSnapshotClass",
+                                      api_version="snapshot.storage.k8s.io/v1",
+                                      optional=True),
+            csi_drivers=Informer(client, kube.CSIDRIVERS, lambda _o, _n: None,
+                                 kind="CSIDriver", api_version="storage.k8s.io/v1"),
         )
-        owners = routing.Owners(dv=self.caches.dvs.by_uid, pvc=self.caches.pvcs.by_uid)
+        owners = routing.Owners(dv=self.caches.dvs.by_uid, pvc=self.caches.pvcs.by_uid,
+                                dependents=self.dependents,
+                                clone_targets=self.caches.pvcs.by_annotation)
         self.manager.route_with(lambda kind, obj: routing.keys_for(kind, obj, owners))
         self.uploads = UploadTransfer(uploadserver or uploadobjects.PodSettings())
-        self.transfers: list[Transfer] = [ImportTransfer(importer), self.uploads]
+        self.clones = CloneTransfer(uploadserver or uploadobjects.PodSettings(),
+                                    cloner or cloneobjects.SourcePodSettings())
+        self.transfers: list[Transfer] = [ImportTransfer(importer), self.uploads, self.clones]
         self.scraper = Scraper()
         self.reconciler = Reconciler(client, self.caches, settings, self.scraper,
                                      self.transfers)
         metrics.gauge_from("kubevirt_cdi_datavolume_pending",
                            "Number of DataVolumes pending (no PVC bound yet)",
                            self.pending_count)
+
+    def dependents(self, source: str) -> list[Key]:
+        """The DataVolumes and DataSources waiting on, or reading, clone source `source`."""
+        return ([(routing.DV, o.namespace(d), o.name(d))
+                 for d in self.caches.dvs.by_index(clonesource.INDEX, source)]
+                + [(routing.DATASOURCE, o.namespace(d), o.name(d))
+                   for d in self.caches.datasources.by_index(clonesource.INDEX, source)])
 
     def pending_count(self) -> int:
         return sum(1 for dv in self.caches.dvs.items()
@@ -80,10 +109,16 @@ class Controller:
             return await self.reconciler.cdiconfig()
         if kind == routing.PROFILE:
             return await self.reconciler.storage_profile(name)
+        if kind == routing.DATASOURCE:
+            return await self.reconciler.datasource(ns, name)
         return None
 
     async def _load_authority(self) -> None:
         self.uploads.authority = await authority.ensure(self.client, self.settings.namespace)
+        self.clones.authority = self.uploads.authority
+        key = await clonekey.ensure(self.client, self.settings.namespace)
+        self.clones.key = key
+        self.reconciler.clones.key = key
 
     async def run(self) -> None:
         """Reconcile until cancelled (the leader only)."""

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from controller import webhook
+from controller import clonekey, clonemutate, webhook
 from controller.app import Controller
 from controller.reconciler import Settings
 from controller.runtime import kube
 from controller.runtime.leader import LeaderElector, Timing
 from controller.runtime.metrics import Metrics
 from controller.runtime.stallwatch import StallWatch
+from controller.transfers.clone import objects as cloneobjects
 from controller.transfers.importing import pod as importpod
 from controller.transfers.upload import objects as uploadobjects
 
@@ -42,6 +43,7 @@ class Options:
     identity: str
     importer_image: str
     uploadserver_image: str
+    cloner_image: str
     pull_policy: str
     metrics_addr: tuple[str, int]
     webhook_addr: tuple[str, int] | None
@@ -66,6 +68,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                                                        "cdi-py/importer:latest"))
     p.add_argument("--uploadserver-image", default=env.get("UPLOADSERVER_IMAGE",
                                                            "cdi-py/uploadserver:latest"))
+    p.add_argument("--cloner-image", default=env.get("CLONER_IMAGE",
+                                                     "cdi-py/cloner:latest"))
     p.add_argument("--pull-policy", default=env.get("PULL_POLICY", "IfNotPresent"))
     p.add_argument("--metrics-addr", default=":8080")
     p.add_argument("--webhook-addr", default=":8443", help="'off' to not serve the webhook")
@@ -81,6 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         identity=a.identity,
         importer_image=a.importer_image,
         uploadserver_image=a.uploadserver_image,
+        cloner_image=a.cloner_image,
         pull_policy=a.pull_policy,
         metrics_addr=_addr(a.metrics_addr),
         webhook_addr=None if a.webhook_addr == "off" else _addr(a.webhook_addr),
@@ -92,12 +97,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 
 async def _serve_webhook(client: kube.Kube, opts: Options, runner: list[web.AppRunner]) -> None:
-    """Set up TLS (retrying until the API lets us) and serve the webhook."""
+    """Set up TLS and the clone-token key (retrying until the API lets us) and serve the
+    webhooks. A key Secret holding no usable key stops the process (clonekey.BadKey)."""
     assert opts.webhook_addr is not None
     delay = 0.5
     while True:
         try:
             serving = await webhook.ensure_tls(client, opts.namespace)
+            key = await clonekey.ensure(client, opts.namespace)
             break
         except (kube.ApiError, OSError, TimeoutError) as exc:
             log.warning("webhook tls setup failed retry_in=%.1fs error=%s", delay, exc)
@@ -105,7 +112,8 @@ async def _serve_webhook(client: kube.Kube, opts: Options, runner: list[web.AppR
             delay = min(delay * 2, 10)
     # The API server's webhook client keeps idle connections for 90 s; closing ours later
     # than that means it never sends a review on a connection we are just closing.
-    r = web.AppRunner(webhook.app(), access_log=None, keepalive_timeout=webhook.KEEPALIVE_SECONDS)
+    r = web.AppRunner(webhook.app(clonemutate.Mutator(client, key)), access_log=None,
+                      keepalive_timeout=webhook.KEEPALIVE_SECONDS)
     await r.setup()
     await web.TCPSite(r, *opts.webhook_addr, ssl_context=webhook.ssl_context(serving)).start()
     runner.append(r)
@@ -165,7 +173,8 @@ async def run(opts: Options) -> int:
         controller = Controller(
             client, settings, metrics, workers=opts.workers,
             importer=importpod.PodSettings(opts.importer_image, opts.pull_policy),
-            uploadserver=uploadobjects.PodSettings(opts.uploadserver_image, opts.pull_policy))
+            uploadserver=uploadobjects.PodSettings(opts.uploadserver_image, opts.pull_policy),
+            cloner=cloneobjects.SourcePodSettings(opts.cloner_image, opts.pull_policy))
         running = asyncio.create_task(controller.run())
         watched = {running, stopping}
         keeping = None

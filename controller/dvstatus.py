@@ -42,6 +42,9 @@ class Observed:
     """(reason, message) when the PVC cannot be built or is not ours."""
     unsupported: str | None = None
     phases: Phases = IMPORT_PHASES
+    fixed_phase: str | None = None
+    """A phase decided by the caller (a csi-clone or snapshot clone, filled by the
+    storage: no pod to read); `phases.events` still names its event."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,11 @@ def _bound(pvc: Obj | None, claim_error: tuple[str, str] | None) -> tuple[bool, 
 
 def _phase(obs: Observed) -> str:
     pvc, pod = obs.pvc, obs.pod
-    if obs.claim_error is not None or obs.unsupported is not None or pvc is None:
+    if obs.claim_error is not None or obs.unsupported is not None:
+        return api.PHASE_PENDING
+    if obs.fixed_phase is not None:
+        return obs.fixed_phase
+    if pvc is None:
         return api.PHASE_PENDING
     a = o.annotations(pvc)
     record = a.get(ann.POD_PHASE)

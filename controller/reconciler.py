@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cdicontract import api, upload
-from controller import cdiconfig, claims, dvstatus, profiles
+from cdicontract import annotations as ann
+from cdicontract import api, clone, upload
+from controller import cdiconfig, claims, clonesource, datasources, dvstatus, profiles
 from controller.cdiconfig import EffectiveConfig
+from controller.clonedv import CloneDataVolumes
 from controller.podview import view
 from controller.progress import Scraper
 from controller.runtime import kube
@@ -27,8 +29,17 @@ from controller.runtime.executor import Executor
 from controller.runtime.informer import Informer
 from controller.runtime.objects import Obj
 from controller.transfers import podstate, protocol
+from controller.transfers.clone import sourcecheck
+from controller.transfers.clone.transfer import CloneTransfer
 from controller.transfers.importing.transfer import PHASES as IMPORT_PHASES
-from controller.transfers.protocol import ClaimView, Transfer, Unsupported
+from controller.transfers.protocol import (
+    ClaimView,
+    CloneSeen,
+    PvcEvent,
+    Recheck,
+    Transfer,
+    Unsupported,
+)
 
 log = logging.getLogger(__name__)
 IN_USE_RECHECK_SECONDS = 5.0
@@ -46,10 +57,19 @@ class Caches:
     """Transfers' Services (by TRANSFER_LABEL), indexed by owner UID."""
     proxy: Informer
     """The upload proxy's Service in the controller's namespace (zero or one object)."""
+    datasources: Informer
+    """Indexed by `clonesource.INDEX` (what each points at)."""
+    snapshots: Informer
+    """VolumeSnapshots (optional API), indexed by owner UID label."""
+    snapshot_classes: Informer
+    """VolumeSnapshotClasses (optional API)."""
+    csi_drivers: Informer
+    """CSIDrivers: a smart clone needs its class's provisioner to be one."""
 
     def all(self) -> list[Informer]:
         return [self.dvs, self.pvcs, self.pods, self.storage_classes, self.profiles,
-                self.configs, self.services, self.proxy]
+                self.configs, self.services, self.proxy, self.datasources, self.snapshots,
+                self.snapshot_classes, self.csi_drivers]
 
     def written(self) -> list[Informer]:
         """The caches the executor records its writes in (one per resource)."""
@@ -79,6 +99,7 @@ class Reconciler:
         self.transfers = tuple(transfers)
         self.executor = Executor(client, caches.written())
         self.clock = clock
+        self.clones = CloneDataVolumes(self)
 
     # ---- shared reads -------------------------------------------------------------
 
@@ -180,6 +201,8 @@ class Reconciler:
         dv = self.caches.dvs.get(ns, name)
         if dv is None or o.deleting(dv):
             return None
+        if clonesource.is_clone(dv):
+            return await self.clones.datavolume(dv)
         transfer, anns = self._for_dv(dv)
         unsupported = anns.message if isinstance(anns, Unsupported) else None
         pvc: Obj | None = None
@@ -188,25 +211,38 @@ class Reconciler:
             pvc, claim_error = await self._ensure_pvc(dv, anns)
         pod = self._transfer_pod(transfer, pvc) if pvc is not None and transfer else None
         progress = None
-        if pod is not None and pvc is not None and transfer is not None:
-            v = view(pod)
-            if v.running and v.ip:
-                progress = await self.scraper.progress(
-                    v.ip, o.uid(pvc), transfer.phases.progress_port,
-                    transfer.phases.progress_metric)
+        if pvc is not None and transfer is not None:
+            progress = await self.scrape(transfer, pvc, pod)
         observed = dvstatus.Observed(dv, pvc, pod, self._wffc(pvc) if pvc else False,
                                      self.clock(), progress, claim_error, unsupported,
                                      transfer.phases if transfer else IMPORT_PHASES)
-        result = dvstatus.compute(observed)
-        if dvstatus.status_changed(o.status(dv), result.status):
-            updated = await self.client.merge_patch(
-                kube.DATAVOLUMES.path(ns, name, "status"), {"status": result.status})
-            self.caches.dvs.upsert(updated)
-            for e in result.events:
-                await self.event(dv, e)
+        result = await self.report(dv, observed)
         if transfer is not None and result.phase == transfer.phases.running:
             return self.settings.progress_interval
         return None
+
+    async def report(self, dv: Obj, observed: dvstatus.Observed) -> dvstatus.Result:
+        """Write the DataVolume's status computed from `observed` (if it changed) and
+        record the events of the change."""
+        result = dvstatus.compute(observed)
+        if dvstatus.status_changed(o.status(dv), result.status):
+            updated = await self.client.merge_patch(
+                kube.DATAVOLUMES.path(o.namespace(dv), o.name(dv), "status"),
+                {"status": result.status})
+            self.caches.dvs.upsert(updated)
+            for e in result.events:
+                await self.event(dv, e)
+        return result
+
+    async def scrape(self, transfer: Transfer, pvc: Obj, pod: Obj | None) -> str | None:
+        """The transfer pod's progress (`NN.NN%`) when it is running and answers."""
+        if pod is None:
+            return None
+        v = view(pod)
+        if not (v.running and v.ip):
+            return None
+        return await self.scraper.progress(v.ip, o.uid(pvc), transfer.phases.progress_port,
+                                           transfer.phases.progress_metric)
 
     # ---- PVC (both APIs) ----------------------------------------------------------
 
@@ -228,11 +264,74 @@ class Reconciler:
             # only CDI's own pods.
             listed = await self.client.list(kube.PODS.path(ns))
             users = protocol.pods_using(pvc, list(listed.get("items") or []))
+        clone_seen = (await self._clone_seen(transfer, pvc)
+                      if isinstance(transfer, CloneTransfer) else None)
         seen = ClaimView(pvc, pod, wffc, self.config(),
-                         tuple(self._owned(self.caches.services, pvc, transfer.kind)), users)
-        await self.executor.apply(transfer.plan(seen))
+                         tuple(self._owned(self.caches.services, pvc, transfer.kind)), users,
+                         clone_seen)
+        steps = transfer.plan(seen)
+        await self.executor.apply(s for s in steps if not isinstance(s, PvcEvent | Recheck))
+        for s in steps:
+            if isinstance(s, PvcEvent):
+                await self.event(pvc, dvstatus.Event(s.type, s.reason, s.message))
+        rechecks = [s.seconds for s in steps if isinstance(s, Recheck)]
         # The users' pods are not watched: look again until they are gone.
-        return IN_USE_RECHECK_SECONDS if users else None
+        if users:
+            rechecks.append(IN_USE_RECHECK_SECONDS)
+        return min(rechecks) if rechecks else None
+
+    def _source_pod(self, pvc: Obj, source_ns: str) -> Obj | None:
+        """The clone's source pod: by owner label, transfer kind and name, in the source
+        namespace (no owner reference can point across namespaces)."""
+        name = clone.source_pod_name(o.uid(pvc))
+        return next((p for p in self.caches.pods.by_label(protocol.owner_uid(pvc))
+                     if o.namespace(p) == source_ns and o.name(p) == name
+                     and o.labels(p).get(ann.TRANSFER_LABEL) == protocol.Kind.CLONE), None)
+
+    async def _clone_seen(self, transfer: CloneTransfer, pvc: Obj) -> CloneSeen:
+        ref = transfer.source_of(pvc)
+        if ref is None:
+            return CloneSeen()
+        src_ns, src_name = ref
+        source = self.caches.pvcs.get(src_ns, src_name)
+        source_pod = self._source_pod(pvc, src_ns)
+        writers: tuple[str, ...] = ()
+        if (source is not None and source_pod is None and not podstate.is_finished(pvc)
+                and not o.deleting(pvc) and not o.deleting(source)
+                and transfer.may_read_source(pvc)):
+            # Only before the source pod exists; the users' pods are not cached.
+            listed = await self.client.list(kube.PODS.path(src_ns))
+            writers = sourcecheck.writers(source, list(listed.get("items") or []),
+                                          protocol.owner_uid(pvc))
+        return CloneSeen(source, source_pod, writers)
+
+    # ---- DataSource ---------------------------------------------------------------
+
+    async def datasource(self, ns: str, name: str) -> float | None:
+        """Keep a DataSource's status (Ready) current with what it points at."""
+        ds = self.caches.datasources.get(ns, name)
+        if ds is None or o.deleting(ds):
+            return None
+        pvc = dv = snapshot = None
+        ref = datasources.reference_of(ds)
+        referenced = self.caches.datasources.get(*ref) if ref is not None else None
+        target = datasources.source_of(referenced if ref is not None and referenced else ds)
+        if target is not None and (ref is None or referenced is not None):
+            kind, src_ns, src_name = target
+            if kind == clonesource.PVC:
+                pvc = self.caches.pvcs.get(src_ns, src_name)
+                dv = self.caches.dvs.get(src_ns, src_name)
+            else:
+                snapshot = self.caches.snapshots.get(src_ns, src_name)
+        want = datasources.status(ds, pvc=pvc, dv=dv, snapshot=snapshot, now=self.clock(),
+                                  referenced=referenced)
+        if o.status(ds) != want:
+            # Written whole (a merge patch would keep a stale `status.source` when it goes
+            # back to {}); the resourceVersion makes a stale write a 409, retried.
+            updated = await self.client.replace(
+                kube.DATASOURCES.path(ns, name, "status"), {**ds, "status": want})
+            self.caches.datasources.upsert(updated)
+        return None
 
     # ---- cluster-scoped configuration ---------------------------------------------
 

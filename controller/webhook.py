@@ -1,10 +1,11 @@
-"""The validating admission webhook for DataVolumes: an aiohttp HTTPS server.
+"""The admission webhooks: an aiohttp HTTPS server.
 
-Every replica serves it (leadership only gates reconciling). At startup `ensure_tls`
-loads the serving certificate from its Secret, creating it on first start (a 409 means
-another replica won the race, so its Secret is used), and writes the CA into the
-ValidatingWebhookConfiguration's caBundle, so `kubectl apply -k deploy/` needs no manual
-certificate step.
+The validating webhook for DataVolumes (`controller/validation.py`), and the mutating
+ones that authorise clones and sign their tokens (`controller/clonemutate.py`). Every
+replica serves them (leadership only gates reconciling). At startup `ensure_tls` loads
+the serving certificate from its Secret, creating it on first start (a 409 means another
+replica won the race, so its Secret is used), and writes the CA into each webhook
+configuration's caBundle, so `kubectl apply -k deploy/` needs no manual certificate step.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controller import certs, validation
+from controller import certs, clonemutate, validation
 from controller.runtime import kube
 from controller.runtime.objects import Obj
 
@@ -29,6 +30,12 @@ SERVICE_NAME = "cdi-api"
 WEBHOOK_CONFIG = "cdi-api-datavolume-validate"
 WEBHOOK_NAME = "datavolume-validate.cdi.kubevirt.io"
 PATH = "/datavolume-validate"
+MUTATING_CONFIGS = {
+    "cdi-api-datavolume-mutate": "datavolume-mutate.cdi.kubevirt.io",
+    "cdi-api-pvc-mutate": "pvc-mutate.cdi.kubevirt.io",
+}
+MWCS = kube.Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                     namespaced=False)
 MAX_BODY = 3 * 1024 * 1024  # the API server's own request size limit
 KEEPALIVE_SECONDS = 120.0  # longer than the API server's 90 s idle-connection timeout
 
@@ -51,6 +58,9 @@ async def ensure_tls(client: kube.Kube, namespace: str) -> certs.ServingCert:
     ca_bundle = base64.b64encode(serving.ca_pem).decode()
     await client.strategic_patch(kube.VWCS.path(None, WEBHOOK_CONFIG), {
         "webhooks": [{"name": WEBHOOK_NAME, "clientConfig": {"caBundle": ca_bundle}}]})
+    for config, name in MUTATING_CONFIGS.items():
+        await client.strategic_patch(MWCS.path(None, config), {
+            "webhooks": [{"name": name, "clientConfig": {"caBundle": ca_bundle}}]})
     return serving
 
 
@@ -84,23 +94,50 @@ def review_response(review: Any) -> Obj:
             "response": response}
 
 
-async def _validate(request: web.Request) -> web.Response:
+async def _body(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY,
                                             actual_size=request.content_length)
     try:
-        review = await request.json()
+        return await request.json()
     except ValueError:
         raise web.HTTPBadRequest(text="body is not JSON") from None
-    return web.json_response(review_response(review))
+
+
+async def _validate(request: web.Request) -> web.Response:
+    return web.json_response(review_response(await _body(request)))
+
+
+MUTATOR = web.AppKey("mutator", clonemutate.Mutator)
+
+
+async def _mutate_datavolume(request: web.Request) -> web.Response:
+    try:
+        answer = await request.app[MUTATOR].datavolume(await _body(request))
+    except clonemutate.BadReview as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    return web.json_response(answer)
+
+
+async def _mutate_claim(request: web.Request) -> web.Response:
+    try:
+        answer = await request.app[MUTATOR].claim(await _body(request))
+    except clonemutate.BadReview as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    return web.json_response(answer)
 
 
 async def _healthz(_: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def app() -> web.Application:
+def app(mutator: clonemutate.Mutator | None = None) -> web.Application:
+    """The webhook server; the clone webhooks only with a `mutator` (it holds the key)."""
     application = web.Application(client_max_size=MAX_BODY)
     application.router.add_post(PATH, _validate)
+    if mutator is not None:
+        application[MUTATOR] = mutator
+        application.router.add_post(clonemutate.DV_PATH, _mutate_datavolume)
+        application.router.add_post(clonemutate.PVC_PATH, _mutate_claim)
     application.router.add_get("/healthz", _healthz)
     return application

@@ -13,6 +13,7 @@ _PLUGINS = [
     "tests.peers.s3",
     "tests.peers.registry",
     "tests.peers.virtctl",
+    "tests.peers.snapshotcrds",
     "localcluster.pytest_plugin",
 ]
 

@@ -96,6 +96,13 @@ VWCS = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigur
 DATAVOLUMES = Resource("cdi.kubevirt.io", "v1beta1", "datavolumes")
 CDICONFIGS = Resource("cdi.kubevirt.io", "v1beta1", "cdiconfigs", namespaced=False)
 STORAGEPROFILES = Resource("cdi.kubevirt.io", "v1beta1", "storageprofiles", namespaced=False)
+DATASOURCES = Resource("cdi.kubevirt.io", "v1beta1", "datasources")
+VOLUMESNAPSHOTS = Resource("snapshot.storage.k8s.io", "v1", "volumesnapshots")
+VOLUMESNAPSHOTCONTENTS = Resource("snapshot.storage.k8s.io", "v1", "volumesnapshotcontents",
+                                  namespaced=False)
+CSIDRIVERS = Resource("storage.k8s.io", "v1", "csidrivers", namespaced=False)
+VOLUMESNAPSHOTCLASSES = Resource("snapshot.storage.k8s.io", "v1", "volumesnapshotclasses",
+                                 namespaced=False)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ DataVolume reports on the way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -27,6 +28,7 @@ class Kind(StrEnum):
 
     IMPORT = "import"
     UPLOAD = "upload"
+    CLONE = "clone"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,42 @@ class Phases:
 
 
 @dataclass(frozen=True)
+class PvcEvent:
+    """A plan's request for an event on the target PVC (emitted after its actions)."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """A plan's request to look at the PVC again after `seconds` (what is waited for is
+    not watched, e.g. the users' pods)."""
+
+    seconds: float
+
+
+Step = Action | PvcEvent | Recheck
+"""What a plan returns: actions for the executor, events and rechecks for the reconciler."""
+
+
+@dataclass(frozen=True)
+class CloneSeen:
+    """What the clone transfer needs beyond the target: its source, in another namespace
+    or the same one (all from the caches, `writers` listed only when needed)."""
+
+    source: Obj | None = None
+    """The source PVC (None: it does not exist, or the CloneRequest is malformed)."""
+    source_pod: Obj | None = None
+    """The cloner pod in the source namespace, found by owner label and name."""
+    writers: tuple[str, ...] = ()
+    """Live pods in the source namespace that mount the source PVC writable."""
+    now: datetime | None = None
+    """The clock, for token checks and signing (None: the real clock)."""
+
+
+@dataclass(frozen=True)
 class ClaimView:
     """What the controller observed about one target PVC (from its caches)."""
 
@@ -69,6 +107,8 @@ class ClaimView:
     users: tuple[str, ...] = ()
     """Other live pods that use the PVC (looked up only for an `exclusive` transfer that
     has no pod yet): writing under them would corrupt what they read."""
+    clone: CloneSeen | None = None
+    """Only for the clone transfer."""
 
 
 class Transfer(Protocol):
@@ -85,8 +125,9 @@ class Transfer(Protocol):
 
     def pod_name(self, pvc_name: str) -> str: ...
 
-    def plan(self, seen: ClaimView) -> list[Action]:
-        """The ordered, idempotent actions for one PVC (pure)."""
+    def plan(self, seen: ClaimView) -> Sequence[Step]:
+        """The ordered, idempotent actions for one PVC (pure), with the events to record
+        and when to look again."""
 
 
 def source_type(dv: Obj) -> str:

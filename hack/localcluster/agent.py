@@ -1,9 +1,15 @@
-"""The simulated node's process: kubelet, kube-proxy, DNS names and the provisioner.
+"""The simulated nodes' process: kubelets, kube-proxy, DNS names and the provisioner.
 
 Why one process: they share the cluster's network and a handful of watches, and one
-process starts in a second. ``python -m localcluster.agent --dir DIR`` is started by
-``Cluster.up``; it writes ``DIR/node/agent.ready`` once the node is registered and the
-provisioner and service proxy have synced, and stops every container on SIGTERM.
+process starts in a second. With several nodes (``State.nodes``), each is a
+:class:`NodeRuntime` of its own (Node, lease, InternalIP, pod range, log endpoint,
+pods, runtime directory) in this same process: the nodes share this host's bridge,
+where the one Service proxy listens on every ClusterIP, as a flat pod network would
+make every Service reachable from every node.
+
+``python -m localcluster.agent --dir DIR`` is started by ``Cluster.up``; it writes
+``DIR/node/agent.ready`` once every node is registered and the provisioner and service
+proxy have synced, and stops every container on SIGTERM.
 """
 
 from __future__ import annotations
@@ -19,12 +25,101 @@ from localcluster.api import Api, Credentials, Obj
 from localcluster.controlplane import HACK, api_url
 from localcluster.informer import Informer
 from localcluster.ipam import Ipam
-from localcluster.layout import NODE_NAME, Layout, Network, State
+from localcluster.layout import Layout, Network, State, node_names
 from localcluster.podworker import PodWorker
 from localcluster.provisioner import Provisioner
 from localcluster.serviceproxy import ServiceProxy
 
 log = logging.getLogger("localcluster.agent")
+
+
+class NodeRuntime:
+    """One simulated node: its Node object and lease, its address and pod range, its
+    log endpoint, its pods (those the scheduler bound to it, and only those) and their
+    runtime state under its own directory. What all nodes share (the cgroups, the
+    Service proxy on the host's bridge) comes from the agent."""
+
+    def __init__(self, agent: Agent, name: str, k: int, count: int) -> None:
+        self.agent = agent
+        self.name = name
+        self.node_ip = agent.net.node_ip(k, count)
+        self.pod_cidr = agent.net.pod_cidr(k, count)
+        self.node_dir = agent.layout.node_dir(name)
+        self.pod_logs = agent.layout.node_pod_logs(name)
+        first, last = agent.net.pod_hosts(k, count)
+        self.ipam = Ipam(agent.net.pod_prefix, first, last)
+        self.workers: dict[str, PodWorker] = {}
+        self.workers_lock = threading.Lock()
+        # What a pod worker reads of its node (NodeContext).
+        self.api = agent.api
+        self.net = agent.net
+        self.layout = agent.layout
+        self.repo_root = agent.repo_root
+        self.unified_cgroup = agent.unified_cgroup
+        self.memory_cgroup = agent.memory_cgroup
+        self.backoff_base = agent.backoff_base
+        self.backoff_max = agent.backoff_max
+
+    # -- NodeContext ------------------------------------------------------------------
+
+    def allocate_ip(self, uid: str) -> str:
+        return self.ipam.allocate(uid)
+
+    def release_ip(self, uid: str) -> None:
+        self.ipam.release(uid)
+
+    def register_hosts(self, pod: Obj, path: Path) -> None:
+        self.agent.proxy.register_hosts(pod, path)
+
+    def forget_hosts(self, uid: str) -> None:
+        self.agent.proxy.forget_hosts(uid)
+
+    def service_env(self, namespace: str) -> dict[str, str]:
+        return self.agent.proxy.env_for(namespace)
+
+    # -- pods ---------------------------------------------------------------------------
+
+    def _on_pod(self, kind: str, pod: Obj) -> None:
+        uid = pod["metadata"]["uid"]
+        if kind != "DELETED" and pod["spec"].get("nodeName") != self.name:
+            return  # the field selector already says so; never run another node's pod
+        with self.workers_lock:
+            worker = self.workers.get(uid)
+            if kind == "DELETED":
+                if worker is not None:
+                    worker.gone()
+                    del self.workers[uid]
+                return
+            if worker is None:
+                worker = PodWorker(self, pod)
+                self.workers[uid] = worker
+                worker.start()
+            else:
+                worker.update(pod)
+
+    def start(self) -> Informer:
+        """Register, start heartbeats, the log endpoint and the pod watch."""
+        self.node_dir.mkdir(parents=True, exist_ok=True)
+        stop = self.agent.stop
+        logserver.serve(self.node_ip, self.agent.kubelet_port, self.layout.pki, self.pod_logs, stop)
+        node.register(self.api, self.name, self.node_ip, self.agent.kubelet_port, self.pod_cidr)
+        threading.Thread(
+            target=node.heartbeat, args=(self.api, self.name, stop), daemon=True
+        ).start()
+        return Informer(
+            self.api,
+            "/api/v1/pods",
+            self._on_pod,
+            stop,
+            fieldSelector=f"spec.nodeName={self.name}",
+        ).start()
+
+    def stop_workers(self) -> list[PodWorker]:
+        with self.workers_lock:
+            workers = list(self.workers.values())
+        for w in workers:
+            w.shutdown()
+        return workers
 
 
 class Agent:
@@ -57,73 +152,29 @@ class Agent:
                 (layout.node / "memory-cgroup").write_text(str(self.memory_cgroup))
             except OSError:
                 self.memory_cgroup = None
-        self.workers: dict[str, PodWorker] = {}
-        self.workers_lock = threading.Lock()
-        self.ipam = Ipam(self.net.pod_prefix)
-        self.proxy = ServiceProxy(self.api, self.net, self.stop)
-
-    # -- NodeContext ------------------------------------------------------------------
-
-    def allocate_ip(self, uid: str) -> str:
-        return self.ipam.allocate(uid)
-
-    def release_ip(self, uid: str) -> None:
-        self.ipam.release(uid)
-
-    def register_hosts(self, pod: Obj, path: Path) -> None:
-        self.proxy.register_hosts(pod, path)
-
-    def forget_hosts(self, uid: str) -> None:
-        self.proxy.forget_hosts(uid)
-
-    def service_env(self, namespace: str) -> dict[str, str]:
-        return self.proxy.env_for(namespace)
-
-    # -- pods ---------------------------------------------------------------------------
-
-    def _on_pod(self, kind: str, pod: Obj) -> None:
-        uid = pod["metadata"]["uid"]
-        with self.workers_lock:
-            worker = self.workers.get(uid)
-            if kind == "DELETED":
-                if worker is not None:
-                    worker.gone()
-                    del self.workers[uid]
-                return
-            if worker is None:
-                worker = PodWorker(self, pod)
-                self.workers[uid] = worker
-                worker.start()
-            else:
-                worker.update(pod)
+        self.proxy = ServiceProxy(
+            self.api,
+            self.net,
+            self.stop,
+            node_ips=[self.net.node_ip(k, state.nodes) for k in range(1, state.nodes + 1)],
+        )
+        self.nodes = [
+            NodeRuntime(self, name, k, state.nodes)
+            for k, name in enumerate(node_names(state.nodes), start=1)
+        ]
 
     def run(self) -> None:
         self.layout.node.mkdir(parents=True, exist_ok=True)
         self.layout.agent_ready.unlink(missing_ok=True)
-        logserver.serve(
-            self.net.gateway, self.kubelet_port, self.layout.pki, self.layout.pod_logs, self.stop
-        )
-        node.register(self.api, self.net.gateway, self.kubelet_port)
-        threading.Thread(
-            target=node.heartbeat, args=(self.api, self.net.gateway, self.stop), daemon=True
-        ).start()
-        Provisioner(self.api, self.layout.storage, self.stop).start()
+        Provisioner(self.api, self.layout.storage, self.stop, [n.name for n in self.nodes]).start()
         self.proxy.start()
-        pods = Informer(
-            self.api,
-            "/api/v1/pods",
-            self._on_pod,
-            self.stop,
-            fieldSelector=f"spec.nodeName={NODE_NAME}",
-        ).start()
-        pods.synced.wait(30)
+        informers = [n.start() for n in self.nodes]
+        for pods in informers:
+            pods.synced.wait(30)
         self.layout.agent_ready.write_text("ready\n")
-        log.info("node ready name=%s", NODE_NAME)
+        log.info("nodes ready names=%s", ",".join(n.name for n in self.nodes))
         self.stop.wait()
-        with self.workers_lock:
-            workers = list(self.workers.values())
-        for w in workers:
-            w.shutdown()
+        workers = [w for n in self.nodes for w in n.stop_workers()]
         for w in workers:
             w.join(10)
 

@@ -1,6 +1,8 @@
 """``hack/cluster``: the command line of the local cluster.
 
-hack/cluster up [--dir DIR]        start (or reuse) a cluster; default DIR .cluster/
+hack/cluster up [--dir DIR] [--nodes N]   start (or reuse) a cluster of N simulated nodes
+                                   (default 1; a reused cluster keeps its own count,
+                                   and another explicit N is refused); default DIR .cluster/
 hack/cluster down [--dir DIR]      stop it and remove every trace
 hack/cluster status [--dir DIR]    exit 0 if healthy
 hack/cluster kubectl ARGS...       the matching kubectl against it
@@ -27,19 +29,20 @@ def _dir_from_env() -> Path:
     return Path(os.environ.get("CDI_PY_CLUSTER_DIR", str(DEFAULT_DIR)))
 
 
-def cmd_up(cluster: Cluster) -> int:
+def cmd_up(cluster: Cluster, nodes: int | None = None) -> int:
     started = time.monotonic()
     reused = cluster.healthy()
     try:
-        cluster.up()
-    except ClusterError as e:
+        cluster.up(nodes=nodes)
+    except (ClusterError, ValueError) as e:
         print(f"cluster: {e}", file=sys.stderr)
         return 1
     took = time.monotonic() - started
     what = "reused healthy cluster" if reused else f"started in {took:.1f}s"
     kubectl = Binaries.locate().kubectl
     print(
-        f"cluster {what}: API {cluster.api_url}, node {cluster.node_name}\n"
+        f"cluster {what}: API {cluster.api_url}, "
+        f"node(s) {', '.join(f'{n} ({ip})' for n, ip in cluster.node_ips.items())}\n"
         f"  export KUBECONFIG={cluster.kubeconfig}\n"
         f"  {kubectl} get nodes          (or: hack/cluster kubectl get nodes)\n"
         f"  hack/cluster logs NS/POD [-c CONTAINER]\n"
@@ -52,11 +55,10 @@ def cmd_logs(cluster: Cluster, target: str, container: str | None, previous: boo
     ns, _, pod = target.partition("/")
     if not pod:
         ns, pod = "default", ns
-    matches = sorted(cluster.node_log_dir.glob(f"{ns}_{pod}_*"), key=lambda p: p.stat().st_mtime)
-    if not matches:
+    pod_dir = cluster.pod_log_dir(ns, pod)
+    if pod_dir is None:
         print(f"no logs for pod {ns}/{pod}", file=sys.stderr)
         return 1
-    pod_dir = matches[-1]
     names = sorted(p.name for p in pod_dir.iterdir())
     if container is None:
         if len(names) != 1:
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("up", "down", "status", "env"):
         p = sub.add_parser(name)
         p.add_argument("--dir", type=Path, default=_dir_from_env())
+        if name == "up":
+            p.add_argument("--nodes", type=int, default=None, help="simulated nodes (1-4)")
     p = sub.add_parser("exec", help="run a command in a running container")
     p.add_argument("target", help="NS/POD")
     p.add_argument("-c", "--container")
@@ -101,14 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cluster = Cluster(args.dir)
     if args.cmd == "up":
-        return cmd_up(cluster)
+        return cmd_up(cluster, args.nodes)
     if args.cmd == "down":
         cluster.down()
         print(f"cluster at {cluster.root} stopped and removed")
         return 0
     if args.cmd == "status":
         ok = cluster.healthy()
-        print("healthy" if ok else "not running")
+        print(f"healthy, nodes {' '.join(cluster.node_names)}" if ok else "not running")
         return 0 if ok else 1
     if args.cmd == "env":
         print(f"export KUBECONFIG={cluster.kubeconfig}")

@@ -26,13 +26,13 @@ import urllib3
 
 from localcluster import cgroups, controlplane, launcher, network, pki, processes, storage
 from localcluster.api import Api, Credentials
-from localcluster.layout import NODE_NAME, Layout, Network, State
+from localcluster.layout import NODE_NAME, Layout, Network, State, node_names
 
 LOCK = Path("/run/lock/cdi-py-localcluster.lock")
 # One file per running cluster of this machine: its directory and owner process.
 REGISTRY = Path("/run/cdi-py-localcluster")
 _OWNED = (
-    "pki", "etcd", "node", "storage", "logs", "kcm-certs", "scheduler-certs", "kubeconfig",
+    "pki", "etcd", "node", "nodes", "storage", "logs", "kcm-certs", "scheduler-certs", "kubeconfig",
     "controller-manager.kubeconfig", "scheduler.kubeconfig", "node.kubeconfig", "state.json",
 )  # fmt: skip
 DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
@@ -98,8 +98,18 @@ class Cluster:
 
     @property
     def node_log_dir(self) -> Path:
-        """Container logs: ``<ns>_<pod>_<uid>/<container>/<restart>.log``."""
+        """Node 1's container logs: ``<ns>_<pod>_<uid>/<container>/<restart>.log``."""
         return self.layout.pod_logs
+
+    @property
+    def node_log_dirs(self) -> list[Path]:
+        """Every node's container logs (each node keeps those of its own pods)."""
+        return [self.layout.node_pod_logs(n) for n in self.node_names]
+
+    def pod_log_dir(self, namespace: str, pod: str) -> Path | None:
+        """The newest pod of that name's log directory, on whichever node it ran."""
+        found = [d for root in self.node_log_dirs for d in root.glob(f"{namespace}_{pod}_*")]
+        return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
     @property
     def state(self) -> State:
@@ -118,7 +128,19 @@ class Cluster:
 
     @property
     def node_name(self) -> str:
+        """The first node (its name is the same in every cluster)."""
         return NODE_NAME
+
+    @property
+    def node_names(self) -> list[str]:
+        """Every node, the first first: ``cdi-node``, ``cdi-node-2``, ..."""
+        return node_names(self.state.nodes)
+
+    @property
+    def node_ips(self) -> dict[str, str]:
+        """Each node's InternalIP."""
+        count = self.state.nodes
+        return {n: self.network.node_ip(k, count) for k, n in enumerate(self.node_names, 1)}
 
     def api(self) -> Api:
         p = self.layout.pki
@@ -167,7 +189,9 @@ class Cluster:
         obj = self.api().get(f"/api/v1/namespaces/{namespace}/pods/{pod}")
         names = [c["name"] for c in obj["spec"]["containers"]]
         name = container or names[0]
-        runtime = self.layout.node / "pods" / obj["metadata"]["uid"] / "containers" / name
+        node = obj["spec"].get("nodeName") or NODE_NAME
+        pod_dir = self.layout.node_dir(node) / "pods" / obj["metadata"]["uid"]
+        runtime = pod_dir / "containers" / name
         try:
             info = json.loads((runtime / "runtime.json").read_text())
         except (OSError, ValueError) as e:
@@ -204,10 +228,10 @@ class Cluster:
             return False
         try:
             self._readyz()
-            node = self.api().get(f"/api/v1/nodes/{NODE_NAME}")
+            api = self.api()
+            return all(_node_ready(api.get(f"/api/v1/nodes/{n}")) for n in node_names(state.nodes))
         except Exception:
             return False
-        return _node_ready(node)
 
     def _readyz(self) -> None:
         p = self.layout.pki
@@ -221,13 +245,18 @@ class Cluster:
 
     # -- up ------------------------------------------------------------------------------
 
-    def up(self, *, timeout: float = 120.0, owner_pid: int = 0) -> None:
+    def up(self, *, timeout: float = 120.0, owner_pid: int = 0, nodes: int | None = None) -> None:
         """Start everything, or reuse a healthy cluster already running here.
 
         ``owner_pid``: a process (a test session) whose death makes this cluster an
         orphan that the next ``up`` of any cluster on this machine tears down.
+        ``nodes``: how many simulated nodes a new cluster runs (default 1); a healthy
+        cluster is reused with its own count, unless ``nodes`` asks for another one.
         """
+        if nodes is not None:
+            node_names(nodes)  # a precise error for a count we cannot run
         if self.healthy():
+            self._check_count(nodes)
             return
         bins = controlplane.Binaries.locate()
         if not bins.complete():
@@ -235,11 +264,12 @@ class Cluster:
         with _global_lock():
             # Another process may have started it while we waited for the lock.
             if self.healthy():
+                self._check_count(nodes)
                 return
             _reap_orphans()
             if State.load(self.layout.state_file) is not None or self.root.exists():
                 self._down_unlocked()
-            state = self._allocate(owner_pid)
+            state = self._allocate(owner_pid, nodes or 1)
             try:
                 self._start(bins, state, timeout)
             except BaseException:
@@ -247,7 +277,15 @@ class Cluster:
                 self._down_unlocked(keep_logs=True)
                 raise
 
-    def _allocate(self, owner_pid: int) -> State:
+    def _check_count(self, nodes: int | None) -> None:
+        running = self.state.nodes
+        if nodes is not None and nodes != running:
+            raise ClusterError(
+                f"the cluster at {self.root} runs {running} node(s), not {nodes}: "
+                f"`hack/cluster down --dir {self.root}` first"
+            )
+
+    def _allocate(self, owner_pid: int, nodes: int) -> State:
         index = next(
             i
             for i in range(256)
@@ -258,7 +296,7 @@ class Cluster:
         (REGISTRY / f"{index}.json").write_text(
             json.dumps({"root": str(self.root), "owner_pid": owner_pid})
         )
-        network.setup_bridge(net)
+        network.setup_bridge(net, [net.node_ip(k, nodes) for k in range(1, nodes + 1)])
         self.root.mkdir(parents=True, exist_ok=True)
         state = State(
             index=index,
@@ -268,6 +306,7 @@ class Cluster:
             kcm_port=_free_port(),
             scheduler_port=_free_port(),
             kubelet_port=_free_port(net.gateway),
+            nodes=nodes,
         )
         state.save(self.layout.state_file)
         return state
@@ -282,7 +321,12 @@ class Cluster:
         cg = cgroups.cluster_group(net.cgroup_name)
         if cg is not None:
             cgroups.make(cg)
-        keys = pki.create(layout.pki, apiserver_ips=(net.gateway, net.kubernetes_service_ip))
+        names = node_names(state.nodes)
+        keys = pki.create(
+            layout.pki,
+            apiserver_ips=(net.gateway, net.kubernetes_service_ip),
+            nodes=tuple((n, net.node_ip(k, state.nodes)) for k, n in enumerate(names, 1)),
+        )
         server = controlplane.api_url(net, state)
         for name, stem in (
             ("kubeconfig", "admin"),
@@ -346,9 +390,10 @@ class Cluster:
             )
         api = self.api()
         _wait(
-            "the node and the provisioner",
+            "the nodes and the provisioner",
             lambda: (
-                layout.agent_ready.exists() and _node_ready(api.get(f"/api/v1/nodes/{NODE_NAME}"))
+                layout.agent_ready.exists()
+                and all(_node_ready(api.get(f"/api/v1/nodes/{n}")) for n in names)
             ),
             left(),
             layout.logs / "node-agent.log",
@@ -439,8 +484,14 @@ def _healthz(port: int) -> bool:
     return requests.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).ok
 
 
+# The node lifecycle controller taints a new node until it sees it Ready; pods pinned to
+# a node still so tainted would wait for the scheduler's next retry.
+_NOT_READY_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
 def _node_ready(node: dict[str, Any]) -> bool:
-    return any(
+    taints = (node.get("spec") or {}).get("taints") or []
+    return not any(t.get("key") in _NOT_READY_TAINTS for t in taints) and any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in node.get("status", {}).get("conditions", [])
     )

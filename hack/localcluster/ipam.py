@@ -25,16 +25,19 @@ def next_free(used: set[int], last: int, first: int = FIRST, final: int = LAST) 
 
 
 class Ipam:
-    def __init__(self, prefix: str) -> None:
+    """One node's pod addresses: host numbers ``first``..``last`` after ``prefix``."""
+
+    def __init__(self, prefix: str, first: int = FIRST, last: int = LAST) -> None:
         self.prefix = prefix
+        self.first, self.final = first, last
         self._by_uid: dict[str, int] = {}
-        self._last = FIRST - 1
+        self._last = first - 1
         self._lock = threading.Lock()
 
     def allocate(self, uid: str) -> str:
         with self._lock:
             if uid not in self._by_uid:
-                n = next_free(set(self._by_uid.values()), self._last)
+                n = next_free(set(self._by_uid.values()), self._last, self.first, self.final)
                 if n is None:
                     raise RuntimeError("pod address range exhausted")
                 self._by_uid[uid] = self._last = n

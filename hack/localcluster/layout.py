@@ -12,6 +12,14 @@ from pathlib import Path
 
 NODE_NAME = "cdi-node"
 CLUSTER_DOMAIN = "cluster.local"
+MAX_NODES = 4
+
+
+def node_names(count: int) -> list[str]:
+    """The nodes of a cluster of ``count``: node 1 keeps the historical name."""
+    if not 1 <= count <= MAX_NODES:
+        raise ValueError(f"a local cluster has 1 to {MAX_NODES} nodes, not {count}")
+    return [NODE_NAME, *(f"{NODE_NAME}-{k}" for k in range(2, count + 1))]
 
 
 @dataclass(frozen=True)
@@ -40,8 +48,15 @@ class Layout:
 
     @property
     def node(self) -> Path:
-        """The simulated node's pods: volumes, termination files, hosts files."""
+        """The first simulated node's pods: volumes, termination files, hosts files."""
         return self.root / "node"
+
+    def node_dir(self, name: str) -> Path:
+        """A node's own pods and logs: node 1 where it always was, others under nodes/."""
+        return self.node if name == NODE_NAME else self.root / "nodes" / name
+
+    def node_pod_logs(self, name: str) -> Path:
+        return self.node_dir(name) / "logs"
 
     @property
     def pod_logs(self) -> Path:
@@ -94,6 +109,35 @@ class Network:
     def cgroup_name(self) -> str:
         return f"cdipy{self.index}"
 
+    # -- nodes: each owns an aligned block of the bridge's /24 ----------------------------
+
+    @staticmethod
+    def _block(count: int) -> int:
+        """Addresses per node: 256 split in a power of two of equal blocks."""
+        node_names(count)  # validates the count
+        blocks = 1
+        while blocks < count:
+            blocks *= 2
+        return 256 // blocks
+
+    def node_ip(self, k: int, count: int) -> str:
+        """Node ``k`` (1-based)'s InternalIP: the first host of its block (node 1's is the
+        gateway, as it always was). Every one is an address of the host on the bridge."""
+        return f"{self.pod_prefix}{(k - 1) * self._block(count) + 1}"
+
+    def pod_cidr(self, k: int, count: int) -> str:
+        block = self._block(count)
+        bits = 32 - (block.bit_length() - 1)
+        return f"{self.pod_prefix}{(k - 1) * block}/{bits}"
+
+    def pod_hosts(self, k: int, count: int) -> tuple[int, int]:
+        """First and last host number node ``k`` gives its pods (its block, less its own
+        address and the /24's network and broadcast addresses; pods keep the /24 mask,
+        so every pod reaches every other across the bridge, as a flat pod network)."""
+        block = self._block(count)
+        base = (k - 1) * block
+        return base + 2, min(base + block - 1, 254)
+
 
 @dataclass
 class State:
@@ -106,6 +150,7 @@ class State:
     kcm_port: int
     scheduler_port: int
     kubelet_port: int = 0
+    nodes: int = 1
     pids: dict[str, int] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:

@@ -10,6 +10,7 @@ Nothing is routed beyond this machine: no forwarding or NAT is enabled.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from localcluster.layout import Network
@@ -34,12 +35,19 @@ def bridge_mac(net: Network) -> str:
     return f"02:cd:1f:00:{net.index // 256:02x}:{net.index % 256:02x}"
 
 
-def setup_bridge(net: Network) -> None:
+def setup_bridge(net: Network, node_ips: Sequence[str] = ()) -> None:
+    """The bridge with the host's address, the API's Service address and the
+    InternalIP of every further node (node 1's is the gateway): all nodes share this
+    host, so each node's address is the host's too, and what a node serves (NodePorts,
+    its log endpoint) listens on its own."""
     if not bridge_exists(net):
         _ip("link", "add", net.bridge, "type", "bridge")
     _ip("link", "set", net.bridge, "address", bridge_mac(net))
     _ip("addr", "replace", f"{net.gateway}/24", "dev", net.bridge)
     _ip("addr", "replace", f"{net.kubernetes_service_ip}/32", "dev", net.bridge)
+    for ip in node_ips:
+        if ip != net.gateway:
+            _ip("addr", "replace", f"{ip}/32", "dev", net.bridge)
     _ip("link", "set", net.bridge, "up")
 
 

@@ -13,7 +13,6 @@ import threading
 import time
 
 from localcluster.api import Api, ApiError, Obj
-from localcluster.layout import NODE_NAME
 from localcluster.podstatus import now
 
 log = logging.getLogger(__name__)
@@ -51,14 +50,14 @@ def _conditions() -> list[Obj]:
     ]
 
 
-def status(address: str, port: int) -> Obj:
+def status(name: str, address: str, port: int) -> Obj:
     return {
         "capacity": CAPACITY,
         "allocatable": CAPACITY,
         "conditions": _conditions(),
         "addresses": [
             {"type": "InternalIP", "address": address},
-            {"type": "Hostname", "address": NODE_NAME},
+            {"type": "Hostname", "address": name},
         ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
         "nodeInfo": {
@@ -76,33 +75,36 @@ def status(address: str, port: int) -> Obj:
     }
 
 
-def register(api: Api, address: str, port: int) -> None:
+def register(api: Api, name: str, address: str, port: int, pod_cidr: str) -> None:
+    """Create (or adopt) Node ``name``, publish its status and take its lease."""
     body = {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
-            "name": NODE_NAME,
+            "name": name,
             "labels": {
-                "kubernetes.io/hostname": NODE_NAME,
+                "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 "node-role.kubernetes.io/worker": "",
             },
         },
+        # Where this node's pods get their addresses (set once: the field is immutable).
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
     }
     try:
         api.create("/api/v1/nodes", body)
     except ApiError as e:
         if e.status != 409:
             raise
-    api.merge_patch(f"/api/v1/nodes/{NODE_NAME}/status", {"status": status(address, port)})
-    _renew_lease(api)
+    api.merge_patch(f"/api/v1/nodes/{name}/status", {"status": status(name, address, port)})
+    _renew_lease(api, name)
 
 
-def _renew_lease(api: Api) -> None:
-    path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE_NAME}"
+def _renew_lease(api: Api, name: str) -> None:
+    path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
     spec = {
-        "holderIdentity": NODE_NAME,
+        "holderIdentity": name,
         "leaseDurationSeconds": LEASE_SECONDS,
         "renewTime": _micro_now(),
     }
@@ -116,20 +118,20 @@ def _renew_lease(api: Api) -> None:
             {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": NODE_NAME},
+                "metadata": {"name": name},
                 "spec": spec,
             },
         )
 
 
-def heartbeat(api: Api, address: str, stop: threading.Event, period: float = 10.0) -> None:
-    """Renew the lease every period and refresh the Ready condition."""
+def heartbeat(api: Api, name: str, stop: threading.Event, period: float = 10.0) -> None:
+    """Renew node ``name``'s lease every period and refresh its Ready condition."""
     while not stop.wait(period):
         try:
-            _renew_lease(api)
+            _renew_lease(api, name)
             api.merge_patch(
-                f"/api/v1/nodes/{NODE_NAME}/status", {"status": {"conditions": _conditions()}}
+                f"/api/v1/nodes/{name}/status", {"status": {"conditions": _conditions()}}
             )
         except Exception as e:
-            log.warning("heartbeat failed error=%s", e)
+            log.warning("heartbeat failed node=%s error=%s", name, e)
             time.sleep(1)

@@ -135,8 +135,17 @@ def _issue(
     return key, builder.sign(ca_key, hashes.SHA256())
 
 
-def create(root: Path, *, apiserver_ips: tuple[str, ...]) -> Pki:
-    """Create every certificate the control plane and its clients need."""
+def create(
+    root: Path,
+    *,
+    apiserver_ips: tuple[str, ...],
+    nodes: tuple[tuple[str, str], ...] = (),
+) -> Pki:
+    """Create every certificate the control plane and its clients need.
+
+    ``nodes``: (name, InternalIP) of every node; the node's log endpoint serves one
+    certificate for all (the API server dials each at its InternalIP). Without it, the
+    one node at the first API server address."""
     root.mkdir(parents=True, exist_ok=True)
     pki = Pki(root)
     ca_key, ca_cert = _make_ca("cdi-py-local-ca")
@@ -176,8 +185,13 @@ def create(root: Path, *, apiserver_ips: tuple[str, ...]) -> Pki:
         _write_key(pki.path(f"{stem}.key"), key)
         _write_cert(pki.path(f"{stem}.crt"), cert)
 
+    nodes = nodes or (("cdi-node", apiserver_ips[0]),)
     key, cert = _issue(
-        ca_key, ca_cert, "cdi-node", server_names=("cdi-node",), server_ips=apiserver_ips[:1]
+        ca_key,
+        ca_cert,
+        nodes[0][0],
+        server_names=tuple(n for n, _ in nodes),
+        server_ips=tuple(ip for _, ip in nodes),
     )
     _write_key(pki.path("kubelet.key"), key)
     _write_cert(pki.path("kubelet.crt"), cert)

@@ -86,9 +86,40 @@ def _make_group_writable(root: Path, gid: int) -> None:
         root.chmod(stat.S_IMODE(root.stat().st_mode) | 0o070 | stat.S_ISGID)
 
 
+def node_matches(pv: Obj, node: str) -> bool:
+    """Whether ``pv``'s required nodeAffinity admits ``node`` by its hostname label
+    (the only label our nodes are told apart by); a PV without one is everywhere."""
+    required = ((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required")
+    if not required:
+        return True
+    for term in required.get("nodeSelectorTerms") or []:
+        exprs = term.get("matchExpressions") or []
+        if all(_admits(e, node) for e in exprs):
+            return True
+    return False
+
+
+def _admits(expr: Obj, node: str) -> bool:
+    if expr.get("key") != "kubernetes.io/hostname":
+        return True  # other labels are the same on every simulated node
+    values = expr.get("values") or []
+    op = expr.get("operator")
+    if op == "In":
+        return node in values
+    if op == "NotIn":
+        return node not in values
+    return op in ("Exists",)
+
+
 class VolumeBuilder:
-    def __init__(self, api: Api, pod: Obj, pod_dir: Path, own: Ownership) -> None:
+    def __init__(
+        self, api: Api, pod: Obj, pod_dir: Path, own: Ownership, *, node: str | None = None
+    ) -> None:
+        """``node``: the node building the volumes; a PV bound to another node by its
+        nodeAffinity is not reachable from it (stays NotReady, as a kubelet's mount
+        of another node's local volume fails)."""
         self.api = api
+        self.node = node
         self.pod = pod
         self.ns = pod["metadata"]["namespace"]
         self.dir = pod_dir / "volumes"
@@ -146,6 +177,10 @@ class VolumeBuilder:
         if pvc.get("status", {}).get("phase") != "Bound" or not volume:
             raise NotReady(f'persistentvolumeclaim "{claim}" is not bound')
         pv = self.api.get(f"/api/v1/persistentvolumes/{volume}")
+        if self.node is not None and not node_matches(pv, self.node):
+            raise NotReady(
+                f"volume {volume} of claim {claim!r} is local to another node, not {self.node}"
+            )
         src = pv["spec"].get("local") or pv["spec"].get("hostPath")
         if not src:
             raise ConfigError(f"PV {volume} is neither local nor hostPath")

@@ -42,6 +42,10 @@ class NodeContext(launcher.Runtime, Protocol):
     layout: Layout
     backoff_base: float
     backoff_max: float
+    name: str  # the node's
+    node_ip: str
+    node_dir: Path
+    pod_logs: Path
 
     def allocate_ip(self, uid: str) -> str: ...
     def release_ip(self, uid: str) -> None: ...
@@ -84,12 +88,12 @@ class PodWorker(threading.Thread):
         self.ns: str = meta["namespace"]
         self.pod_name: str = meta["name"]
         self.key = self.uid.replace("-", "")[:10]
-        self.dir = ctx.layout.node / "pods" / self.uid
-        self.log_dir = ctx.layout.pod_logs / f"{self.ns}_{self.pod_name}_{self.uid}"
+        self.dir = ctx.node_dir / "pods" / self.uid
+        self.log_dir = ctx.pod_logs / f"{self.ns}_{self.pod_name}_{self.uid}"
         self.wake = threading.Event()
         self.removed = threading.Event()
         self.stopping = threading.Event()
-        self.view = PodView(host_ip=ctx.net.gateway)
+        self.view = PodView(host_ip=ctx.node_ip)
         self.netns: str | None = None
         self.volumes: dict[str, Volume] = {}
         self._pushed: Obj | None = None
@@ -203,7 +207,9 @@ class PodWorker(threading.Thread):
             if self._deleting():
                 return False
             try:
-                self.volumes = VolumeBuilder(self.ctx.api, self.pod, self.dir, own).build_all()
+                self.volumes = VolumeBuilder(
+                    self.ctx.api, self.pod, self.dir, own, node=self.ctx.name
+                ).build_all()
                 break
             except (NotReady, ConfigError) as e:
                 for s in [*self.init_slots[:1], *self.slots]:
@@ -219,7 +225,7 @@ class PodWorker(threading.Thread):
         self.view.pod_ip = ip
         self.pod.setdefault("status", {})["podIP"] = ip
         self.pod["status"]["podIPs"] = [{"ip": ip}]
-        self.pod["status"]["hostIP"] = self.ctx.net.gateway
+        self.pod["status"]["hostIP"] = self.ctx.node_ip
         hosts = self.dir / "hosts"
         self.ctx.register_hosts(self.pod, hosts)
         resolv = self.dir / "resolv.conf"

@@ -7,6 +7,14 @@ only does what a CSI external-provisioner does: create a PV for each claim whose
 ``volume.kubernetes.io/storage-provisioner`` annotation names us (after
 ``volume.kubernetes.io/selected-node`` for late binding), and delete the backing storage
 of released PVs with reclaim policy Delete.
+
+Nodes: a PV is local to one node (``spec.nodeAffinity`` requires its
+``kubernetes.io/hostname``), so the scheduler puts every pod that mounts it there. The
+node is, as a local-volume provisioner chooses it: the selected node of a
+WaitForFirstConsumer claim; for Immediate binding the StorageClass's
+``allowedTopologies`` (its ``kubernetes.io/hostname`` values, first served node), else
+the first node. With several nodes each gets an Immediate class ``local-<node>``
+pinned to it by ``allowedTopologies``, for tests that need a volume on a given node.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ from pathlib import Path
 from localcluster import storage
 from localcluster.api import Api, ApiError, Obj
 from localcluster.informer import Informer
-from localcluster.layout import NODE_NAME
 from localcluster.podenv import quantity
 
 log = logging.getLogger(__name__)
@@ -31,12 +38,18 @@ ANN_BETA_PROVISIONER = "volume.beta.kubernetes.io/storage-provisioner"
 ANN_SELECTED_NODE = "volume.kubernetes.io/selected-node"
 ANN_PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 ANN_BACKING = "local.cdi-py.io/backing-file"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
-def storage_classes() -> list[Obj]:
-    def sc(name: str, mode: str, default: bool) -> Obj:
+def node_class(node: str) -> str:
+    """The Immediate StorageClass whose volumes live on ``node`` (clusters of 2+ nodes)."""
+    return f"local-{node}"
+
+
+def storage_classes(nodes: list[str]) -> list[Obj]:
+    def sc(name: str, mode: str, default: bool, node: str | None = None) -> Obj:
         ann = {"storageclass.kubernetes.io/is-default-class": "true"} if default else {}
-        return {
+        obj: Obj = {
             "apiVersion": "storage.k8s.io/v1",
             "kind": "StorageClass",
             "metadata": {"name": name, "annotations": ann},
@@ -45,20 +58,65 @@ def storage_classes() -> list[Obj]:
             "volumeBindingMode": mode,
             "allowVolumeExpansion": False,
         }
+        if node is not None:
+            obj["allowedTopologies"] = [
+                {"matchLabelExpressions": [{"key": HOSTNAME_LABEL, "values": [node]}]}
+            ]
+        return obj
 
-    return [sc(DEFAULT_CLASS, "Immediate", True), sc(WFFC_CLASS, "WaitForFirstConsumer", False)]
+    classes = [sc(DEFAULT_CLASS, "Immediate", True), sc(WFFC_CLASS, "WaitForFirstConsumer", False)]
+    if len(nodes) > 1:
+        classes += [sc(node_class(n), "Immediate", False, n) for n in nodes]
+    return classes
+
+
+def choose_node(sc: Obj, pvc: Obj, nodes: list[str]) -> str | None:
+    """The node a new volume of ``pvc`` lives on, or None if none of ``nodes`` may
+    hold it (not ours to provision, or not yet: a late-binding claim before the
+    scheduler picked its node)."""
+    if sc.get("volumeBindingMode") == "WaitForFirstConsumer":
+        selected = (pvc["metadata"].get("annotations") or {}).get(ANN_SELECTED_NODE)
+        return selected if selected in nodes else None
+    allowed = topology_nodes(sc)
+    if allowed is None:
+        return nodes[0]
+    return next((n for n in nodes if n in allowed), None)
+
+
+def topology_nodes(sc: Obj) -> set[str] | None:
+    """Hostnames a class's ``allowedTopologies`` admit, None if it does not restrict."""
+    terms = sc.get("allowedTopologies") or []
+    found: set[str] = set()
+    restricted = False
+    for term in terms:
+        for expr in term.get("matchLabelExpressions") or []:
+            if expr.get("key") == HOSTNAME_LABEL:
+                restricted = True
+                found.update(expr.get("values") or [])
+    return found if restricted else None
+
+
+def node_affinity(node: str) -> Obj:
+    return {
+        "required": {
+            "nodeSelectorTerms": [
+                {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}]}
+            ]
+        }
+    }
 
 
 class Provisioner:
-    def __init__(self, api: Api, root: Path, stop: threading.Event) -> None:
+    def __init__(self, api: Api, root: Path, stop: threading.Event, nodes: list[str]) -> None:
         self.api = api
+        self.nodes = nodes
         self.root = root
         self.stop = stop
         self.lock = threading.Lock()
         self.classes: dict[str, Obj] = {}
 
     def start(self) -> None:
-        for sc in storage_classes():
+        for sc in storage_classes(self.nodes):
             try:
                 self.api.create("/apis/storage.k8s.io/v1/storageclasses", sc)
             except ApiError as e:
@@ -103,14 +161,13 @@ class Provisioner:
         sc = self._ours(pvc)
         if sc is None:
             return
-        if sc.get("volumeBindingMode") == "WaitForFirstConsumer":
-            node = pvc["metadata"].get("annotations", {}).get(ANN_SELECTED_NODE)
-            if node != NODE_NAME:
-                return
+        node = choose_node(sc, pvc, self.nodes)
+        if node is None:
+            return
         with self.lock:
-            self._provision(pvc, sc)
+            self._provision(pvc, sc, node)
 
-    def _provision(self, pvc: Obj, sc: Obj) -> None:
+    def _provision(self, pvc: Obj, sc: Obj, node: str) -> None:
         meta = pvc["metadata"]
         name = f"pvc-{meta['uid']}"
         if self.api.get_or_none(f"/api/v1/persistentvolumes/{name}") is not None:
@@ -143,32 +200,19 @@ class Provisioner:
                     "uid": meta["uid"],
                 },
                 "local": {"path": path},
-                "nodeAffinity": {
-                    "required": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchExpressions": [
-                                    {
-                                        "key": "kubernetes.io/hostname",
-                                        "operator": "In",
-                                        "values": [NODE_NAME],
-                                    }
-                                ]
-                            }
-                        ]
-                    }
-                },
+                "nodeAffinity": node_affinity(node),
             },
         }
         try:
             self.api.create("/api/v1/persistentvolumes", pv)
             log.info(
-                "provisioned pvc=%s/%s pv=%s mode=%s size=%s",
+                "provisioned pvc=%s/%s pv=%s mode=%s size=%s node=%s",
                 meta["namespace"],
                 meta["name"],
                 name,
                 mode,
                 size,
+                node,
             )
         except ApiError:
             storage.release(root)

@@ -7,8 +7,11 @@ has no side effects; the cluster starts only when a test asks for it.
 - ``cluster`` (session): a :class:`ClusterHandle` with ``kubeconfig``, ``api_url``,
   ``kubectl(*args)``, ``client()`` (a ``kubernetes.client.ApiClient``),
   ``core()`` (``CoreV1Api``), ``node_log_dir``, ``pv_path(ns, pvc)``, ``api()``.
+  ``node_name`` (the first node), ``node_names`` (all, first first), ``node_ips``,
+  ``node_class(node)`` (the StorageClass whose volumes live on that node).
   Set ``CDI_PY_CLUSTER_DIR`` to reuse a cluster started with ``hack/cluster up``
-  (it is then left running); otherwise the session starts its own under a temporary
+  (it is then left running, with its own node count); otherwise the session starts
+  its own of ``CDI_PY_CLUSTER_NODES`` nodes (default 2) under a temporary
   directory and stops it at the end, failing if anything is left behind. Set
   ``CDI_PY_KEEP_CLUSTER_LOGS=DIR`` to keep its daemon and container logs.
 - ``namespace`` (function): a fresh namespace name whose ``default`` ServiceAccount
@@ -32,8 +35,11 @@ from typing import Any
 
 import pytest
 
-from localcluster import storage
+from localcluster import provisioner, storage
 from localcluster.cluster import Cluster
+
+# Clone tests need volumes on two nodes; everything else runs on either.
+DEFAULT_NODES = 2
 
 
 class ClusterHandle:
@@ -45,7 +51,19 @@ class ClusterHandle:
         self.kubeconfig: Path = cluster.kubeconfig
         self.api_url: str = cluster.api_url
         self.node_name: str = cluster.node_name
+        self.node_names: list[str] = cluster.node_names
+        self.node_ips: dict[str, str] = cluster.node_ips
         self.node_log_dir: Path = cluster.node_log_dir
+        self.node_log_dirs: list[Path] = cluster.node_log_dirs
+
+    def node_class(self, node: str) -> str:
+        """The Immediate StorageClass whose volumes live on ``node`` (2+ node clusters):
+        ``local-<node>``."""
+        if node not in self.node_names:
+            raise ValueError(f"no node {node!r} in this cluster: {self.node_names}")
+        if len(self.node_names) < 2:
+            raise ValueError("a one-node cluster has no per-node classes; use 'local'")
+        return provisioner.node_class(node)
 
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
@@ -79,12 +97,10 @@ class ClusterHandle:
 
     def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
         """The latest run's log of a container (``hack/cluster logs`` as a function)."""
-        dirs = sorted(
-            self.node_log_dir.glob(f"{namespace}_{pod}_*"), key=lambda p: p.stat().st_mtime
-        )
-        if not dirs:
+        pod_dir = self._cluster.pod_log_dir(namespace, pod)
+        if pod_dir is None:
             return ""
-        cdirs = sorted(dirs[-1].iterdir())
+        cdirs = sorted(pod_dir.iterdir())
         cdir = next(
             (d for d in cdirs if d.name == container),
             cdirs[0] if container is None and cdirs else None,
@@ -136,17 +152,20 @@ def cluster() -> Iterator[ClusterHandle]:
         c.up()
         yield ClusterHandle(c)
         return
+    nodes = int(os.environ.get("CDI_PY_CLUSTER_NODES") or DEFAULT_NODES)
     root = Path(tempfile.mkdtemp(prefix="cdi-py-cluster-"))
     c = Cluster(root)
     keep = os.environ.get("CDI_PY_KEEP_CLUSTER_LOGS")
     try:
-        c.up(owner_pid=os.getpid())
+        c.up(owner_pid=os.getpid(), nodes=nodes)
         yield ClusterHandle(c)
     finally:
         if keep:
             # For a post-mortem: daemon and container logs outlive the cluster.
             dest = Path(keep) / root.name
-            for src, name in ((c.layout.logs, "daemons"), (c.layout.pod_logs, "containers")):
+            logs = [(c.layout.logs, "daemons"), (c.layout.pod_logs, "containers")]
+            logs += [(c.layout.node_pod_logs(n), f"containers-{n}") for n in c.node_names[1:]]
+            for src, name in logs:
                 if src.is_dir():
                     shutil.copytree(src, dest / name, dirs_exist_ok=True)
         c.down()

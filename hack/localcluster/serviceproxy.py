@@ -6,8 +6,8 @@ pods and tests on the host the same view: connect to the Service's IP, reach a r
 endpoint, as kube-proxy's historical userspace mode did. Endpoints come from the real
 EndpointSlice controller, so readiness decides routing as in a real cluster.
 
-NodePorts: a NodePort Service is also served at the node's InternalIP (the bridge's
-host address, which the Node object advertises) and its nodePort.
+NodePorts: a NodePort Service is also served at every node's InternalIP (addresses of
+this host on the bridge, which the Node objects advertise) and its nodePort.
 
 Names: each pod's ``/etc/hosts`` (bound into its sandbox, rewritten in place when
 Services change; glibc reads it on every lookup) lists every Service under
@@ -23,6 +23,7 @@ import functools
 import logging
 import random
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from localcluster import network
@@ -80,9 +81,9 @@ Target = tuple[str, str, str]
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 
 
-def listen_addresses(services: list[Obj], node_ip: str) -> dict[tuple[str, int], Target]:
+def listen_addresses(services: list[Obj], node_ips: Sequence[str]) -> dict[tuple[str, int], Target]:
     """Where the proxy listens: each TCP port at its ClusterIP, and, for NodePort (and
-    LoadBalancer) Services, at the node's InternalIP and the port's nodePort, so a
+    LoadBalancer) Services, at every node's InternalIP and the port's nodePort, so a
     process on this host reaches the Service as a client outside a real cluster would."""
     wanted: dict[tuple[str, int], Target] = {}
     for svc in services:
@@ -96,14 +97,22 @@ def listen_addresses(services: list[Obj], node_ip: str) -> dict[tuple[str, int],
             target = (svc["metadata"]["namespace"], svc["metadata"]["name"], p.get("name", ""))
             wanted[(ip, int(p["port"]))] = target
             if spec.get("type") in NODE_PORT_TYPES and p.get("nodePort"):
-                wanted[(node_ip, int(p["nodePort"]))] = target
+                for node_ip in node_ips:
+                    wanted[(node_ip, int(p["nodePort"]))] = target
     return wanted
 
 
 class ServiceProxy:
-    def __init__(self, api: Api, net: Network, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        api: Api,
+        net: Network,
+        stop: threading.Event,
+        node_ips: Sequence[str] | None = None,
+    ) -> None:
         self.api = api
         self.net = net
+        self.node_ips = list(node_ips or [net.gateway])
         self.stop = stop
         self.loop = asyncio.new_event_loop()
         self.listeners: dict[tuple[str, int], asyncio.AbstractServer] = {}
@@ -165,12 +174,12 @@ class ServiceProxy:
         asyncio.run_coroutine_threadsafe(self._reconcile(), self.loop)
 
     async def _reconcile(self) -> None:
-        wanted = listen_addresses(self.services.items(), self.net.gateway)
+        wanted = listen_addresses(self.services.items(), self.node_ips)
         for key in [k for k in self.listeners if k not in wanted]:
             server = self.listeners.pop(key)
             server.close()
-        # The node's own address is the bridge's: it exists already and is never removed.
-        service_ips = {k[0] for k in wanted} - {self.net.gateway}
+        # The nodes' own addresses are the bridge's: they exist already, never removed.
+        service_ips = {k[0] for k in wanted} - set(self.node_ips)
         for ip in service_ips - self.ips:
             network.add_service_ip(self.net, ip)
             self.ips.add(ip)

@@ -86,6 +86,23 @@ class Target(ABC):
                     whole = (start, end) == (0, len(buf))
                     self._pwrite(offset + start, buf if whole else memoryview(buf)[start:end])
 
+    def write_data_at(self, offset: int, data: bytes | memoryview) -> None:
+        """Write `data` as it is: its sender already left out the zero blocks (a clone
+        stream), so looking for them again would only cost time."""
+        if self._fd is None:
+            raise RuntimeError("write_data_at before begin")
+        with errors_to_failure(f"writing {self.path}"):
+            self._flush_zeros()
+            self._pwrite(offset, data)
+
+    def zero(self, start: int, end: int) -> None:
+        """Make [start, end) read as zeros: a range a sparse stream (a clone) skipped."""
+        if self._fd is None:
+            raise RuntimeError("zero before begin")
+        if start < end:
+            with errors_to_failure(f"zeroing {self.path}"):
+                self._zero(start, end)
+
     def _zero(self, start: int, end: int) -> None:
         pending = self._pending_zero
         if pending is not None and pending[1] == start:

@@ -51,3 +51,55 @@ def test_every_schema_field_is_described():
         schema = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         missing = list(walk(schema, doc["spec"]["names"]["kind"]))
         assert missing == [], (crd.name, missing[:5])
+
+
+def _docs(name):
+    return [d for d in yaml.safe_load_all((ROOT / "deploy" / name).read_text()) if d]
+
+
+def _one(name, kind, metadata_name):
+    return next(d for d in _docs(name)
+                if d["kind"] == kind and d["metadata"]["name"] == metadata_name)
+
+
+def test_the_shipped_cloner_role_grants_only_cloning_and_is_installed():
+    role = _one("rbac-clone.yaml", "ClusterRole", "cdi-cloner")
+    assert role["rules"] == [{"apiGroups": ["cdi.kubevirt.io"],
+                              "resources": ["datavolumes/source"], "verbs": ["create"]}]
+    kustomization = yaml.safe_load((ROOT / "deploy/kustomization.yaml").read_text())
+    assert "rbac-clone.yaml" in kustomization["resources"]
+    assert "cdi-cloner" in (ROOT / "README.md").read_text()
+
+
+def test_the_clone_webhooks_are_narrow_and_fail_as_intended():
+    from controller import clonemutate, webhook
+
+    configs = {d["metadata"]["name"]: d for d in _docs("webhook.yaml")
+               if d["kind"] == "MutatingWebhookConfiguration"}
+    assert {name: [w["name"] for w in c["webhooks"]] for name, c in configs.items()} == {
+        name: [hook] for name, hook in webhook.MUTATING_CONFIGS.items()}
+    dv = configs["cdi-api-datavolume-mutate"]["webhooks"][0]
+    pvc = configs["cdi-api-pvc-mutate"]["webhooks"][0]
+    assert (dv["failurePolicy"], pvc["failurePolicy"]) == ("Fail", "Ignore")
+    assert dv["clientConfig"]["service"]["path"] == clonemutate.DV_PATH
+    assert pvc["clientConfig"]["service"]["path"] == clonemutate.PVC_PATH
+    for hook, resource, group in ((dv, "datavolumes", "cdi.kubevirt.io"),
+                                  (pvc, "persistentvolumeclaims", "")):
+        assert hook["sideEffects"] == "None"
+        assert hook["timeoutSeconds"] <= 10
+        assert hook["rules"] == [{"apiGroups": [group], "apiVersions": [hook["rules"][0][
+            "apiVersions"][0]], "operations": ["CREATE"], "resources": [resource],
+            "scope": "Namespaced"}]
+        assert hook["matchConditions"]
+    assert "k8s.io/CloneRequest" in pvc["matchConditions"][0]["expression"]
+
+
+def test_the_controller_may_review_access_and_inject_every_webhooks_ca():
+    from controller import webhook
+
+    rules = _one("rbac-controller.yaml", "ClusterRole", "cdi-controller")["rules"]
+    assert {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+            "verbs": ["create"]} in rules
+    mutating = next(r for r in rules if r["resources"] == ["mutatingwebhookconfigurations"])
+    assert sorted(mutating["resourceNames"]) == sorted(webhook.MUTATING_CONFIGS)
+    assert mutating["verbs"] == ["get", "patch"]

@@ -30,3 +30,24 @@ def test_foreign_pod_queues_nothing():
 def test_storage_class_change_queues_its_profile_and_the_config():
     assert keys_for("storageclass", obj("local", ns="")) == [("profile", "", "local"),
                                                               CONFIG_KEY]
+
+
+def test_a_source_pvc_change_queues_the_clones_waiting_for_it():
+    from controller.routing import Owners
+
+    dv_target = obj("t1", ns="team", owner=("DataVolume", "t1"))
+    legacy = obj("t2", ns="team")
+    owners = Owners(clone_targets=lambda src: [dv_target, legacy] if src == "gold/img" else [])
+    assert keys_for("pvc", obj("img", ns="gold"), owners) == [
+        ("pvc", "gold", "img"), ("pvc", "team", "t1"), ("dv", "team", "t1"),
+        ("pvc", "team", "t2")]
+
+
+def test_a_source_pod_in_another_namespace_routes_to_its_target():
+    from controller.routing import Owners
+
+    target = obj("t2", ns="team")
+    pod = obj("uid-source-pod", ns="gold")
+    pod["metadata"]["labels"] = {"cdi.kubevirt.io/owner-uid": "t2-uid"}
+    owners = Owners(pvc=lambda uid: target if uid == "t2-uid" else None)
+    assert keys_for("pod", pod, owners) == [("pvc", "team", "t2")]

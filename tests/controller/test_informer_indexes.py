@@ -32,3 +32,15 @@ def test_relabel_and_delete_leave_no_stale_entries():
     assert i.by_label("dv") == [] and len(i.by_label("other")) == 1
     i._apply({"type": "DELETED", "object": obj("a", "u1", owner="other", rv="3")})
     assert i.by_label("other") == [] and i.by_uid("u1") is None
+
+
+def test_clone_targets_are_found_by_their_clone_request():
+    i = Informer(None, kube.PVCS, lambda old, new: None,  # type: ignore[arg-type]
+                 index_annotation="k8s.io/CloneRequest")
+    a = obj("a", "u1")
+    a["metadata"]["annotations"] = {"k8s.io/CloneRequest": "src-ns/src"}
+    i.upsert(a)
+    i.upsert(obj("b", "u2"))
+    assert [o["metadata"]["name"] for o in i.by_annotation("src-ns/src")] == ["a"]
+    i._apply({"type": "DELETED", "object": obj("a", "u1", rv="2")})
+    assert i.by_annotation("src-ns/src") == []

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from cdicontract import clonestream
 from cdicontract import upload as contract
 from cdicontract.report import TerminationReport
 from importer.checksum import Checksum
@@ -112,6 +113,8 @@ async def _post(request: web.Request, variant: contract.Variant | None) -> web.S
         checksum = _checksum(request.headers.get(contract.UPLOAD_CHECKSUM_HEADER))
     except (decisions.BadHeader, ImportFailure) as e:
         return _text(400, str(e))
+    if request.content_type == clonestream.MEDIA_TYPE:
+        return _text(400, "a clone stream goes to a server in clone mode, not to an upload path")
     if request.headers.get(contract.CONTENT_TYPE_HEADER):
         # CDI's host-assisted clone streams through its upload server; ours clones elsewhere.
         return _text(400, f"{contract.CONTENT_TYPE_HEADER} (clone streams) is not supported here")

@@ -25,8 +25,10 @@ from importer.config import MetricsAddr
 from uploadproxy.server import config as server_config
 from uploadproxy.server import tlsauth
 from uploadproxy.server.app import make_app
+from uploadproxy.server.cloneapp import make_clone_app
+from uploadproxy.server.clonesession import CloneSession
 from uploadproxy.server.config import ServerConfig
-from uploadproxy.server.metrics import progress_registry
+from uploadproxy.server.metrics import clone_progress_registry, progress_registry
 from uploadproxy.server.session import UploadSession
 
 log = logging.getLogger("cdi-uploadserver")
@@ -83,6 +85,40 @@ async def serve(config: ServerConfig) -> int:
     return session.exit_code
 
 
+async def serve_clone(config: ServerConfig) -> int:
+    """Clone mode: receive the one cloner's stream, then report and exit."""
+    ssl_context = tlsauth.server_context(config.tls_cert, config.tls_key, config.client_ca)
+    session = CloneSession(config)
+    app = make_clone_app(config, session)
+    runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
+    await site.start()
+    log.info("serving a clone host=%s port=%d dest=%s", config.host, config.port, config.dest)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, session.terminate, f"clone stopped by signal {signum}")
+    with contextlib.ExitStack() as stack:
+        if config.metrics_port is not None:
+            from importer.metricsserver import serve_metrics
+
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="cdi-clone-m-"))
+            registry = clone_progress_registry(config.owner_uid, session.percent)
+            stack.enter_context(
+                serve_metrics(registry, MetricsAddr(config.host, config.metrics_port), workdir)
+            )
+        try:
+            await session.finished.wait()
+            report = session.final
+            assert report is not None
+            write_report(config.termination_log, report)
+            await asyncio.sleep(EXIT_GRACE_SECONDS)
+        finally:
+            await runner.cleanup()
+    log.info("clone server exiting reason=%s", report.reason)
+    return session.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("UPLOADSERVER_LOG_LEVEL", "INFO").upper(),
@@ -99,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve_clone(config) if config.is_clone else serve(config))
     except (OSError, ValueError) as e:  # certificates unreadable, port taken
         message = f"cannot serve: {e}"
         print(f"cdi-uploadserver: {message}", file=sys.stderr)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdicontract import envvars, sizes
+from cdicontract import clone, envvars, sizes
 from cdicontract import upload as contract
 from importer.transferspec import DEFAULT_OVERHEAD, ContentType
 
@@ -44,6 +44,12 @@ class ServerConfig:
     metrics_port: int | None = contract.UPLOAD_SERVER_METRICS_PORT
     keepalive_after: float = contract.KEEPALIVE_AFTER_SECONDS
     keepalive_interval: float = contract.KEEPALIVE_INTERVAL_SECONDS
+    mode: str = clone.SERVER_MODE_UPLOAD
+    """upload (the proxy's uploads) or clone (one cloner's stream, `CLONE_PATH` only)."""
+
+    @property
+    def is_clone(self) -> bool:
+        return self.mode == clone.SERVER_MODE_CLONE
 
     @property
     def tls_cert(self) -> str:
@@ -120,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:
     """The configuration, or ConfigError naming the bad value."""
     a = build_parser().parse_args(list(argv))
+    mode = environ.get(clone.ENV_SERVER_MODE, "").strip().lower() or clone.SERVER_MODE_UPLOAD
+    if mode not in (clone.SERVER_MODE_UPLOAD, clone.SERVER_MODE_CLONE):
+        raise ConfigError(f"{clone.ENV_SERVER_MODE} must be upload or clone, got {mode[:40]!r}")
+    client_name = environ.get(contract.ENV_CLIENT_NAME, "").strip()
+    if mode == clone.SERVER_MODE_CLONE and client_name in ("", contract.CLIENT_COMMON_NAME):
+        # Else the upload proxy's certificate could write into a clone target.
+        raise ConfigError(
+            f"clone mode needs {contract.ENV_CLIENT_NAME}: the cloner's certificate name"
+        )
     content_text = environ.get(contract.ENV_CONTENT_TYPE, "").strip().lower() or "kubevirt"
     try:
         content_type = ContentType(content_text)
@@ -146,8 +161,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:
         dest=_default_dest(content_type, environ),
         content_type=content_type,
         tls_dir=environ.get(contract.ENV_TLS_DIR, "").strip() or contract.TLS_DIR,
-        client_name=environ.get(contract.ENV_CLIENT_NAME, "").strip()
-        or contract.CLIENT_COMMON_NAME,
+        client_name=client_name or contract.CLIENT_COMMON_NAME,
         image_size=image_size,
         filesystem_overhead=overhead,
         preallocation=_truthy(environ.get(contract.ENV_PREALLOCATION, "")),
@@ -161,4 +175,5 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:
         host=host,
         port=port,
         metrics_port=_port(a.metrics_port, contract.UPLOAD_SERVER_METRICS_PORT),
+        mode=mode,
     )

@@ -36,22 +36,25 @@ class PodSettings:
     pull_policy: str = "IfNotPresent"
 
 
-def labels(pvc: Obj) -> dict[str, str]:
+UPLOAD = protocol.Kind.UPLOAD
+
+
+def labels(pvc: Obj, kind: protocol.Kind = UPLOAD) -> dict[str, str]:
     return {
         ann.LABEL_APP: ann.LABEL_APP_VALUE,
         ann.LABEL_COMPONENT: COMPONENT,
         ann.LABEL_PROMETHEUS: "true",
-        **protocol.owner_labels(pvc, protocol.Kind.UPLOAD),
+        **protocol.owner_labels(pvc, kind),
     }
 
 
-def selector(pvc: Obj) -> dict[str, str]:
+def selector(pvc: Obj, kind: protocol.Kind = UPLOAD) -> dict[str, str]:
     """What the Service selects: exactly this PVC's upload server pod."""
-    return protocol.owner_labels(pvc, protocol.Kind.UPLOAD)
+    return protocol.owner_labels(pvc, kind)
 
 
-def _metadata(name: str, pvc: Obj) -> Obj:
-    return {"name": name, "namespace": o.namespace(pvc), "labels": labels(pvc),
+def _metadata(name: str, pvc: Obj, kind: protocol.Kind = UPLOAD) -> Obj:
+    return {"name": name, "namespace": o.namespace(pvc), "labels": labels(pvc, kind),
             "annotations": {ann.CREATED_BY_CONTROLLER: "yes"},
             "ownerReferences": [o.owner_ref(pvc)]}
 
@@ -66,7 +69,7 @@ def content_type(pvc: Obj) -> str:
     return o.annotations(pvc).get(ann.CONTENT_TYPE) or "kubevirt"
 
 
-def _env(pvc: Obj, config: EffectiveConfig) -> list[Obj]:
+def _env(pvc: Obj, config: EffectiveConfig, client_name: str) -> list[Obj]:
     block = claims.volume_mode(pvc) == claims.BLOCK
     cls = o.get_path(pvc, "spec", "storageClassName")
     requested = o.annotations(pvc).get(ann.PREALLOCATION_REQUESTED)
@@ -74,7 +77,7 @@ def _env(pvc: Obj, config: EffectiveConfig) -> list[Obj]:
     ctype = content_type(pvc)
     return [
         {"name": upload.ENV_TLS_DIR, "value": upload.TLS_DIR},
-        {"name": upload.ENV_CLIENT_NAME, "value": upload.CLIENT_COMMON_NAME},
+        {"name": upload.ENV_CLIENT_NAME, "value": client_name},
         {"name": upload.ENV_DEST, "value": _dest(pvc, ctype)},
         {"name": upload.ENV_CONTENT_TYPE, "value": ctype},
         {"name": upload.ENV_IMAGE_SIZE, "value": claims.requested_size(pvc)},
@@ -86,7 +89,11 @@ def _env(pvc: Obj, config: EffectiveConfig) -> list[Obj]:
     ]
 
 
-def pod(pvc: Obj, config: EffectiveConfig, settings: PodSettings) -> Obj:
+def pod(pvc: Obj, config: EffectiveConfig, settings: PodSettings, *,
+        kind: protocol.Kind = UPLOAD, client_name: str = upload.CLIENT_COMMON_NAME,
+        extra_env: tuple[Obj, ...] = ()) -> Obj:
+    """The upload server pod; a clone target's server differs by `kind` (its labels),
+    the one client it accepts and its mode (`extra_env`)."""
     name = upload.upload_resource_name(o.name(pvc))
     block = claims.volume_mode(pvc) == claims.BLOCK
     data: Obj = {"name": ip.DATA_VOLUME_NAME}
@@ -94,7 +101,7 @@ def pod(pvc: Obj, config: EffectiveConfig, settings: PodSettings) -> Obj:
         "name": CONTAINER_NAME,
         "image": settings.image,
         "imagePullPolicy": settings.pull_policy,
-        "env": _env(pvc, config),
+        "env": [*_env(pvc, config, client_name), *copy.deepcopy(list(extra_env))],
         "ports": [
             {"name": "uploadserver", "containerPort": upload.UPLOAD_SERVER_PORT,
              "protocol": "TCP"},
@@ -140,16 +147,17 @@ def pod(pvc: Obj, config: EffectiveConfig, settings: PodSettings) -> Obj:
     priority = o.annotations(pvc).get(ann.PRIORITY_CLASS_NAME)
     if priority:
         spec["priorityClassName"] = priority
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": _metadata(name, pvc), "spec": spec}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _metadata(name, pvc, kind),
+            "spec": spec}
 
 
-def service(pvc: Obj) -> Obj:
+def service(pvc: Obj, kind: protocol.Kind = UPLOAD) -> Obj:
     name = upload.upload_service_name(o.name(pvc))
     return {
-        "apiVersion": "v1", "kind": "Service", "metadata": _metadata(name, pvc),
+        "apiVersion": "v1", "kind": "Service", "metadata": _metadata(name, pvc, kind),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector(pvc),
+            "selector": selector(pvc, kind),
             "ports": [{"name": "uploadserver", "protocol": "TCP", "port": SERVICE_PORT,
                        "targetPort": upload.UPLOAD_SERVER_PORT}],
         },
@@ -160,12 +168,12 @@ def server_names(pvc: Obj) -> list[str]:
     return certs.dns_names(upload.upload_service_name(o.name(pvc)), o.namespace(pvc))
 
 
-def secret(pvc: Obj, authority: Authority) -> Obj:
+def secret(pvc: Obj, authority: Authority, kind: protocol.Kind = UPLOAD) -> Obj:
     """The pod's TLS Secret: a fresh serving certificate signed by the server CA."""
     names = server_names(pvc)
     leaf = certs.issue(authority.server_ca, names[2], dns=names)
     body = tls_secret(upload.upload_resource_name(o.name(pvc)), o.namespace(pvc), leaf,
                       ca_pem=authority.client_ca.cert_pem,
-                      labels=protocol.owner_labels(pvc, protocol.Kind.UPLOAD))
+                      labels=protocol.owner_labels(pvc, kind))
     body["metadata"]["ownerReferences"] = [o.owner_ref(pvc)]
     return body
