@@ -141,7 +141,7 @@ def test_a_clone_goes_through_cdis_phases_with_progress(clones: Clones) -> None:
         stop.set()
         t.join(5)
     phases = [p for i, (p, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != p]
-    order = ["Pending", "CloneScheduled", "CloneInProgress", "Succeeded"]
+    order = ["Pending", "PVCBound", "CloneScheduled", "CloneInProgress", "Succeeded"]
     assert all(p in order for p in phases), seen
     assert [order.index(p) for p in phases] == sorted(order.index(p) for p in phases), seen
     assert "CloneInProgress" in phases and phases[-1] == "Succeeded", seen
