@@ -17,7 +17,9 @@ text and binaries, compressible and not), alternating in one run, --repeat times
          then `sync` of that file (the upload server fsyncs before it reports success).
          The limit: the same bytes moved by the kernel, with no network and no pods.
 
-Bytes on the wire: the cloner pod's own network namespace is read while it runs
+Bytes on the wire: the cloner's termination report (bytes_transferred: the stream's
+bytes, frame headers included), and, independent of the product, the cloner pod's own
+network namespace is read while it runs
 (/proc/<cloner pid>/net/dev, eth0): tx_bytes, and tx_bytes - 66 * tx_packets (Ethernet,
 IP and TCP-with-timestamps headers per (GSO) packet), i.e. the TLS stream's bytes. Both
 are compared with the source's allocated bytes (st_blocks * 512 of disk.img).
@@ -187,6 +189,7 @@ class PodTimes:
         self.api, self.ns = api, ns
         self.started: str | None = None
         self.finished: str | None = None
+        self.report: dict[str, Any] = {}
         self.nodes: dict[str, str] = {}
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -207,6 +210,8 @@ class PodTimes:
                             t = state["terminated"]
                             self.started = self.started or t.get("startedAt")
                             self.finished = t.get("finishedAt")
+                            with contextlib.suppress(ValueError, TypeError):
+                                self.report = json.loads(t.get("message") or "{}")
             self._stop.wait(0.2)
 
     def __enter__(self) -> PodTimes:
@@ -233,6 +238,8 @@ class Results:
     cp_s: list[float] = field(default_factory=list)
     tx_bytes: list[int] = field(default_factory=list)
     tls_bytes: list[int] = field(default_factory=list)
+    reported_bytes: list[int] = field(default_factory=list)
+    reported_s: list[float] = field(default_factory=list)
     hwm: dict[str, int] = field(default_factory=dict)
     tree: dict[str, int] = field(default_factory=dict)
     nodes: list[str] = field(default_factory=list)
@@ -276,6 +283,10 @@ def run_clone(clones: Clones, sampler: Sampler, src_ns: str, dst_ns: str, size: 
     res.clone_s.append(elapsed)
     if (s := times.seconds()) is not None:
         res.cloner_s.append(s)
+    if isinstance(times.report.get("bytes_transferred"), int):
+        res.reported_bytes.append(times.report["bytes_transferred"])
+    if isinstance(times.report.get("duration_seconds"), int | float):
+        res.reported_s.append(float(times.report["duration_seconds"]))
     if pk.tx[0]:
         res.tx_bytes.append(pk.tx[0])
         res.tls_bytes.append(pk.tx[0] - HEADERS_PER_PACKET * pk.tx[1])
@@ -287,7 +298,8 @@ def run_clone(clones: Clones, sampler: Sampler, src_ns: str, dst_ns: str, size: 
         f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")["spec"].get("nodeAffinity"))
     res.nodes.append(f"cloner on {sorted(set(times.nodes.values()))}, target PV {target_node}")
     print(f"  clone {elapsed:7.2f} s (cloner container {times.seconds()} s), tx {pk.tx[0]} B "
-          f"in {pk.tx[1]} packets, peak HWM {pk.hwm_kib} KiB", flush=True)
+          f"in {pk.tx[1]} packets, peak HWM {pk.hwm_kib} KiB; the cloner's report: "
+          f"{ {k: v for k, v in times.report.items() if k != 'message'} }", flush=True)
     if check:
         verify(Path(clones.cluster.pv_path(dst_ns, name)) / "disk.img", raw.stat().st_size,
                sha)
@@ -330,6 +342,13 @@ def report(res: Results, allocated: int, logical: int) -> None:
               f"{'OK' if tls / allocated <= 1.05 else 'MISSED'}")
     else:
         print("sent on the wire: no cloner process was seen (no tx counters)")
+    if res.reported_bytes:
+        rb = med(res.reported_bytes)
+        print(f"the cloner reports {rb / MiB:.1f} MiB of stream = {rb / allocated:.3f}x "
+              f"allocated" + (f", in {med(res.reported_s):.2f} s of its own clock"
+                              if res.reported_s else ""))
+    else:
+        print("the cloner's termination report gave no bytes_transferred")
     for role in ROLES:
         print(f"peak {role}: VmHWM {res.hwm.get(role, 0) / 1024:.0f} MiB, process tree "
               f"{res.tree.get(role, 0) / 1024:.0f} MiB")
