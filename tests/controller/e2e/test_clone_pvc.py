@@ -107,11 +107,23 @@ def write_disk(cluster: Any, ns: str, name: str, size: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _strip_tokens_while_waiting(cdi: Any, ns: str, name: str, source: str,
+                                replacement: str | None) -> None:
+    """The PVC webhook signs a token for whoever may clone (the admin here), so a PVC
+    without one only exists when the webhook was down, or after someone edits the PVC:
+    this does the latter while the clone waits for its source."""
+    make_pvc(cdi.api, ns, name, source=source)
+    a = wait_reason(cdi, ns, name, "CloneWithoutSource")
+    assert clone.TOKEN_ANNOTATION in a  # the webhook signed one at admission
+    cdi.api.merge_patch(f"{PVCS.format(ns=ns)}/{name}", {"metadata": {"annotations": {
+        clone.TOKEN_ANNOTATION: replacement, clone.EXTENDED_TOKEN_ANNOTATION: replacement}}})
+
+
 def test_cross_namespace_without_token_is_refused_and_the_source_untouched(
         cdi, cluster, namespace, source_ns):
+    _strip_tokens_while_waiting(cdi, namespace, "copy", f"{source_ns}/golden", None)
     make_pvc(cdi.api, source_ns, "golden")
     wait_bound(cdi.api, source_ns, "golden")
-    make_pvc(cdi.api, namespace, "copy", source=f"{source_ns}/golden")
     a = wait_reason(cdi, namespace, "copy", "CloneValidationFailed")
     assert a[MESSAGE] == "The clone doesn't meet the validation requirements: no clone token"
     wait_for("the refusal's event", lambda: [
@@ -125,10 +137,9 @@ def test_cross_namespace_without_token_is_refused_and_the_source_untouched(
 
 
 def test_a_forged_token_is_refused_too(cdi, namespace, source_ns):
-    make_pvc(cdi.api, source_ns, "golden")
     token = sign_token(cdi.api, (source_ns, "golden"), (namespace, "other"))
-    make_pvc(cdi.api, namespace, "copy", source=f"{source_ns}/golden",
-             annotations={clone.TOKEN_ANNOTATION: token})
+    _strip_tokens_while_waiting(cdi, namespace, "copy", f"{source_ns}/golden", token)
+    make_pvc(cdi.api, source_ns, "golden")
     a = wait_reason(cdi, namespace, "copy", "CloneValidationFailed")
     assert a[MESSAGE].endswith(": clone token is for another target")
     assert pods_in(cdi.api, source_ns) == []
