@@ -60,11 +60,12 @@ def target(ns="ns", *, source="ns/src", annotations=None, finalizers=(), deletin
     return p
 
 
-def source_pvc(ns="ns", name="src", *, deleting=False, annotations=None, **kw):
+def source_pvc(ns="ns", name="src", *, deleting=False, annotations=None,
+               deleted_at="2026-01-01T00:00:00Z", **kw):
     p = f.pvc(name, annotations=annotations, **kw)
     p["metadata"].update(namespace=ns, uid="src-uid")
     if deleting:
-        p["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        p["metadata"]["deletionTimestamp"] = deleted_at
     return p
 
 
@@ -404,11 +405,15 @@ def test_a_running_clone_finishes_though_its_source_is_being_deleted(clones):
         patched(steps)[P + "storage.pod.phase"] != "Failed"
 
 
+def _just_now(seconds_ago: float) -> str:
+    return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_a_source_pod_refused_by_the_scheduler_for_a_deleting_source_fails_the_clone(clones):
     pvc = target(finalizers=[objects.FINALIZER])
     pending = source_pod(phase="Pending", state={"waiting": {"reason": "ContainerCreating"}})
-    steps = clones.plan(seen(pvc, src=source_pvc(deleting=True), pod=server(),
-                             srcpod=pending))
+    steps = clones.plan(seen(pvc, src=source_pvc(deleting=True, deleted_at=_just_now(1)),
+                             pod=server(), srcpod=pending))
     assert patched(steps)[P + "storage.pod.phase"] != "Failed"  # it may still start
     pending["status"]["conditions"].append({
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
@@ -529,3 +534,20 @@ def test_datavolume_events_can_name_source_and_target_as_cdi_does():
     assert p.events[api.PHASE_FAILED][2].format(pvc="vm-disk", msg="boom") == \
         "Cloning from gold/img into team/vm-disk failed: boom"
     assert p.progress_metric == "kubevirt_cdi_clone_progress_total"
+
+
+def test_a_scheduled_source_pod_that_never_starts_on_a_deleting_source_fails_after_a_grace(
+        clones):
+    """Scheduled before the delete, it waits in ContainerCreating for good (no node mounts
+    a claim being deleted): a short grace for a start already under way, then failed."""
+    pvc = target(finalizers=[objects.FINALIZER])
+    pending = source_pod(phase="Pending", state={"waiting": {"reason": "ContainerCreating"}})
+    steps = clones.plan(seen(pvc, src=source_pvc(deleting=True, deleted_at=_just_now(5)),
+                             pod=server(), srcpod=pending))
+    assert patched(steps)[P + "storage.pod.phase"] != "Failed"
+    assert [s.seconds for s in steps if isinstance(s, Recheck)] == [15.0]
+    steps = clones.plan(seen(pvc, src=source_pvc(deleting=True, deleted_at=_just_now(21)),
+                             pod=server(), srcpod=pending))
+    assert patched(steps)[P + "storage.pod.phase"] == "Failed"
+    assert patched(steps)[MESSAGE] == ("The source pvc ns/src was deleted before the clone "
+                                       "could read it")

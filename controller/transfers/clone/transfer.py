@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -169,6 +169,20 @@ def authorize(pvc: Obj, source_ns: str, source_name: str, *,
 def _is_dv_target(pvc: Obj) -> bool:
     owner = o.controller_owner(pvc)
     return owner is not None and owner.get("kind") == api.DATAVOLUME_KIND
+
+
+SOURCE_DELETED_GRACE_SECONDS = 20.0
+
+
+def _seconds_since(stamp: object, now: datetime | None) -> float:
+    """Seconds from an RFC 3339 timestamp to `now` (0 when unreadable)."""
+    if not isinstance(stamp, str):
+        return 0.0
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return max(0.0, ((now or datetime.now(UTC)) - then).total_seconds())
 
 
 class CloneTransfer:
@@ -345,9 +359,18 @@ class CloneTransfer:
         # Gone, or being deleted and so refused by the scheduler: it will never run.
         gone = cs.source is None or (o.deleting(cs.source)
                                      and v.unschedulable_message is not None)
-        if gone and not v.running and v.phase == podstate.PENDING and latest is None:
+        never_started = not v.running and v.phase == podstate.PENDING and latest is None
+        if gone and never_started:
             return self._fail(pvc, f"The source pvc {where} was deleted before the clone "
                                    "could read it")
+        if never_started and cs.source is not None and o.deleting(cs.source):
+            # Scheduled, but a node does not mount a claim being deleted (the kubelet
+            # refuses it too): after a grace for a start already under way, it never runs.
+            waited = _seconds_since(o.meta(cs.source).get("deletionTimestamp"), cs.now)
+            if waited >= SOURCE_DELETED_GRACE_SECONDS:
+                return self._fail(pvc, f"The source pvc {where} was deleted before the "
+                                       "clone could read it")
+            return [Recheck(SOURCE_DELETED_GRACE_SECONDS - waited)]
         if v.phase == podstate.FAILED:
             # Evicted or lost: the next reconcile checks the source again and makes a new one.
             return [Delete(kube.PODS, o.namespace(pod), o.name(pod), o.uid(pod))]
