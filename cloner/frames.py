@@ -86,11 +86,12 @@ class FrameSource:
         *,
         level: int = 1,
         threads: int = 2,
+        wire: WireRate | None = None,
     ) -> None:
         self._template = header
         self._extents = extents
         self._threads = threads
-        self._encoder = Encoder(level, WireRate(), threads)
+        self._encoder = Encoder(level, wire or WireRate(), threads)
         self._checkpoints: collections.OrderedDict[int, cs.Digest] = collections.OrderedDict()
         self._checkpoints[0] = cs.Digest()
         self.counters = Counters()
