@@ -51,6 +51,7 @@ frame at most. Every violation raises `StreamError` with a precise message.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import struct
 from collections.abc import Iterator
@@ -205,16 +206,22 @@ def encode_end(size: int, digest: bytes) -> bytes:
 
 def data_runs(buf: bytes | memoryview, base: int, block: int = BLOCK) -> Iterator[tuple[int, int]]:
     """(start, end) of the runs of non-zero blocks in `buf` (offsets relative to it), with
-    blocks aligned to absolute offsets (`base` is where `buf` starts)."""
-    view = memoryview(buf)
+    blocks aligned to absolute offsets (`base` is where `buf` starts).
+
+    A block whose first or last byte is not zero is data at once; only the others are
+    compared whole, as bytes (memcmp; a memoryview compares item by item, 60x slower)."""
+    data = buf if isinstance(buf, bytes) else bytes(buf)
     zero = bytes(block)
-    n = len(view)
+    n = len(data)
     pos = 0
     run_start: int | None = None
     while pos < n:
         end = min(n, pos + block - (base + pos) % block)
-        piece = view[pos:end]
-        is_zero = piece == (zero if len(piece) == block else bytes(len(piece)))
+        is_zero = (
+            data[pos] == 0
+            and data[end - 1] == 0
+            and data[pos:end] == (zero if end - pos == block else bytes(end - pos))
+        )
         if is_zero:
             if run_start is not None:
                 yield run_start, pos
@@ -238,8 +245,11 @@ class Decoder:
     """
 
     def __init__(self, max_extent: int = MAX_EXTENT) -> None:
-        self._buf = bytearray()
-        self._pos = 0  # parsed up to here; the buffer is compacted now and then, not per frame
+        # The unparsed bytes, as the chunks that brought them: a payload is joined from
+        # them once (one copy), or handed on as is when one chunk is exactly it.
+        self._parts: collections.deque[bytes] = collections.deque()
+        self._skip = 0  # bytes of _parts[0] already parsed
+        self._have = 0  # unparsed bytes in _parts
         self._max = max_extent
         self.header: Header | None = None
         self._next = 0
@@ -249,10 +259,9 @@ class Decoder:
     def feed(self, chunk: bytes) -> list[Event]:
         if self.finished and chunk:
             raise StreamError("bytes after the END frame")
-        if self._pos and (self._pos == len(self._buf) or self._pos > MAX_EXTENT):
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += chunk
+        if chunk:
+            self._parts.append(bytes(chunk))
+            self._have += len(chunk)
         events: list[Event] = []
         while not self.finished:
             event = self._next_event()
@@ -272,7 +281,7 @@ class Decoder:
             return self.header
         if self._available() < FRAME.size:
             return None
-        kind, flags, reserved, payload_len, offset, length = FRAME.unpack_from(self._buf, self._pos)
+        kind, flags, reserved, payload_len, offset, length = FRAME.unpack(self._peek(FRAME.size))
         where = f"frame at offset {offset}"
         if flags or reserved:
             raise StreamError(f"{where}: unknown flags")
@@ -290,7 +299,7 @@ class Decoder:
             raise StreamError(f"unknown frame kind {kind}")
         if self._available() < FRAME.size + payload_len:
             return None
-        self._pos += FRAME.size
+        self._take(FRAME.size)
         payload = self._take(payload_len)
         size = self.header.size
         if kind == Kind.END:
@@ -307,13 +316,45 @@ class Decoder:
         return Data(offset, data)
 
     def _available(self) -> int:
-        return len(self._buf) - self._pos
+        return self._have
+
+    def _peek(self, n: int) -> bytes:
+        """The next `n` (available) bytes, not consumed."""
+        first = self._parts[0]
+        if len(first) - self._skip >= n:
+            return first[self._skip : self._skip + n]
+        out = bytearray(first[self._skip :])
+        for i in range(1, len(self._parts)):
+            out += self._parts[i]
+            if len(out) >= n:
+                break
+        return bytes(out[:n])
 
     def _take(self, n: int) -> bytes:
-        with memoryview(self._buf) as view:
-            out = bytes(view[self._pos : self._pos + n])
-        self._pos += n
-        return out
+        """Consume the next `n` (available) bytes."""
+        if n == 0:
+            return b""
+        first = self._parts[0]
+        if self._skip == 0 and len(first) == n:  # the common big-chunk case: no copy
+            self._parts.popleft()
+            self._have -= n
+            return first
+        pieces: list[bytes | memoryview] = []
+        need = n
+        while need:
+            part = self._parts[0]
+            rest = len(part) - self._skip
+            if rest <= need:
+                pieces.append(memoryview(part)[self._skip :] if self._skip else part)
+                self._parts.popleft()
+                self._skip = 0
+                need -= rest
+            else:
+                pieces.append(memoryview(part)[self._skip : self._skip + need])
+                self._skip += need
+                need = 0
+        self._have -= n
+        return b"".join(pieces)
 
     def _inflate(self, payload: bytes, length: int, where: str) -> bytes:
         try:

@@ -2,8 +2,9 @@
 
 Reading and compressing run ahead of the network in a producer thread and a small pool
 (zstd and pread release the GIL), through a bounded queue: memory stays a few frames.
-Compression is tried only on data whose sample shrinks (random or already-compressed
-data goes out raw without spending a full compression on it).
+Each extent's sample is compressed first; the whole extent is compressed only when that
+pays on this wire (`cloner.pays`: random data never, compressible data when the network,
+not the CPU, is what limits the clone). The consumer measures the wire as it sends.
 
 For resume, the digest of the stream up to the end of each of the last frames sent is
 kept; a resume from an older offset rebuilds it by reading the source again (nothing
@@ -15,6 +16,7 @@ from __future__ import annotations
 import collections
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,15 +24,14 @@ from dataclasses import dataclass
 import zstandard
 
 from cdicontract import clonestream as cs
+from cloner.pays import WireRate, pays
 
 Extents = Callable[[int], Iterator[tuple[int, bytes]]]
 """start -> (offset, data) of every extent ending after start."""
 
 SAMPLE = 64 << 10
-WORTH = 0.9
-"""Compress only what the sample shrinks below this ratio."""
 CHECKPOINTS = 64
-AHEAD = 4
+AHEAD = 3
 
 
 @dataclass
@@ -51,9 +52,11 @@ class _Pending:
 class Encoder:
     """Thread-safe: one zstd compressor per thread."""
 
-    def __init__(self, level: int) -> None:
+    def __init__(self, level: int, wire: WireRate | None = None, workers: int = 1) -> None:
         self._level = level
         self._local = threading.local()
+        self.wire = wire or WireRate()
+        self._workers = workers
 
     def _compressor(self) -> zstandard.ZstdCompressor:
         c: zstandard.ZstdCompressor | None = getattr(self._local, "c", None)
@@ -65,8 +68,13 @@ class Encoder:
         compressed = None
         if self._level > 0:
             c = self._compressor()
-            if len(data) <= SAMPLE or len(c.compress(data[:SAMPLE])) < WORTH * SAMPLE:
-                compressed = c.compress(data)
+            sample = data if len(data) <= SAMPLE else data[:SAMPLE]
+            began = time.perf_counter()
+            squeezed = c.compress(sample)
+            took = time.perf_counter() - began
+            ratio = len(squeezed) / len(sample)
+            if pays(ratio, took / len(sample), self.wire.seconds_per_byte, self._workers):
+                compressed = squeezed if sample is data else c.compress(data)
         return cs.encode_data_parts(offset, data, compressed)
 
 
@@ -78,11 +86,12 @@ class FrameSource:
         *,
         level: int = 1,
         threads: int = 2,
+        wire: WireRate | None = None,
     ) -> None:
         self._template = header
         self._extents = extents
-        self._encoder = Encoder(level)
         self._threads = threads
+        self._encoder = Encoder(level, wire or WireRate(), threads)
         self._checkpoints: collections.OrderedDict[int, cs.Digest] = collections.OrderedDict()
         self._checkpoints[0] = cs.Digest()
         self.counters = Counters()
@@ -111,10 +120,13 @@ class FrameSource:
         yield head
         for offset, data, (frame_header, payload) in self._encoded(start):
             digest.update(offset, data)
-            self.counters.wire_bytes += len(frame_header) + len(payload)
+            wire = len(frame_header) + len(payload)
+            self.counters.wire_bytes += wire
             self.counters.data_bytes += len(data)
+            began = time.perf_counter()
             yield frame_header
             yield payload  # type: ignore[misc]  # requests sends any buffer
+            self._encoder.wire.observe(time.perf_counter() - began, wire)
             self._checkpoint(offset + len(data), digest)
         end = cs.encode_end(self.size, digest.digest())
         self.counters.wire_bytes += len(end)

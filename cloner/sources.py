@@ -89,17 +89,22 @@ def _data_span(fd: int, start: int, end: int) -> tuple[int, int] | None:
 
 
 def _pread_full(fd: int, length: int, offset: int) -> bytes:
-    buf = bytearray(length)
-    view = memoryview(buf)
-    got = 0
+    """`length` bytes at `offset`: one read into the bytes object it returns (no zeroed
+    buffer, no copy) unless the kernel returns less at once."""
+    data = os.pread(fd, length, offset)
+    if len(data) == length:
+        return data
+    parts = [data]
+    got = len(data)
     while got < length:
-        n = os.preadv(fd, [view[got:]], offset + got)
-        if n == 0:
+        piece = os.pread(fd, length - got, offset + got)
+        if not piece:
             raise CloneFailure(
                 Reason.SOURCE_CHANGED, f"the source ended at {offset + got}, before its size"
             )
-        got += n
-    return bytes(buf)
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
 
 
 def image_extents(fd: int, size: int, start: int = 0) -> Iterator[tuple[int, bytes]]:
@@ -114,8 +119,7 @@ def image_extents(fd: int, size: int, start: int = 0) -> Iterator[tuple[int, byt
                 continue
             lo, hi = span
             buf = _pread_full(fd, hi - lo, lo)
-            view = memoryview(buf)
-            for s, e in cs.data_runs(view, lo):
+            for s, e in cs.data_runs(buf, lo):
                 offset = lo + s
                 if offset + (e - s) <= start:
                     continue
@@ -125,7 +129,7 @@ def image_extents(fd: int, size: int, start: int = 0) -> Iterator[tuple[int, byt
                         f"the server holds the stream up to {start}, which is not an extent "
                         "boundary of this source",
                     )
-                yield offset, buf if (s, e) == (0, len(buf)) else bytes(view[s:e])
+                yield offset, buf if (s, e) == (0, len(buf)) else buf[s:e]
     except OSError as e:
         raise CloneFailure(Reason.INTERNAL, f"reading the source: {e.strerror or e}") from None
 

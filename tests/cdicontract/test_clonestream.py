@@ -8,7 +8,18 @@ import pytest
 import zstandard
 
 from cdicontract import clonestream as cs
-from cdicontract.clonestream import Content, Data, Decoder, Digest, End, Header, Mode, StreamError
+from cdicontract.clonestream import (
+    FRAME,
+    HEADER,
+    Content,
+    Data,
+    Decoder,
+    Digest,
+    End,
+    Header,
+    Mode,
+    StreamError,
+)
 
 SIZE = 1 << 20
 
@@ -18,7 +29,9 @@ def header(size: int = SIZE, start: int = 0) -> bytes:
 
 
 def frame(offset: int, data: bytes, compress: bool = False) -> bytes:
-    return cs.encode_data(offset, data, zstandard.ZstdCompressor().compress(data) if compress else None)
+    return cs.encode_data(
+        offset, data, zstandard.ZstdCompressor().compress(data) if compress else None
+    )
 
 
 def stream(extents: list[tuple[int, bytes]], size: int = SIZE, compress: bool = False) -> bytes:
@@ -56,8 +69,13 @@ def test_round_trip_in_any_cut(compress: bool, piece: int) -> None:
 
 def test_compression_is_used_only_when_smaller() -> None:
     noise = os.urandom(4096)
-    assert cs.encode_data(0, noise, zstandard.ZstdCompressor().compress(noise))[0] == cs.Kind.DATA_RAW
-    assert cs.encode_data(0, b"\0" * 4096, zstandard.ZstdCompressor().compress(b"\0" * 4096))[0] == cs.Kind.DATA_ZSTD
+    assert (
+        cs.encode_data(0, noise, zstandard.ZstdCompressor().compress(noise))[0] == cs.Kind.DATA_RAW
+    )
+    assert (
+        cs.encode_data(0, b"\0" * 4096, zstandard.ZstdCompressor().compress(b"\0" * 4096))[0]
+        == cs.Kind.DATA_ZSTD
+    )
 
 
 def test_the_digest_binds_offsets_not_only_bytes() -> None:
@@ -116,23 +134,37 @@ def test_refuses_zero_length_and_lying_raw_payloads() -> None:
 
 def test_refuses_a_decompression_bomb() -> None:
     bomb = zstandard.ZstdCompressor().compress(bytes(512 << 20))
-    raw = header(size=1 << 30) + cs.FRAME.pack(cs.Kind.DATA_ZSTD, 0, 0, len(bomb), 0, 1 << 20) + bomb
+    raw = (
+        header(size=1 << 30) + cs.FRAME.pack(cs.Kind.DATA_ZSTD, 0, 0, len(bomb), 0, 1 << 20) + bomb
+    )
     _refused(raw, "declares 536870912 bytes")
 
 
 def test_refuses_zstd_without_size_or_with_trailing_bytes() -> None:
     unsized = zstandard.ZstdCompressor(write_content_size=False).compress(b"a" * 4096)
-    _refused(header() + cs.FRAME.pack(cs.Kind.DATA_ZSTD, 0, 0, len(unsized), 0, 4096) + unsized, "declares -1")
+    _refused(
+        header() + cs.FRAME.pack(cs.Kind.DATA_ZSTD, 0, 0, len(unsized), 0, 4096) + unsized,
+        "declares -1",
+    )
     trailing = zstandard.ZstdCompressor().compress(b"a" * 4096) + b"junk"
-    _refused(header() + cs.FRAME.pack(cs.Kind.DATA_ZSTD, 0, 0, len(trailing), 0, 4096) + trailing, "not one frame")
+    _refused(
+        header() + cs.FRAME.pack(cs.Kind.DATA_ZSTD, 0, 0, len(trailing), 0, 4096) + trailing,
+        "not one frame",
+    )
 
 
 def test_refuses_a_compressed_payload_not_smaller() -> None:
-    _refused(header() + cs.FRAME.pack(cs.Kind.DATA_ZSTD, 0, 0, 10, 0, 10) + b"x" * 10, "compressed payload 10")
+    _refused(
+        header() + cs.FRAME.pack(cs.Kind.DATA_ZSTD, 0, 0, 10, 0, 10) + b"x" * 10,
+        "compressed payload 10",
+    )
 
 
 def test_refuses_garbage_zstd() -> None:
-    _refused(header() + cs.FRAME.pack(cs.Kind.DATA_ZSTD, 0, 0, 8, 0, 4096) + b"garbage!", "bad zstd payload")
+    _refused(
+        header() + cs.FRAME.pack(cs.Kind.DATA_ZSTD, 0, 0, 8, 0, 4096) + b"garbage!",
+        "bad zstd payload",
+    )
 
 
 def test_refuses_unknown_kind_and_flags() -> None:
@@ -151,7 +183,29 @@ def test_refuses_bytes_after_end_and_end_elsewhere() -> None:
     with pytest.raises(StreamError, match="after the END"):
         decode(stream([(0, b"abc")]) + b"x", 1)
     _refused(header() + cs.encode_end(SIZE - 1, bytes(32)), "END frame at")
-    _refused(header() + cs.FRAME.pack(cs.Kind.END, 0, 0, 3, SIZE, 0) + b"abc", "END frame of payload 3")
+    _refused(
+        header() + cs.FRAME.pack(cs.Kind.END, 0, 0, 3, SIZE, 0) + b"abc", "END frame of payload 3"
+    )
+
+
+def test_frames_cut_as_the_cloner_sends_them() -> None:
+    """Frame header and payload as separate pieces (a payload piece is passed on whole),
+    and pieces that straddle frames: the same events as one piece."""
+    extents = [(0, os.urandom(3000)), (8192, os.urandom(4096)), (16384, b"r" * 500)]
+    raw = stream(extents)
+    cuts = [HEADER.size]
+    pos = HEADER.size
+    for _, data in extents:
+        cuts += [pos + FRAME.size, pos + FRAME.size + len(data)]
+        pos += FRAME.size + len(data)
+    pieces = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    dec = Decoder()
+    events = [e for p in pieces for e in dec.feed(p)]
+    assert events == decode(raw, 1 << 30)
+    mixed = [b"".join(pieces[:2]), pieces[2][:10], pieces[2][10:] + pieces[3][:5], *pieces[3:]]
+    mixed[3] = mixed[3][5:]
+    dec = Decoder()
+    assert [e for p in mixed for e in dec.feed(p)] == events
 
 
 @pytest.mark.parametrize(
@@ -162,10 +216,14 @@ def test_refuses_bytes_after_end_and_end_elsewhere() -> None:
         (bytes(4) + b"\1" + bytes(3), 0, [(4, 8)]),
         (b"\1" + bytes(11), 2, [(0, 2)]),  # blocks aligned to the absolute offset
         (bytes(6) + b"\1" * 6, 2, [(6, 10), (10, 12)]),
+        (b"\0\1\1\0" + bytes(4), 0, [(0, 4)]),  # zero at both ends, data inside
+        (memoryview(bytes(4) + b"\0\0\0\1"), 0, [(4, 8)]),
     ],
-    ids=["zeros", "first", "second", "shifted", "run-ends-at-buffer"],
+    ids=["zeros", "first", "second", "shifted", "run-ends-at-buffer", "middle", "view"],
 )
-def test_data_runs_of_aligned_blocks(buf: bytes, base: int, runs: list[tuple[int, int]]) -> None:
+def test_data_runs_of_aligned_blocks(
+    buf: bytes | memoryview, base: int, runs: list[tuple[int, int]]
+) -> None:
     merged: list[tuple[int, int]] = []
     for s, e in cs.data_runs(buf, base, block=4):
         if merged and merged[-1][1] == s:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from cdicontract import clonestream as cs
 from cloner.frames import FrameSource
+from cloner.pays import WireRate
 
 EXTENTS = [(0, os.urandom(5000)), (65536, b"t" * 300_000), (4 << 20, os.urandom(70_000))]
 SIZE = 8 << 20
@@ -16,8 +17,13 @@ def extents(start: int) -> Iterator[tuple[int, bytes]]:
     return iter([(o, d) for o, d in EXTENTS if o + len(d) > start])
 
 
-def source() -> FrameSource:
-    return FrameSource(cs.Header(cs.Content.KUBEVIRT, cs.Mode.FILESYSTEM, SIZE), extents)
+def source(wire: WireRate | None = None) -> FrameSource:
+    header = cs.Header(cs.Content.KUBEVIRT, cs.Mode.FILESYSTEM, SIZE)
+    return FrameSource(header, extents, wire=wire)
+
+
+SLOW_WIRE = 1e-3  # seconds per byte: anything that shrinks is worth compressing
+FAST_WIRE = 1e-15  # nothing is worth the CPU
 
 
 def decode(pieces: Iterator[bytes]) -> list[cs.Event]:
@@ -39,11 +45,26 @@ def test_frames_decode_to_the_extents_and_their_digest() -> None:
     assert events[-1] == cs.End(digest.digest())
 
 
-def test_compressible_extents_go_compressed_random_ones_raw() -> None:
-    s = source()
+def test_compressible_extents_go_compressed_random_ones_raw_on_a_slow_wire() -> None:
+    s = source(WireRate(SLOW_WIRE, measured=True))
     list(s.frames(0))
     assert s.counters.data_bytes == sum(len(d) for _, d in EXTENTS)
     assert s.counters.wire_bytes < s.counters.data_bytes - 250_000  # the text shrank
+    randoms = len(EXTENTS[0][1]) + len(EXTENTS[2][1])
+    assert s.counters.wire_bytes > randoms  # random data went out whole
+
+
+def test_on_a_fast_wire_even_compressible_extents_go_raw() -> None:
+    s = source(WireRate(FAST_WIRE, measured=True))
+    events = decode(s.frames(0))
+    assert [(e.offset, e.data) for e in events if isinstance(e, cs.Data)] == EXTENTS
+    assert s.counters.wire_bytes > s.counters.data_bytes  # raw: the data plus the frames
+
+
+def test_the_sender_measures_the_wire_as_it_sends() -> None:
+    wire = WireRate()
+    list(source(wire).frames(0))
+    assert wire.measured
 
 
 def test_a_resumed_stream_ends_with_the_whole_streams_digest() -> None:

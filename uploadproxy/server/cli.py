@@ -22,8 +22,8 @@ from aiohttp import web
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
 from importer.config import MetricsAddr
+from uploadproxy.server import cloneapp, tlsauth
 from uploadproxy.server import config as server_config
-from uploadproxy.server import tlsauth
 from uploadproxy.server.app import make_app
 from uploadproxy.server.cloneapp import make_clone_app
 from uploadproxy.server.clonesession import CloneSession
@@ -90,7 +90,9 @@ async def serve_clone(config: ServerConfig) -> int:
     ssl_context = tlsauth.server_context(config.tls_cert, config.tls_key, config.client_ca)
     session = CloneSession(config)
     app = make_clone_app(config, session)
-    runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
+    runner = web.AppRunner(
+        app, shutdown_timeout=2.0, access_log=None, read_bufsize=cloneapp.READ_BUFSIZE
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
     await site.start()

@@ -30,6 +30,9 @@ from uploadproxy.server.transfer import TargetFactory
 log = logging.getLogger(__name__)
 
 CLONE_SESSION = web.AppKey("clone_session", CloneSession)
+READ_BUFSIZE = 1 << 20
+"""The request body's buffer (aiohttp's default is 64 KiB): a stream of 4 MiB frames then
+arrives in large pieces, without pausing and resuming the socket every 128 KiB."""
 
 
 def _offset_headers(session: CloneSession) -> dict[str, str]:
