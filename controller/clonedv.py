@@ -2,8 +2,10 @@
 
 A clone DataVolume (`source.pvc`, `source.snapshot`, `sourceRef`) gets its PVC only once
 its source exists, its token (cross-namespace) is verified and its sizes fit
-(`clonerequest.target`); until then it stays Pending and says why. The PVC then says
-what fills it (`cdi.kubevirt.io/cloneType`):
+(`clonerequest.target`); until then it stays Pending and says why. The token is verified
+at the first reconcile, before the source need exist, and its long-lived re-signing is
+recorded on the DataVolume, so a clone waiting for its source outlives the short token.
+The PVC then says what fills it (`cdi.kubevirt.io/cloneType`):
 - `copy`: the clone transfer (Kind CLONE) takes the PVC over (its `k8s.io/CloneRequest`
   annotation) and the DataVolume reports that transfer's phases and progress;
 - `csi-clone`: the PVC's dataSource is the source PVC; the storage fills it;
@@ -104,6 +106,11 @@ class CloneDataVolumes:
             return None
         ref = clonesource.datasource_ref(dv)
         ds = self.caches.datasources.get(*ref) if ref is not None else None
+        if pvc is None:
+            authorized = await self._authorize(dv, ds)
+            if authorized is None:
+                return None
+            dv = authorized
         src = clonesource.resolve(dv, ds)
         if pvc is None:
             if isinstance(src, Wait):
@@ -116,6 +123,28 @@ class CloneDataVolumes:
         if isinstance(src, Wait):
             src = recorded_source(dv, pvc)
         return await self._status(dv, pvc, src)
+
+    async def _authorize(self, dv: Obj, ds: Obj | None) -> Obj | None:
+        """The DataVolume once its token is verified (with the long-lived re-signing
+        recorded on it), whether or not its source exists yet; None when it may not
+        clone (its status says why)."""
+        named = clonerequest.token_source(dv, ds)
+        if named is None:
+            return dv
+        verdict = clonerequest.authorize(dv, named, self.key, now=self.now)
+        if isinstance(verdict, clonerequest.Refusal):
+            await self._pending(dv, verdict.reason, verdict.message)
+            return None
+        if not verdict:
+            return dv
+        ns, name = o.namespace(dv), o.name(dv)
+        updated = await self.r.client.merge_patch(
+            kube.DATAVOLUMES.path(ns, name),
+            {"metadata": {"annotations": verdict,
+                          "resourceVersion": o.meta(dv).get("resourceVersion")}})
+        self.caches.dvs.upsert(updated)
+        log.info("recorded the extended clone token ns=%s dv=%s", ns, name)
+        return updated
 
     async def _create_target(self, dv: Obj, src: Source) -> Obj | None:
         """Create the target PVC (or, for `snapshot`, first its VolumeSnapshot); None when
