@@ -11,6 +11,9 @@ The PVC then says what fills it (`cdi.kubevirt.io/cloneType`):
 - `csi-clone`: the PVC's dataSource is the source PVC; the storage fills it;
 - `snapshot`: a VolumeSnapshot of the source first (labelled with the DataVolume's UID),
   then the PVC restored from it; the snapshot is deleted once the PVC is Bound.
+Both wait, as the copy does, until the source is Bound, populated, not being deleted and
+not used by a pod that can write to it (`sourcecheck.smart_clone_wait`; CDI's
+CloneSourceInUse), before the storage is asked to read it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from controller.clonesource import PVC, Source, Wait
 from controller.runtime import kube
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
-from controller.transfers.clone import smart
+from controller.transfers.clone import smart, sourcecheck
 from controller.transfers.importing.transfer import PHASES as IMPORT_PHASES
 from controller.transfers.protocol import Transfer
 
@@ -117,8 +120,8 @@ class CloneDataVolumes:
                 await self._pending(dv, src.reason, src.message)
                 return None
             made = await self._create_target(dv, src)
-            if made is None:
-                return None
+            if made is None or isinstance(made, float):
+                return made
             pvc = made
         if isinstance(src, Wait):
             src = recorded_source(dv, pvc)
@@ -146,9 +149,10 @@ class CloneDataVolumes:
         log.info("recorded the extended clone token ns=%s dv=%s", ns, name)
         return updated
 
-    async def _create_target(self, dv: Obj, src: Source) -> Obj | None:
+    async def _create_target(self, dv: Obj, src: Source) -> Obj | float | None:
         """Create the target PVC (or, for `snapshot`, first its VolumeSnapshot); None when
-        the DataVolume has to wait (its status already says why)."""
+        the DataVolume has to wait (its status already says why), or the seconds until
+        it looks again when nothing watched will tell it (a writer pod on the source)."""
         source_obj = self._source_object(src)
         if source_obj is None:
             await self._pending(dv, clonesource.CLONE_WITHOUT_SOURCE,
@@ -160,6 +164,11 @@ class CloneDataVolumes:
         if isinstance(tgt, clonerequest.Refusal):
             await self._pending(dv, tgt.reason, tgt.message)
             return None
+        if src.kind == PVC and self._takes_the_source(dv, src, tgt.strategy):
+            wait = await self._source_wait(source_obj)
+            if wait is not None:
+                await self._pending(dv, wait.reason, wait.message)
+                return wait.recheck
         if src.kind != PVC:
             body = smart.restore_claim(tgt.pvc, src.name,
                                        o.get_path(source_obj, "status", "restoreSize"))
@@ -182,6 +191,21 @@ class CloneDataVolumes:
         if pvc is not None and tgt.fallback is not None:
             await self.r.event(dv, dvstatus.Event("Warning", *tgt.fallback))
         return pvc
+
+    def _takes_the_source(self, dv: Obj, src: Source, strategy: clone.Strategy) -> bool:
+        taken = self.caches.snapshots.get(src.namespace,
+                                          smart.snapshot_name(o.uid(dv))) is not None
+        return smartclone.reads_source_next(strategy, snapshot_taken=taken)
+
+    async def _source_wait(self, source: Obj) -> sourcecheck.Wait | None:
+        """As the copy waits before its source pod (CDI's IsSourceClaimReady): the source
+        Bound, populated, not being deleted, and no pod of its namespace able to write to
+        it (those pods are listed here: not watched)."""
+        wait = sourcecheck.not_ready(source)
+        if wait is not None:
+            return wait
+        listed = await self.r.client.list(kube.PODS.path(o.namespace(source)))
+        return sourcecheck.smart_clone_wait(source, list(listed.get("items") or []))
 
     async def _create_pvc(self, dv: Obj, body: Obj) -> Obj | None:
         ns, name = o.namespace(dv), o.name(dv)

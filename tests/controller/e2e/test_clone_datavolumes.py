@@ -251,32 +251,63 @@ def set_strategy(cdi: Any, sc: str, strategy: str) -> None:
              .get("cloneStrategy") == strategy, timeout=30)
 
 
-def test_csi_clone_makes_the_target_with_the_source_as_its_datasource(cdi, namespace,
-                                                                      smart_class):
+def holder_pod(api: Any, ns: str, claim: str) -> str:
+    """A pod that could write to `claim` and never runs (no node matches it): a VM
+    holding its disk, as far as a clone is concerned."""
+    name = f"vm-{uuid.uuid4().hex[:6]}"
+    api.create(f"/api/v1/namespaces/{ns}/pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"nodeSelector": {"cdi-py.test/nowhere": "true"},
+                 "containers": [{"name": "c", "image": "busybox", "command": ["true"],
+                                 "volumeMounts": [{"name": "d", "mountPath": "/d"}]}],
+                 "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]}})
+    return name
+
+
+def test_csi_clone_waits_for_its_source_then_makes_the_target_with_it_as_its_datasource(
+        cdi, namespace, smart_class):
     set_strategy(cdi, smart_class, "csi-clone")
     make_source(cdi.api, namespace, size="64Mi", sc=smart_class)
+    holder = holder_pod(cdi.api, namespace, "golden")
     cdi.create_dv(namespace, clone_dv("csi", {"pvc": {"namespace": namespace, "name": "golden"}}, sc=smart_class))
-    target = target_pvc(cdi, namespace, "csi")
-    assert target["spec"]["dataSource"] == {"apiGroup": None, "kind": "PersistentVolumeClaim",
-                                            "name": "golden"} or \
-        target["spec"]["dataSource"] == {"kind": "PersistentVolumeClaim", "name": "golden"}
-    a = target["metadata"]["annotations"]
-    assert a[clone.CLONE_TYPE_ANNOTATION] == "csi-clone"
-    assert clone.CLONE_REQUEST_ANNOTATION not in a  # no source pod for a storage clone
-    assert clone.FALLBACK_REASON_ANNOTATION not in a
-    dv = cdi.wait_phase(namespace, "csi", "CSICloneInProgress", timeout=30)
-    assert dv["status"]["phase"] == "CSICloneInProgress"
-    wait_for("event", lambda: "CSICloneInProgress" in reasons(cdi, namespace, "csi"),
-             timeout=15)
-    pv = bind_by_hand(cdi.api, namespace, "csi", smart_class)
+    # Not Bound yet: the storage is not asked to clone it.
+    c = bound_condition(cdi, namespace, "csi", "CloneSourceNotReady")
+    assert c["message"] == f"Waiting for the source pvc {namespace}/golden to be bound"
+    source_pv = bind_by_hand(cdi.api, namespace, "golden", smart_class)
     try:
-        dv = cdi.wait_phase(namespace, "csi", "Succeeded", timeout=60)
-        assert dv["status"]["progress"] == "100.0%"
-        wait_for("success event", lambda: "CloneSucceeded" in reasons(cdi, namespace, "csi"),
+        # Bound, but a pod can write to it (CDI's CloneSourceInUse): still no target.
+        c = bound_condition(cdi, namespace, "csi", "CloneSourceInUse")
+        assert c["message"] == f"pod {namespace}/{holder} using PersistentVolumeClaim golden"
+        assert get_pvc(cdi.api, namespace, "csi") is None
+        assert "CloneSourceInUse" in reasons(cdi, namespace, "csi")
+        cdi.api.delete(f"/api/v1/namespaces/{namespace}/pods/{holder}",
+                       {"gracePeriodSeconds": 0})
+        target = target_pvc(cdi, namespace, "csi")
+        assert target["spec"]["dataSource"] == {"apiGroup": None,
+                                                "kind": "PersistentVolumeClaim",
+                                                "name": "golden"} or \
+            target["spec"]["dataSource"] == {"kind": "PersistentVolumeClaim", "name": "golden"}
+        a = target["metadata"]["annotations"]
+        assert a[clone.CLONE_TYPE_ANNOTATION] == "csi-clone"
+        assert clone.CLONE_REQUEST_ANNOTATION not in a  # no source pod for a storage clone
+        assert clone.FALLBACK_REASON_ANNOTATION not in a
+        dv = cdi.wait_phase(namespace, "csi", "CSICloneInProgress", timeout=30)
+        assert dv["status"]["phase"] == "CSICloneInProgress"
+        wait_for("event", lambda: "CSICloneInProgress" in reasons(cdi, namespace, "csi"),
                  timeout=15)
+        pv = bind_by_hand(cdi.api, namespace, "csi", smart_class)
+        try:
+            dv = cdi.wait_phase(namespace, "csi", "Succeeded", timeout=60)
+            assert dv["status"]["progress"] == "100.0%"
+            wait_for("success event", lambda: "CloneSucceeded" in reasons(cdi, namespace,
+                                                                          "csi"),
+                     timeout=15)
+        finally:
+            cdi.api.delete(f"{PVCS.format(ns=namespace)}/csi")
+            cdi.api.delete(f"/api/v1/persistentvolumes/{pv}")
     finally:
-        cdi.api.delete(f"{PVCS.format(ns=namespace)}/csi")
-        cdi.api.delete(f"/api/v1/persistentvolumes/{pv}")
+        cdi.api.delete(f"{PVCS.format(ns=namespace)}/golden")
+        cdi.api.delete(f"/api/v1/persistentvolumes/{source_pv}")
 
 
 def test_an_in_tree_class_asked_for_csi_clone_falls_back_with_cdis_reason(cdi, namespace):
@@ -314,13 +345,21 @@ def test_snapshot_strategy_snapshots_the_source_then_restores_the_target(
         snapshot_crds, cdi, namespace, smart_class):
     api = cdi.api
     vsc = f"vsc-{uuid.uuid4().hex[:6]}"
+    source_pv = ""
     api.create("/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses", {
         "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
         "metadata": {"name": vsc}, "driver": DRIVER, "deletionPolicy": "Delete"})
     try:
         set_strategy(cdi, smart_class, "snapshot")
         make_source(api, namespace, size="64Mi", sc=smart_class)
+        holder = holder_pod(api, namespace, "golden")
+        source_pv = bind_by_hand(api, namespace, "golden", smart_class)
         cdi.create_dv(namespace, clone_dv("snap", {"pvc": {"namespace": namespace, "name": "golden"}}, sc=smart_class))
+        # No snapshot of a source a pod can write to (CDI's CloneSourceInUse).
+        c = bound_condition(cdi, namespace, "snap", "CloneSourceInUse")
+        assert c["message"] == f"pod {namespace}/{holder} using PersistentVolumeClaim golden"
+        assert api.get(SNAPS.format(ns=namespace))["items"] == []
+        api.delete(f"/api/v1/namespaces/{namespace}/pods/{holder}", {"gracePeriodSeconds": 0})
         # The controller may have started before the CRDs: its snapshot caches look again.
         dv = cdi.wait_phase(namespace, "snap", "SnapshotForSmartCloneInProgress", timeout=60)
         uid = dv["metadata"]["uid"]
@@ -353,6 +392,9 @@ def test_snapshot_strategy_snapshots_the_source_then_restores_the_target(
             api.delete(f"/api/v1/persistentvolumes/{pv}")
     finally:
         api.delete(f"/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses/{vsc}")
+        if source_pv:
+            api.delete(f"{PVCS.format(ns=namespace)}/golden")
+            api.delete(f"/api/v1/persistentvolumes/{source_pv}")
 
 
 def test_a_snapshot_source_is_restored_by_its_driver_and_refused_elsewhere(
