@@ -233,12 +233,12 @@ def smart_class(cdi: Any) -> Iterator[str]:
     api.delete(f"/apis/storage.k8s.io/v1/storageclasses/{name}")
 
 
-def bind_by_hand(api: Any, ns: str, claim: str, sc: str) -> str:
+def bind_by_hand(api: Any, ns: str, claim: str, sc: str, capacity: str = "1Gi") -> str:
     """What the fake driver's provisioner would do: a PV pre-bound to the claim."""
     name = f"pv-{uuid.uuid4().hex[:8]}"
     api.create("/api/v1/persistentvolumes", {
         "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
-        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+        "spec": {"capacity": {"storage": capacity}, "accessModes": ["ReadWriteOnce"],
                  "persistentVolumeReclaimPolicy": "Retain", "storageClassName": sc,
                  "volumeMode": "Filesystem", "hostPath": {"path": f"/tmp/{name}"},
                  "claimRef": {"namespace": ns, "name": claim}}})
@@ -273,7 +273,7 @@ def test_csi_clone_waits_for_its_source_then_makes_the_target_with_it_as_its_dat
     # Not Bound yet: the storage is not asked to clone it.
     c = bound_condition(cdi, namespace, "csi", "CloneSourceNotReady")
     assert c["message"] == f"Waiting for the source pvc {namespace}/golden to be bound"
-    source_pv = bind_by_hand(cdi.api, namespace, "golden", smart_class)
+    source_pv = bind_by_hand(cdi.api, namespace, "golden", smart_class, "64Mi")
     try:
         # Bound, but a pod can write to it (CDI's CloneSourceInUse): still no target.
         c = bound_condition(cdi, namespace, "csi", "CloneSourceInUse")
@@ -351,9 +351,15 @@ def test_snapshot_strategy_snapshots_the_source_then_restores_the_target(
         "metadata": {"name": vsc}, "driver": DRIVER, "deletionPolicy": "Delete"})
     try:
         set_strategy(cdi, smart_class, "snapshot")
+        # A controller started before the CRDs looks again every 30 s; until then it has
+        # no VolumeSnapshotClass and falls back to copy.
+        wait_for("the controller sees VolumeSnapshotClasses", lambda: (
+            "api not served resource=volumesnapshotclasses" not in cdi.controller_log()
+            or "api served resource=volumesnapshotclasses" in cdi.controller_log()) or None,
+            timeout=45)
         make_source(api, namespace, size="64Mi", sc=smart_class)
         holder = holder_pod(api, namespace, "golden")
-        source_pv = bind_by_hand(api, namespace, "golden", smart_class)
+        source_pv = bind_by_hand(api, namespace, "golden", smart_class, "64Mi")
         cdi.create_dv(namespace, clone_dv("snap", {"pvc": {"namespace": namespace, "name": "golden"}}, sc=smart_class))
         # No snapshot of a source a pod can write to (CDI's CloneSourceInUse).
         c = bound_condition(cdi, namespace, "snap", "CloneSourceInUse")
