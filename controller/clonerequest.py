@@ -87,9 +87,12 @@ def cross_namespace(dv: Obj, source: Source) -> bool:
     return source.namespace != o.namespace(dv)
 
 
-def _ref(dv: Obj, source: Source) -> clonetoken.CloneRef:
+def _ref(dv: Obj, source: Source, *, bound: bool = False) -> clonetoken.CloneRef:
+    """What a token on `dv` must approve; `bound`: for this DataVolume object alone (its
+    UID), as the long-lived token recorded on it is, so a copy onto a new DataVolume of
+    the same name does not verify."""
     return clonetoken.CloneRef(source.namespace, source.name, o.namespace(dv), o.name(dv),
-                               source.kind)
+                               source.kind, o.uid(dv) if bound else "")
 
 
 def token_source(dv: Obj, datasource: Obj | None) -> Source | None:
@@ -115,13 +118,14 @@ def check_token(dv: Obj, source: Source, public_key: rsa.RSAPublicKey | None, *,
     if not cross_namespace(dv, source):
         return None
     current = o.annotations(dv)
-    token = current.get(clone.EXTENDED_TOKEN_ANNOTATION) or current.get(clone.TOKEN_ANNOTATION)
+    extended = current.get(clone.EXTENDED_TOKEN_ANNOTATION)
+    token = extended or current.get(clone.TOKEN_ANNOTATION)
     if not token:
         return validation_failed("no clone token")
     if public_key is None:
         return validation_failed("the controller has no clone token key yet")
     try:
-        clonetoken.verify(token, public_key, _ref(dv, source), now=now)
+        clonetoken.verify(token, public_key, _ref(dv, source, bound=bool(extended)), now=now)
     except clonetoken.TokenError as exc:
         return validation_failed(str(exc))
     return None
@@ -138,7 +142,8 @@ def authorize(dv: Obj, source: Source, key: rsa.RSAPrivateKey | None, *,
     if (key is None or not cross_namespace(dv, source)
             or clone.EXTENDED_TOKEN_ANNOTATION in o.annotations(dv)):
         return {}
-    return {clone.EXTENDED_TOKEN_ANNOTATION: extended_token(key, dv, source, now=now)}
+    return {clone.EXTENDED_TOKEN_ANNOTATION: clonetoken.sign(
+        key, _ref(dv, source, bound=True), now=now, lifetime=clonetoken.EXTENDED_LIFETIME)}
 
 
 def extended_token(key: rsa.RSAPrivateKey, dv: Obj, source: Source, *,

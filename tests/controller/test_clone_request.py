@@ -226,6 +226,24 @@ def test_a_bad_extended_token_is_refused_beside_a_valid_short_one(key):
         assert isinstance(got, clonerequest.Refusal)
 
 
+def test_the_recorded_token_is_for_this_datavolume_object_only(key):
+    source = Source(PVC, "golden-ns", "golden")
+    first = cf.clone_dv(src_ns="golden-ns", token=_token(key))
+    recorded = clonerequest.authorize(first, source, key, now=NOW)
+    assert isinstance(recorded, dict)
+    # Copied onto a new DataVolume of the same name (another UID): refused, even though
+    # it names the same source and target.
+    again = _with(cf.clone_dv(src_ns="golden-ns"), **recorded)
+    again["metadata"]["uid"] = "another-uid"
+    assert clonerequest.authorize(again, source, key, now=NOW) == (
+        clonerequest.validation_failed("clone token is for another target object"))
+    # A long-lived token that names no object at all is not one the controller recorded.
+    unbound = _with(cf.clone_dv(src_ns="golden-ns"), **{
+        clone.EXTENDED_TOKEN_ANNOTATION: _token(key, lifetime=clonetoken.EXTENDED_LIFETIME)})
+    assert clonerequest.authorize(unbound, source, key, now=NOW) == (
+        clonerequest.validation_failed("clone token is for another target object"))
+
+
 def test_an_invalid_short_token_is_refused_before_the_source_exists(key):
     dv = cf.clone_dv(src_ns="golden-ns", token=_token(key, now=NOW - timedelta(hours=1)))
     assert clonerequest.authorize(dv, Source(PVC, "golden-ns", "golden"), key, now=NOW) == (
