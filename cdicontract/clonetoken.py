@@ -43,6 +43,9 @@ class CloneRef:
     target_namespace: str
     target_name: str
     source_kind: str = KIND_PVC
+    target_uid: str = ""
+    """When set, the token is for this one object (`params.uid`, as CDI binds its
+    long-lived tokens): a copy onto a new object of the same name does not verify."""
 
 
 def sign(
@@ -67,6 +70,8 @@ def sign(
         "resource": dict(RESOURCES[ref.source_kind]),
         "params": {"targetNamespace": ref.target_namespace, "targetName": ref.target_name},
     }
+    if ref.target_uid:
+        payload["params"]["uid"] = ref.target_uid
     return jwt.encode(payload, private_key, algorithm=ALGORITHM)
 
 
@@ -112,4 +117,6 @@ def verify(
         if isinstance(params, dict) else None
     if target != (ref.target_namespace, ref.target_name):
         raise TokenError("clone token is for another target")
+    if ref.target_uid and (params or {}).get("uid") != ref.target_uid:
+        raise TokenError("clone token is for another target object")
     return expires

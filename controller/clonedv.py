@@ -2,13 +2,18 @@
 
 A clone DataVolume (`source.pvc`, `source.snapshot`, `sourceRef`) gets its PVC only once
 its source exists, its token (cross-namespace) is verified and its sizes fit
-(`clonerequest.target`); until then it stays Pending and says why. The PVC then says
-what fills it (`cdi.kubevirt.io/cloneType`):
+(`clonerequest.target`); until then it stays Pending and says why. The token is verified
+at the first reconcile, before the source need exist, and its long-lived re-signing is
+recorded on the DataVolume, so a clone waiting for its source outlives the short token.
+The PVC then says what fills it (`cdi.kubevirt.io/cloneType`):
 - `copy`: the clone transfer (Kind CLONE) takes the PVC over (its `k8s.io/CloneRequest`
   annotation) and the DataVolume reports that transfer's phases and progress;
 - `csi-clone`: the PVC's dataSource is the source PVC; the storage fills it;
 - `snapshot`: a VolumeSnapshot of the source first (labelled with the DataVolume's UID),
   then the PVC restored from it; the snapshot is deleted once the PVC is Bound.
+Both wait, as the copy does, until the source is Bound, populated, not being deleted and
+not used by a pod that can write to it (`sourcecheck.smart_clone_wait`; CDI's
+CloneSourceInUse), before the storage is asked to read it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from controller.clonesource import PVC, Source, Wait
 from controller.runtime import kube
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
-from controller.transfers.clone import smart
+from controller.transfers.clone import smart, sourcecheck
 from controller.transfers.importing.transfer import PHASES as IMPORT_PHASES
 from controller.transfers.protocol import Transfer
 
@@ -104,22 +109,50 @@ class CloneDataVolumes:
             return None
         ref = clonesource.datasource_ref(dv)
         ds = self.caches.datasources.get(*ref) if ref is not None else None
+        if pvc is None:
+            authorized = await self._authorize(dv, ds)
+            if authorized is None:
+                return None
+            dv = authorized
         src = clonesource.resolve(dv, ds)
         if pvc is None:
             if isinstance(src, Wait):
                 await self._pending(dv, src.reason, src.message)
                 return None
             made = await self._create_target(dv, src)
-            if made is None:
-                return None
+            if made is None or isinstance(made, float):
+                return made
             pvc = made
         if isinstance(src, Wait):
             src = recorded_source(dv, pvc)
         return await self._status(dv, pvc, src)
 
-    async def _create_target(self, dv: Obj, src: Source) -> Obj | None:
+    async def _authorize(self, dv: Obj, ds: Obj | None) -> Obj | None:
+        """The DataVolume once its token is verified (with the long-lived re-signing
+        recorded on it), whether or not its source exists yet; None when it may not
+        clone (its status says why)."""
+        named = clonerequest.token_source(dv, ds)
+        if named is None:
+            return dv
+        verdict = clonerequest.authorize(dv, named, self.key, now=self.now)
+        if isinstance(verdict, clonerequest.Refusal):
+            await self._pending(dv, verdict.reason, verdict.message)
+            return None
+        if not verdict:
+            return dv
+        ns, name = o.namespace(dv), o.name(dv)
+        updated = await self.r.client.merge_patch(
+            kube.DATAVOLUMES.path(ns, name),
+            {"metadata": {"annotations": verdict,
+                          "resourceVersion": o.meta(dv).get("resourceVersion")}})
+        self.caches.dvs.upsert(updated)
+        log.info("recorded the extended clone token ns=%s dv=%s", ns, name)
+        return updated
+
+    async def _create_target(self, dv: Obj, src: Source) -> Obj | float | None:
         """Create the target PVC (or, for `snapshot`, first its VolumeSnapshot); None when
-        the DataVolume has to wait (its status already says why)."""
+        the DataVolume has to wait (its status already says why), or the seconds until
+        it looks again when nothing watched will tell it (a writer pod on the source)."""
         source_obj = self._source_object(src)
         if source_obj is None:
             await self._pending(dv, clonesource.CLONE_WITHOUT_SOURCE,
@@ -131,6 +164,11 @@ class CloneDataVolumes:
         if isinstance(tgt, clonerequest.Refusal):
             await self._pending(dv, tgt.reason, tgt.message)
             return None
+        if src.kind == PVC and self._takes_the_source(dv, src, tgt.strategy):
+            wait = await self._source_wait(source_obj)
+            if wait is not None:
+                await self._pending(dv, wait.reason, wait.message)
+                return wait.recheck
         if src.kind != PVC:
             body = smart.restore_claim(tgt.pvc, src.name,
                                        o.get_path(source_obj, "status", "restoreSize"))
@@ -153,6 +191,21 @@ class CloneDataVolumes:
         if pvc is not None and tgt.fallback is not None:
             await self.r.event(dv, dvstatus.Event("Warning", *tgt.fallback))
         return pvc
+
+    def _takes_the_source(self, dv: Obj, src: Source, strategy: clone.Strategy) -> bool:
+        taken = self.caches.snapshots.get(src.namespace,
+                                          smart.snapshot_name(o.uid(dv))) is not None
+        return smartclone.reads_source_next(strategy, snapshot_taken=taken)
+
+    async def _source_wait(self, source: Obj) -> sourcecheck.Wait | None:
+        """As the copy waits before its source pod (CDI's IsSourceClaimReady): the source
+        Bound, populated, not being deleted, and no pod of its namespace able to write to
+        it (those pods are listed here: not watched)."""
+        wait = sourcecheck.not_ready(source)
+        if wait is not None:
+            return wait
+        listed = await self.r.client.list(kube.PODS.path(o.namespace(source)))
+        return sourcecheck.smart_clone_wait(source, list(listed.get("items") or []))
 
     async def _create_pvc(self, dv: Obj, body: Obj) -> Obj | None:
         ns, name = o.namespace(dv), o.name(dv)

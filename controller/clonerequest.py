@@ -3,8 +3,12 @@
 In order, as CDI's clone DataVolume controller does before it creates anything:
 1. Authorization: a cross-namespace clone needs the admission webhook's token on the
    DataVolume, verified for exactly this source and target (`CloneValidationFailed`
-   otherwise); same-namespace clones need none. The target PVC then carries the
-   controller's own long-lived re-signing of it.
+   otherwise); same-namespace clones need none. It is verified at the DataVolume's first
+   reconcile, whether or not the source exists yet (`authorize`, against the source the
+   token names: `token_source`), and its long-lived re-signing is then recorded on the
+   DataVolume (`EXTENDED_TOKEN_ANNOTATION`), which is what is checked from then on (as
+   CDI's ensureExtendedTokenDV): a golden image that appears after the short token's
+   five minutes is still cloned. The target PVC carries its own re-signing.
 2. Content types must match (`CloneValidationFailed`).
 3. Sizes (CDI's detectCloneSize and ValidateRequestedCloneSize): a target without a
    size takes the source's (status.capacity, else its request; a snapshot's restoreSize),
@@ -26,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cdicontract import annotations as ann
 from cdicontract import clone, clonetoken, sizes
-from controller import claims
+from controller import claims, clonesource, datasources
 from controller.cdiconfig import EffectiveConfig
 from controller.clonesource import PVC, Source
 from controller.runtime import objects as o
@@ -83,30 +87,69 @@ def cross_namespace(dv: Obj, source: Source) -> bool:
     return source.namespace != o.namespace(dv)
 
 
+def _ref(dv: Obj, source: Source, *, bound: bool = False) -> clonetoken.CloneRef:
+    """What a token on `dv` must approve; `bound`: for this DataVolume object alone (its
+    UID), as the long-lived token recorded on it is, so a copy onto a new DataVolume of
+    the same name does not verify."""
+    return clonetoken.CloneRef(source.namespace, source.name, o.namespace(dv), o.name(dv),
+                               source.kind, o.uid(dv) if bound else "")
+
+
+def token_source(dv: Obj, datasource: Obj | None) -> Source | None:
+    """The source the DataVolume's token names, known before that source exists: its
+    `source.pvc`/`source.snapshot`, else what its DataSource's spec points at (Ready or
+    not; the webhook signed the token for that). None: no DataSource to say (the
+    DataVolume waits for it, `clonesource.resolve` says why)."""
+    src = clonesource.direct(dv)
+    if src is not None:
+        return src
+    if datasource is None:
+        return None
+    named = datasources.source_of(datasource)
+    return Source(*named) if named is not None else None
+
+
 def check_token(dv: Obj, source: Source, public_key: rsa.RSAPublicKey | None, *,
                 now: datetime | None = None) -> Refusal | None:
-    """None when the DataVolume may clone `source` (same namespace, or a valid token)."""
+    """None when the DataVolume may clone `source` (same namespace, or a valid token).
+
+    The controller's long-lived token on the DataVolume, once there, is the one checked:
+    a forged or foreign one is refused even beside a valid short one."""
     if not cross_namespace(dv, source):
         return None
-    token = o.annotations(dv).get(clone.TOKEN_ANNOTATION)
+    current = o.annotations(dv)
+    extended = current.get(clone.EXTENDED_TOKEN_ANNOTATION)
+    token = extended or current.get(clone.TOKEN_ANNOTATION)
     if not token:
         return validation_failed("no clone token")
     if public_key is None:
         return validation_failed("the controller has no clone token key yet")
-    ref = clonetoken.CloneRef(source.namespace, source.name, o.namespace(dv), o.name(dv),
-                              source.kind)
     try:
-        clonetoken.verify(token, public_key, ref, now=now)
+        clonetoken.verify(token, public_key, _ref(dv, source, bound=bool(extended)), now=now)
     except clonetoken.TokenError as exc:
         return validation_failed(str(exc))
     return None
 
 
+def authorize(dv: Obj, source: Source, key: rsa.RSAPrivateKey | None, *,
+              now: datetime | None = None) -> Refusal | dict[str, str]:
+    """Whether the DataVolume may clone `source`, and the annotations to record on it:
+    the long-lived re-signing of a valid short token ({} when it is there already or
+    the clone stays in its namespace)."""
+    refusal = check_token(dv, source, key.public_key() if key is not None else None, now=now)
+    if refusal is not None:
+        return refusal
+    if (key is None or not cross_namespace(dv, source)
+            or clone.EXTENDED_TOKEN_ANNOTATION in o.annotations(dv)):
+        return {}
+    return {clone.EXTENDED_TOKEN_ANNOTATION: clonetoken.sign(
+        key, _ref(dv, source, bound=True), now=now, lifetime=clonetoken.EXTENDED_LIFETIME)}
+
+
 def extended_token(key: rsa.RSAPrivateKey, dv: Obj, source: Source, *,
                    now: datetime | None = None) -> str:
-    ref = clonetoken.CloneRef(source.namespace, source.name, o.namespace(dv), o.name(dv),
-                              source.kind)
-    return clonetoken.sign(key, ref, now=now, lifetime=clonetoken.EXTENDED_LIFETIME)
+    return clonetoken.sign(key, _ref(dv, source), now=now,
+                           lifetime=clonetoken.EXTENDED_LIFETIME)
 
 
 def content_type(obj: Obj, *, dv: bool) -> str:

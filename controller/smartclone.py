@@ -32,6 +32,16 @@ def snapshot_ready(snapshot: Obj | None) -> bool:
     return snapshot is not None and smart.snapshot_ready(snapshot)[0]
 
 
+def reads_source_next(strategy: clone.Strategy, *, snapshot_taken: bool) -> bool:
+    """Whether the next step of a PVC clone makes the storage read its source, so the
+    source must be ready and free of writers first: a csi-clone's target PVC, or the
+    snapshot strategy's VolumeSnapshot while it is not taken yet (after that the
+    restore reads the snapshot). A copy waits in its transfer instead."""
+    if strategy == clone.Strategy.CSI_CLONE:
+        return True
+    return strategy == clone.Strategy.SNAPSHOT and not snapshot_taken
+
+
 def phase(strategy: clone.Strategy, *, from_snapshot: bool, pvc: Obj | None, wffc: bool
           ) -> str:
     """The phase of a storage-filled clone from its target PVC (None: not created yet)."""

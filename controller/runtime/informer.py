@@ -213,6 +213,8 @@ class Informer:
             try:
                 if not rv:
                     rv = await self._list()
+                    if self.absent:
+                        log.info("api served resource=%s", self.resource.plural)
                     self.absent = False
                     self.synced.set()
                 async for event in self.client.watch(self.resource.path(self.namespace), rv,

@@ -15,12 +15,21 @@ WaitForFirstConsumer claim; for Immediate binding the StorageClass's
 ``allowedTopologies`` (its ``kubernetes.io/hostname`` values, first served node), else
 the first node. With several nodes each gets an Immediate class ``local-<node>``
 pinned to it by ``allowedTopologies``, for tests that need a volume on a given node.
+
+Data sources: this storage can neither clone a volume nor restore a snapshot, so a
+claim whose ``spec.dataSourceRef`` (else ``spec.dataSource``) names a PVC or a
+VolumeSnapshot is not provisioned (an empty volume would pass for a successful smart
+clone): it stays Pending with a Warning ``ProvisioningFailed`` event in the CSI
+external-provisioner's words (its capability check, as reported by the provisioning
+library). Any other kind is left to its volume populator, with the external
+provisioner's Normal ``Provisioning`` event. Each is said once per claim.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 from localcluster import storage
@@ -96,6 +105,71 @@ def topology_nodes(sc: Obj) -> set[str] | None:
     return found if restricted else None
 
 
+SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
+PROVISIONING_FAILED = "ProvisioningFailed"
+PROVISIONING = "Provisioning"
+NO_CLONE = (
+    "CSI driver does not support clone operations: controller CLONE_VOLUME capability is "
+    "not reported"
+)
+NO_RESTORE = (
+    "CSI driver does not support snapshot restore: controller CREATE_DELETE_SNAPSHOT "
+    "capability is not reported"
+)
+POPULATOR = "Assuming an external populator will provision the volume"
+
+
+def data_source_refusal(pvc: Obj, class_name: str) -> tuple[str, str, str] | None:
+    """(event type, reason, message) when ``pvc`` asks to be filled from a data source,
+    which this storage cannot do; None when it is an empty volume to provision."""
+    spec = pvc.get("spec") or {}
+    ref = spec.get("dataSourceRef") or spec.get("dataSource")
+    if not isinstance(ref, dict):
+        return None
+    kind, group = ref.get("kind"), ref.get("apiGroup") or ""
+    if not ref.get("name"):
+        why = f"the PVC source not found for PVC {pvc['metadata']['name']}"
+    elif kind == "VolumeSnapshot":
+        why = NO_RESTORE if group == SNAPSHOT_GROUP else (
+            "the PVC source does not belong to the right APIGroup. "
+            f"Expected {SNAPSHOT_GROUP}, Got {group}")
+    elif kind == "PersistentVolumeClaim" and not group:
+        why = NO_CLONE
+    else:
+        return "Normal", PROVISIONING, POPULATOR
+    return (
+        "Warning",
+        PROVISIONING_FAILED,
+        f'failed to provision volume with StorageClass "{class_name}": {why}',
+    )
+
+
+def claim_event(pvc: Obj, event_type: str, reason: str, message: str, now: datetime) -> Obj:
+    """A core/v1 Event on the claim, from this provisioner."""
+    meta = pvc["metadata"]
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "namespace": meta["namespace"],
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "resourceVersion": meta.get("resourceVersion", ""),
+        },
+        "type": event_type,
+        "reason": reason,
+        "message": message,
+        "source": {"component": PROVISIONER},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
 def node_affinity(node: str) -> Obj:
     return {
         "required": {
@@ -114,6 +188,8 @@ class Provisioner:
         self.stop = stop
         self.lock = threading.Lock()
         self.classes: dict[str, Obj] = {}
+        self.refused: set[str] = set()
+        """UIDs of the claims already told why they are not provisioned."""
 
     def start(self) -> None:
         for sc in storage_classes(self.nodes):
@@ -157,15 +233,39 @@ class Provisioner:
             or pvc["spec"].get("volumeName")
             or pvc["metadata"].get("deletionTimestamp")
         ):
+            if kind == "DELETED":
+                with self.lock:
+                    self.refused.discard(pvc["metadata"].get("uid", ""))
             return
         sc = self._ours(pvc)
         if sc is None:
+            return
+        refusal = data_source_refusal(pvc, sc["metadata"]["name"])
+        if refusal is not None:
+            self._refuse(pvc, *refusal)
             return
         node = choose_node(sc, pvc, self.nodes)
         if node is None:
             return
         with self.lock:
             self._provision(pvc, sc, node)
+
+    def _refuse(self, pvc: Obj, event_type: str, reason: str, message: str) -> None:
+        """Say once why the claim is not provisioned; it stays Pending."""
+        uid = pvc["metadata"]["uid"]
+        with self.lock:
+            if uid in self.refused:
+                return
+            self.refused.add(uid)
+        ns = pvc["metadata"]["namespace"]
+        try:
+            self.api.create(
+                f"/api/v1/namespaces/{ns}/events",
+                claim_event(pvc, event_type, reason, message, datetime.now(UTC)),
+            )
+        except ApiError as e:
+            log.warning("event not recorded pvc=%s/%s error=%s", ns, pvc["metadata"]["name"], e)
+        log.info("not provisioned pvc=%s/%s reason=%s", ns, pvc["metadata"]["name"], reason)
 
     def _provision(self, pvc: Obj, sc: Obj, node: str) -> None:
         meta = pvc["metadata"]

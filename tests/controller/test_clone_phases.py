@@ -63,3 +63,13 @@ def test_a_wait_overrides_the_fixed_phase():
     assert (bound["reason"], bound["message"]) == ("CloneWithoutSource",
                                                    "The source pvc golden doesn't exist")
     assert [(e.type, e.reason) for e in r.events] == [("Warning", "CloneWithoutSource")]
+
+
+def test_only_a_step_that_reads_the_source_waits_for_it():
+    csi, snap, copy = clone.Strategy.CSI_CLONE, clone.Strategy.SNAPSHOT, clone.Strategy.COPY
+    assert smartclone.reads_source_next(csi, snapshot_taken=False)
+    assert smartclone.reads_source_next(snap, snapshot_taken=False)
+    # Once the VolumeSnapshot is taken, the restore reads it, not the source.
+    assert not smartclone.reads_source_next(snap, snapshot_taken=True)
+    # The copy waits in its transfer (before its source pod).
+    assert not smartclone.reads_source_next(copy, snapshot_taken=False)

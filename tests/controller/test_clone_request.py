@@ -167,6 +167,106 @@ def test_a_valid_token_gives_the_target_a_long_lived_re_signed_token(key):
     assert t.pvc["metadata"]["annotations"][clone.CLONE_REQUEST_ANNOTATION] == "golden-ns/golden"
 
 
+# ---- the wait for a source outlives the short token --------------------------------------
+
+def _with(dv, **annotations):
+    dv["metadata"]["annotations"].update(annotations)
+    return dv
+
+
+def test_the_token_is_verified_before_the_source_exists_and_recorded_long_lived(key):
+    dv = cf.clone_dv(src_ns="golden-ns", token=_token(key))
+    named = clonerequest.token_source(dv, None)
+    assert named == Source(PVC, "golden-ns", "golden")
+    recorded = clonerequest.authorize(dv, named, key, now=NOW)
+    assert set(recorded) == {clone.EXTENDED_TOKEN_ANNOTATION}
+    ref = clonetoken.CloneRef("golden-ns", "golden", "ns", "target")
+    extended = recorded[clone.EXTENDED_TOKEN_ANNOTATION]
+    assert clonetoken.verify(extended, key.public_key(), ref, now=NOW) >= (
+        NOW + clonetoken.EXTENDED_LIFETIME)
+    # Recorded once: the next look adds nothing.
+    assert clonerequest.authorize(_with(dv, **recorded), named, key, now=NOW) == {}
+
+
+def test_a_source_appearing_after_the_short_token_expired_is_still_cloned(key):
+    later = NOW + clonetoken.LIFETIME + timedelta(hours=2)
+    dv = cf.clone_dv(src_ns="golden-ns", token=_token(key))
+    recorded = clonerequest.authorize(dv, Source(PVC, "golden-ns", "golden"), key, now=NOW)
+    assert isinstance(recorded, dict) and recorded
+    src = cf.source_pvc(ns="golden-ns", capacity="1Gi")
+    source = Source(PVC, "golden-ns", "golden")
+    # Without the recording, the short token alone has expired by now ...
+    assert clonerequest.target(dv, source, src, cf.world(), key=key, now=later) == (
+        clonerequest.validation_failed("clone token expired"))
+    # ... with it, the clone goes ahead when the source appears.
+    waited = _with(cf.clone_dv(src_ns="golden-ns", token=_token(key)), **recorded)
+    assert clonerequest.authorize(waited, source, key, now=later) == {}
+    t = clonerequest.target(waited, source, src, cf.world(), key=key, now=later)
+    assert isinstance(t, clonerequest.Target)
+    assert t.annotations[clone.CLONE_REQUEST_ANNOTATION] == "golden-ns/golden"
+
+
+def test_a_bad_extended_token_is_refused_beside_a_valid_short_one(key):
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    source = Source(PVC, "golden-ns", "golden")
+    long = clonetoken.EXTENDED_LIFETIME
+    for extended, why in (
+            (_token(other, lifetime=long), "invalid clone token"),
+            (_token(key, dst=("ns", "someone-else"), lifetime=long),
+             "clone token is for another target"),
+            (_token(key, src=("golden-ns", "other"), lifetime=long),
+             "clone token is for another source")):
+        dv = _with(cf.clone_dv(src_ns="golden-ns", token=_token(key)),
+                   **{clone.EXTENDED_TOKEN_ANNOTATION: extended})
+        r = clonerequest.authorize(dv, source, key, now=NOW)
+        assert isinstance(r, clonerequest.Refusal) and r.reason == "CloneValidationFailed"
+        assert why in r.message and extended not in r.message
+        got = clonerequest.target(dv, source, cf.source_pvc(ns="golden-ns", capacity="1Gi"),
+                                  cf.world(), key=key, now=NOW)
+        assert isinstance(got, clonerequest.Refusal)
+
+
+def test_the_recorded_token_is_for_this_datavolume_object_only(key):
+    source = Source(PVC, "golden-ns", "golden")
+    first = cf.clone_dv(src_ns="golden-ns", token=_token(key))
+    recorded = clonerequest.authorize(first, source, key, now=NOW)
+    assert isinstance(recorded, dict)
+    # Copied onto a new DataVolume of the same name (another UID): refused, even though
+    # it names the same source and target.
+    again = _with(cf.clone_dv(src_ns="golden-ns"), **recorded)
+    again["metadata"]["uid"] = "another-uid"
+    assert clonerequest.authorize(again, source, key, now=NOW) == (
+        clonerequest.validation_failed("clone token is for another target object"))
+    # A long-lived token that names no object at all is not one the controller recorded.
+    unbound = _with(cf.clone_dv(src_ns="golden-ns"), **{
+        clone.EXTENDED_TOKEN_ANNOTATION: _token(key, lifetime=clonetoken.EXTENDED_LIFETIME)})
+    assert clonerequest.authorize(unbound, source, key, now=NOW) == (
+        clonerequest.validation_failed("clone token is for another target object"))
+
+
+def test_an_invalid_short_token_is_refused_before_the_source_exists(key):
+    dv = cf.clone_dv(src_ns="golden-ns", token=_token(key, now=NOW - timedelta(hours=1)))
+    assert clonerequest.authorize(dv, Source(PVC, "golden-ns", "golden"), key, now=NOW) == (
+        clonerequest.validation_failed("clone token expired"))
+    assert clonerequest.authorize(cf.clone_dv(src_ns="golden-ns"),
+                                  Source(PVC, "golden-ns", "golden"), key, now=NOW) == (
+        clonerequest.validation_failed("no clone token"))
+
+
+def test_same_namespace_records_nothing(key):
+    assert clonerequest.authorize(cf.clone_dv(), Source(PVC, "ns", "golden"), key,
+                                  now=NOW) == {}
+
+
+def test_a_sourceref_token_names_what_the_datasource_points_at_ready_or_not():
+    assert clonerequest.token_source(_ref_dv("golden-ns"), _ds(False)) == (
+        Source(PVC, "golden-ns", "golden"))
+    assert clonerequest.token_source(_ref_dv("golden-ns"), None) is None
+    no_source = _ds(False)
+    no_source["spec"] = {}
+    assert clonerequest.token_source(_ref_dv("golden-ns"), no_source) is None
+
+
 # ---- the target PVC ------------------------------------------------------------------
 
 def _same(world=None, dv=None, src=None):

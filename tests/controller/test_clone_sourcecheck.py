@@ -58,3 +58,42 @@ def test_a_writable_init_container_counts():
 ])
 def test_clone_request_is_namespace_slash_name(value, want):
     assert sourcecheck.request(f.pvc(annotations={"k8s.io/CloneRequest": value})) == want
+
+
+# ---- when a clone of any strategy may read its source ------------------------------------
+
+def test_a_ready_source_without_writers_may_be_cloned():
+    assert sourcecheck.smart_clone_wait(source(), [user("reader", volume_ro=True),
+                                                   user("gone", phase="Succeeded")]) is None
+
+
+def test_a_writer_pod_holds_a_smart_clone_back_and_it_looks_again():
+    w = sourcecheck.smart_clone_wait(source(), [user("vm"), user("reader", volume_ro=True)])
+    assert w == sourcecheck.Wait("CloneSourceInUse",
+                                 "pod gold/vm using PersistentVolumeClaim src",
+                                 "Warning", sourcecheck.IN_USE_RECHECK_SECONDS)
+
+
+def test_a_source_not_bound_populated_or_going_waits_whatever_its_users():
+    pending = source()
+    pending["status"]["phase"] = "Pending"
+    assert sourcecheck.smart_clone_wait(pending, [user("vm")]) == sourcecheck.Wait(
+        "CloneSourceNotReady", "Waiting for the source pvc gold/src to be bound", "Normal")
+    importing = source()
+    importing["metadata"]["annotations"].update({
+        "cdi.kubevirt.io/storage.import.endpoint": "http://x",
+        "cdi.kubevirt.io/storage.pod.phase": "Running"})
+    assert sourcecheck.smart_clone_wait(importing, []) == sourcecheck.Wait(
+        "CloneSourceNotReady", "Waiting for the source pvc gold/src to be populated", "Normal")
+    deleting = source()
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    w = sourcecheck.smart_clone_wait(deleting, [])
+    assert w is not None and w.reason == "CloneSourceDeleting" and w.recheck is None
+
+
+def test_an_imported_source_is_ready_once_its_import_succeeded():
+    done = source()
+    done["metadata"]["annotations"].update({
+        "cdi.kubevirt.io/storage.import.endpoint": "http://x",
+        "cdi.kubevirt.io/storage.pod.phase": "Succeeded"})
+    assert sourcecheck.not_ready(done) is None

@@ -6,9 +6,16 @@ used by a pod that can write to it (a pod mounting it read-only is fine); a lega
 target must have at least the source's usable space (Filesystem overhead counted on
 both sides) and, unless the content is `kubevirt`, the same volume mode and content type
 (ValidateCanCloneSourceAndTargetSpec).
+
+The waits (`not_ready`, `in_use`) are shared by every strategy: the host-assisted copy
+checks them before its source pod, csi-clone before its target PVC and snapshot before
+its VolumeSnapshot (CDI's IsSourceClaimReady: Bound, no writer, populated).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from cdicontract import annotations as ann
 from cdicontract import clone, sizes
@@ -18,6 +25,24 @@ from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 
 KUBEVIRT = "kubevirt"
+SOURCE_IN_USE = "CloneSourceInUse"
+"""CDI's reason, for every strategy (its clone planner's IsSourceClaimReady)."""
+# Ours, where CDI only waits silently.
+SOURCE_DELETING = "CloneSourceDeleting"
+SOURCE_NOT_READY = "CloneSourceNotReady"
+IN_USE_RECHECK_SECONDS = 5.0
+"""The users' pods are not watched: a clone waiting for a writer looks again this often."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Why no clone may start from the source yet (a condition and an event)."""
+
+    reason: str
+    message: str
+    event_type: str = "Warning"
+    recheck: float | None = None
+    """Seconds until the next look, when nothing watched will say it changed."""
 _TRANSFER_ANNOTATIONS = (ann.IMPORT_ENDPOINT, ann.IMPORT_SOURCE, ann.UPLOAD_TARGET,
                          ann.CLONE_REQUEST)
 
@@ -133,3 +158,33 @@ def incompatible(source: Obj, target: Obj, config: EffectiveConfig) -> str | Non
     if _usable(source, src_size, config) > _usable(target, dst_size, config):
         return "target resources requests storage size is smaller than the source"
     return None
+
+
+def not_ready(source: Obj) -> Wait | None:
+    """Why `source` cannot be read yet as a PVC: being deleted, not Bound, not populated."""
+    where = f"{o.namespace(source)}/{o.name(source)}"
+    if o.deleting(source):
+        return Wait(SOURCE_DELETING,
+                    f"The source pvc {where} is being deleted; no clone starts from it")
+    if not bound(source):
+        return Wait(SOURCE_NOT_READY, f"Waiting for the source pvc {where} to be bound",
+                    "Normal")
+    if not populated(source):
+        return Wait(SOURCE_NOT_READY, f"Waiting for the source pvc {where} to be populated",
+                    "Normal")
+    return None
+
+
+def in_use(source: Obj, writer_names: Sequence[str]) -> Wait | None:
+    """CDI's CloneSourceInUse when pods can write to the source (`writers`)."""
+    if not writer_names:
+        return None
+    users = ", ".join(f"{o.namespace(source)}/{p}" for p in writer_names)
+    return Wait(SOURCE_IN_USE, f"pod {users} using PersistentVolumeClaim {o.name(source)}",
+                recheck=IN_USE_RECHECK_SECONDS)
+
+
+def smart_clone_wait(source: Obj, pods: Sequence[Obj]) -> Wait | None:
+    """Why a csi-clone or a snapshot of `source` may not be taken yet: it is not ready,
+    or one of `pods` (those of its namespace) can write to it."""
+    return not_ready(source) or in_use(source, writers(source, list(pods)))

@@ -91,7 +91,7 @@ VALIDATION_FAILED = "CloneValidationFailed"
 VALIDATION_MESSAGE = "The clone doesn't meet the validation requirements"
 WITHOUT_SOURCE = "CloneWithoutSource"
 WITHOUT_SOURCE_MESSAGE = "The source pvc {name} doesn't exist"
-SOURCE_IN_USE = "CloneSourceInUse"
+SOURCE_IN_USE = sourcecheck.SOURCE_IN_USE
 TARGET_IN_USE = "UploadTargetInUse"
 """CDI's upload controller makes a clone target's server, and says this."""
 INCOMPATIBLE = "ErrIncompatiblePVC"
@@ -99,10 +99,10 @@ SUCCEEDED_REASON = "CloneSucceeded"
 SUCCEEDED_MESSAGE = "Successfully cloned from {src} into {dst}"
 FAILED_REASON = "CloneFailed"
 # Ours, where CDI only waits silently.
-SOURCE_DELETING = "CloneSourceDeleting"
-SOURCE_NOT_READY = "CloneSourceNotReady"
+SOURCE_DELETING = sourcecheck.SOURCE_DELETING
+SOURCE_NOT_READY = sourcecheck.SOURCE_NOT_READY
 
-IN_USE_RECHECK_SECONDS = 5.0
+IN_USE_RECHECK_SECONDS = sourcecheck.IN_USE_RECHECK_SECONDS
 CLEANUP_RECHECK_SECONDS = 2.0
 
 
@@ -280,27 +280,18 @@ class CloneTransfer:
         source = cs.source
         if source is None:
             return steps + _say(pvc, WITHOUT_SOURCE, WITHOUT_SOURCE_MESSAGE.format(name=src_name))
-        where = f"{src_ns}/{src_name}"
-        if o.deleting(source):
-            return steps + _say(pvc, SOURCE_DELETING,
-                                f"The source pvc {where} is being deleted; no clone starts "
-                                "from it")
-        if not sourcecheck.bound(source):
-            return steps + _say(pvc, SOURCE_NOT_READY,
-                                f"Waiting for the source pvc {where} to be bound", "Normal")
-        if not sourcecheck.populated(source):
-            return steps + _say(pvc, SOURCE_NOT_READY,
-                                f"Waiting for the source pvc {where} to be populated",
-                                "Normal")
+        wait = sourcecheck.not_ready(source)
+        if wait is not None:
+            return steps + _say(pvc, wait.reason, wait.message, wait.event_type)
         if not _is_dv_target(pvc):
             why = sourcecheck.incompatible(source, pvc, seen.config)
             if why is not None:
                 return steps + _say(pvc, INCOMPATIBLE, why)
-        if cs.writers:
-            users = ", ".join(f"{src_ns}/{p}" for p in cs.writers)
-            return [*steps, *_say(pvc, SOURCE_IN_USE,
-                                  f"pod {users} using PersistentVolumeClaim {src_name}"),
-                    Recheck(IN_USE_RECHECK_SECONDS)]
+        wait = sourcecheck.in_use(source, cs.writers)
+        if wait is not None:
+            assert wait.recheck is not None
+            return [*steps, *_say(pvc, wait.reason, wait.message, wait.event_type),
+                    Recheck(wait.recheck)]
         return steps or None
 
     def _server(self, seen: ClaimView, d: podstate.PodDecision) -> list[Step]:
