@@ -16,8 +16,10 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
@@ -48,28 +50,44 @@ def write_report(path: str | None, report: TerminationReport) -> None:
         log.warning("cannot write termination report path=%s error=%s", path, e.strerror)
 
 
-async def serve(config: ServerConfig) -> int:
-    """Serve until the upload ends (or SIGTERM); returns the exit code."""
+class _Session(Protocol):
+    """What `_run` needs of an upload or a clone session."""
+
+    finished: asyncio.Event
+
+    @property
+    def final(self) -> TerminationReport | None: ...
+
+    @property
+    def exit_code(self) -> int: ...
+
+    def terminate(self, message: str) -> None: ...
+
+    def percent(self) -> float: ...
+
+
+async def _run(config: ServerConfig, session: _Session, app: web.Application,
+               registry: CollectorRegistry, *, what: str, stopper: str,
+               **runner_args: Any) -> int:
+    """Serve `app` until `session` ends (or SIGTERM), with its progress on the metrics
+    port; write the termination report; return the exit code."""
     ssl_context = tlsauth.server_context(config.tls_cert, config.tls_key, config.client_ca)
-    session = UploadSession(config)
-    app = make_app(config, session)
     # In-flight handlers get a short while: a refused body is not waited for (lingering).
-    runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
+    runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None, **runner_args)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
     await site.start()
-    log.info("serving uploads host=%s port=%d dest=%s", config.host, config.port, config.dest)
+    log.info("serving %s host=%s port=%d dest=%s", what, config.host, config.port, config.dest)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(
-            signum, session.terminate, f"upload server stopped by signal {signum}"
+            signum, session.terminate, f"{stopper} stopped by signal {signum}"
         )
     with contextlib.ExitStack() as stack:
         if config.metrics_port is not None:
             from importer.metricsserver import serve_metrics  # HTTPS + self-signed cert
 
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="cdi-upload-m-"))
-            registry = progress_registry(config.owner_uid, session.percent)
             stack.enter_context(
                 serve_metrics(registry, MetricsAddr(config.host, config.metrics_port), workdir)
             )
@@ -81,44 +99,24 @@ async def serve(config: ServerConfig) -> int:
             await asyncio.sleep(EXIT_GRACE_SECONDS)
         finally:
             await runner.cleanup()
-    log.info("upload server exiting reason=%s", report.reason)
+    log.info("server exiting reason=%s", report.reason)
     return session.exit_code
+
+
+async def serve(config: ServerConfig) -> int:
+    """Serve until the upload ends (or SIGTERM); returns the exit code."""
+    session = UploadSession(config)
+    return await _run(config, session, make_app(config, session),
+                      progress_registry(config.owner_uid, session.percent),
+                      what="uploads", stopper="upload server")
 
 
 async def serve_clone(config: ServerConfig) -> int:
     """Clone mode: receive the one cloner's stream, then report and exit."""
-    ssl_context = tlsauth.server_context(config.tls_cert, config.tls_key, config.client_ca)
     session = CloneSession(config)
-    app = make_clone_app(config, session)
-    runner = web.AppRunner(
-        app, shutdown_timeout=2.0, access_log=None, read_bufsize=cloneapp.READ_BUFSIZE
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
-    await site.start()
-    log.info("serving a clone host=%s port=%d dest=%s", config.host, config.port, config.dest)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, session.terminate, f"clone stopped by signal {signum}")
-    with contextlib.ExitStack() as stack:
-        if config.metrics_port is not None:
-            from importer.metricsserver import serve_metrics
-
-            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="cdi-clone-m-"))
-            registry = clone_progress_registry(config.owner_uid, session.percent)
-            stack.enter_context(
-                serve_metrics(registry, MetricsAddr(config.host, config.metrics_port), workdir)
-            )
-        try:
-            await session.finished.wait()
-            report = session.final
-            assert report is not None
-            write_report(config.termination_log, report)
-            await asyncio.sleep(EXIT_GRACE_SECONDS)
-        finally:
-            await runner.cleanup()
-    log.info("clone server exiting reason=%s", report.reason)
-    return session.exit_code
+    return await _run(config, session, make_clone_app(config, session),
+                      clone_progress_registry(config.owner_uid, session.percent),
+                      what="a clone", stopper="clone", read_bufsize=cloneapp.READ_BUFSIZE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
