@@ -12,7 +12,6 @@ events back to the target, and the target PVC's finalizer removes them.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from cdicontract import annotations as ann
@@ -23,7 +22,7 @@ from controller import certs, claims
 from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
-from controller.transfers import protocol
+from controller.transfers import podspec, protocol
 from controller.transfers.upload import objects as uploadobjects
 from controller.transfers.upload.authority import Authority, tls_secret
 
@@ -102,15 +101,7 @@ def source_pod(target: Obj, source: Obj, config: EffectiveConfig,
             {"name": clone.ENV_OWNER_UID, "value": uid},
             {"name": clone.ENV_TERMINATION_LOG, "value": env.DEFAULT_TERMINATION_LOG},
         ],
-        "resources": copy.deepcopy(config.resources),
-        "terminationMessagePath": env.DEFAULT_TERMINATION_LOG,
-        "terminationMessagePolicy": "File",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "runAsUser": ip.IMPORTER_UID,
-        },
+        **podspec.container_common(config),
         "volumeMounts": [{"name": TLS_VOLUME, "mountPath": clone.TLS_DIR, "readOnly": True}],
     }
     if block:

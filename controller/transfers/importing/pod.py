@@ -8,7 +8,6 @@ capability dropped, the target at /data/disk.img or /dev/cdi-block-volume, the C
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from cdicontract import annotations as ann
@@ -18,7 +17,7 @@ from controller import claims
 from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
-from controller.transfers import protocol
+from controller.transfers import podspec, protocol
 from controller.transfers.importing.source import ImportRequest, SourceKind
 
 
@@ -111,15 +110,7 @@ def build(pvc: Obj, req: ImportRequest, config: EffectiveConfig, settings: PodSe
         "imagePullPolicy": settings.pull_policy,
         "env": _env(pvc, req, config),
         "ports": [{"name": "metrics", "containerPort": env.METRICS_PORT, "protocol": "TCP"}],
-        "resources": copy.deepcopy(config.resources),
-        "terminationMessagePath": env.DEFAULT_TERMINATION_LOG,
-        "terminationMessagePolicy": "File",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "runAsUser": ip.IMPORTER_UID,
-        },
+        **podspec.container_common(config),
     }
     if mounts:
         container["volumeMounts"] = mounts

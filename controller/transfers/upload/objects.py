@@ -21,7 +21,7 @@ from controller import certs, claims
 from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
-from controller.transfers import protocol
+from controller.transfers import podspec, protocol
 from controller.transfers.upload.authority import Authority, tls_secret
 
 CONTAINER_NAME = "cdi-upload-server"
@@ -114,15 +114,7 @@ def pod(pvc: Obj, config: EffectiveConfig, settings: PodSettings, *,
             "initialDelaySeconds": 1,
             "periodSeconds": 2,
         },
-        "resources": copy.deepcopy(config.resources),
-        "terminationMessagePath": env.DEFAULT_TERMINATION_LOG,
-        "terminationMessagePolicy": "File",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "runAsUser": ip.IMPORTER_UID,
-        },
+        **podspec.container_common(config),
         "volumeMounts": [{"name": TLS_VOLUME, "mountPath": upload.TLS_DIR, "readOnly": True}],
     }
     if block:
