@@ -18,7 +18,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cdicontract.uploadtoken import ALGORITHM, ISSUER, LEEWAY_SECONDS, TokenError
+from cdicontract.uploadtoken import ALGORITHM, ISSUER, LEEWAY_SECONDS, TokenError, decode
 
 __all__ = ["EXTENDED_LIFETIME", "LIFETIME", "CloneRef", "TokenError", "sign", "verify"]
 
@@ -88,24 +88,7 @@ def verify(
     The message says what is wrong (forged, expired, another source or target), never
     quoting the token.
     """
-    options: jwt.types.Options = {
-        "require": ["exp", "iss"],
-        "verify_exp": now is None,
-        "verify_nbf": now is None,
-    }
-    try:
-        doc = jwt.decode(token, public_key, algorithms=[ALGORITHM], issuer=ISSUER,
-                         leeway=leeway, options=options)
-    except jwt.ExpiredSignatureError as exc:
-        raise TokenError("clone token expired") from exc
-    except jwt.InvalidTokenError as exc:
-        raise TokenError(f"invalid clone token: {type(exc).__name__}") from exc
-    exp = doc.get("exp")
-    if not isinstance(exp, int | float):
-        raise TokenError("invalid clone token: no expiry")
-    expires = datetime.fromtimestamp(exp, UTC)
-    if now is not None and now > expires + timedelta(seconds=leeway):
-        raise TokenError("clone token expired")
+    doc, expires = decode(token, public_key, what="clone", leeway=leeway, now=now)
     if doc.get("operation") != OPERATION_CLONE:
         raise TokenError("clone token is not for a clone")
     if doc.get("resource") != RESOURCES.get(ref.source_kind):

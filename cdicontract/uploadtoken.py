@@ -65,6 +65,38 @@ def sign(
     return jwt.encode(payload, private_key_pem, algorithm=ALGORITHM)
 
 
+def decode(
+    token: str,
+    public_key: bytes | rsa.RSAPublicKey,
+    *,
+    what: str,
+    leeway: float = LEEWAY_SECONDS,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], datetime]:
+    """The claims and expiry of a PS256 token from `cdi-apiserver` signed by the key, not
+    expired (with `leeway` seconds of skew); raises TokenError naming `what` otherwise."""
+    # PyJWT reads the clock itself; when told the time, expiry is checked by hand below.
+    options: jwt.types.Options = {
+        "require": ["exp", "iss"],
+        "verify_exp": now is None,
+        "verify_nbf": now is None,
+    }
+    try:
+        doc = jwt.decode(token, public_key, algorithms=[ALGORITHM], issuer=ISSUER,
+                         leeway=leeway, options=options)
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenError(f"{what} token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise TokenError(f"invalid {what} token: {type(exc).__name__}") from exc
+    exp = doc.get("exp")
+    if not isinstance(exp, int | float):
+        raise TokenError(f"invalid {what} token: no expiry")
+    expires = datetime.fromtimestamp(exp, UTC)
+    if now is not None and now > expires + timedelta(seconds=leeway):
+        raise TokenError(f"{what} token expired")
+    return doc, expires
+
+
 def verify(
     token: str,
     public_key_pem: bytes,
@@ -77,31 +109,7 @@ def verify(
     Valid means: signed PS256 by the key, issuer `cdi-apiserver`, not expired (with
     `leeway` seconds of clock skew), operation Upload on a PVC.
     """
-    # PyJWT reads the clock itself; when told the time, expiry is checked by hand below.
-    options: jwt.types.Options = {
-        "require": ["exp", "iss"],
-        "verify_exp": now is None,
-        "verify_nbf": now is None,
-    }
-    try:
-        doc = jwt.decode(
-            token,
-            public_key_pem,
-            algorithms=[ALGORITHM],
-            issuer=ISSUER,
-            leeway=leeway,
-            options=options,
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise TokenError("upload token expired") from exc
-    except jwt.InvalidTokenError as exc:
-        raise TokenError(f"invalid upload token: {type(exc).__name__}") from exc
-    exp = doc.get("exp")
-    if not isinstance(exp, int | float):
-        raise TokenError("invalid upload token: no expiry")
-    expires = datetime.fromtimestamp(exp, UTC)
-    if now is not None and now > expires + timedelta(seconds=leeway):
-        raise TokenError("upload token expired")
+    doc, expires = decode(token, public_key_pem, what="upload", leeway=leeway, now=now)
     if doc.get("operation") != OPERATION_UPLOAD:
         raise TokenError("upload token is not for an upload")
     if doc.get("resource") != PVC_RESOURCE:
