@@ -63,3 +63,20 @@ PERMANENT: frozenset[Reason] = frozenset(
 
 def is_permanent(reason: Reason) -> bool:
     return reason in PERMANENT
+
+
+class Failure(Exception):
+    """A failed transfer with a machine-readable reason and a one-line human message
+    (the importer's ImportFailure, the cloner's CloneFailure)."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+    @property
+    def permanent(self) -> bool:
+        return is_permanent(self.reason)
+
+    def __str__(self) -> str:
+        return self.message

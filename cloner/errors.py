@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from cdicontract.reasons import Reason, is_permanent
+from cdicontract.reasons import Failure
 
 
-class CloneFailure(Exception):
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-    @property
-    def permanent(self) -> bool:
-        return is_permanent(self.reason)
-
-    def __str__(self) -> str:
-        return self.message
+class CloneFailure(Failure):
+    """A failed clone stream (source side)."""

@@ -7,23 +7,11 @@ driver only ever sees a reason and a human message without secrets in it.
 
 from __future__ import annotations
 
-from cdicontract.reasons import Reason, is_permanent
+from cdicontract.reasons import Failure, Reason
 
 
-class ImportFailure(Exception):
+class ImportFailure(Failure):
     """A failed import with a machine-readable reason and a one-line human message."""
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-    @property
-    def permanent(self) -> bool:
-        return is_permanent(self.reason)
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class TransientSourceError(ImportFailure):
