@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -108,6 +109,36 @@ def issue(ca: KeyPair, common_name: str, *, dns: list[str] | None = None,
             x509.SubjectAlternativeName([x509.DNSName(n) for n in dns]), critical=False)
     return KeyPair(builder.sign(ca_key, hashes.SHA256()).public_bytes(
         serialization.Encoding.PEM), _pem_key(key))
+
+
+def leaf_problem(leaf: KeyPair, ca: KeyPair, *, common_name: str,
+                 now: dt.datetime | None = None) -> str | None:
+    """Why `leaf` cannot serve as `common_name`'s certificate from `ca`, or None.
+
+    A leaf that does not parse, whose key is not its certificate's, that another CA
+    signed, that names someone else or that is outside its validity is re-issued by its
+    owner, as CDI's certificate rotation re-issues a target whose issuer is not in the
+    CA bundle. The answer names the problem, never the key.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(leaf.cert_pem)
+        key = serialization.load_pem_private_key(leaf.key_pem, password=None)
+        ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    except (ValueError, TypeError):
+        return "the certificate or its key is not PEM"
+    if key.public_key() != cert.public_key():
+        return "the key is not the certificate's"
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return f"not issued by {ca_cert.subject.rfc4514_string()}"
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if [n.value for n in names] != [common_name]:
+        return f"not issued to {common_name}"
+    at = now or dt.datetime.now(dt.UTC)
+    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+        return "outside its validity"
+    return None
 
 
 def generate(service: str, namespace: str, *, days: int = 3650) -> ServingCert:

@@ -4,7 +4,10 @@ Two CAs: one signs every upload server's serving certificate (the proxy trusts i
 the ConfigMap `SERVER_CA_BUNDLE_CONFIGMAP`), the other signs the proxy's client
 certificate (`PROXY_CLIENT_CERT_SECRET`, CN `CLIENT_COMMON_NAME`), which each upload
 server requires. Created on start when missing; a 409 means another replica won the
-race, and its objects are used. Only the controller reads the CA keys.
+race, and its objects are used. A client certificate the client CA did not issue (left by
+an earlier install, or the CA Secret was replaced), or one expired, is re-issued: upload
+servers would refuse every upload through the proxy otherwise. Only the controller
+reads the CA keys.
 """
 
 from __future__ import annotations
@@ -69,14 +72,44 @@ async def _ensure_secret(client: kube.Kube, namespace: str, name: str,
     return _pair(secret)
 
 
+def _proxy_client_cert(client_ca: certs.KeyPair) -> certs.KeyPair:
+    return certs.issue(client_ca, upload.CLIENT_COMMON_NAME, client=True)
+
+
+def _pair_or_none(secret: Obj) -> certs.KeyPair | None:
+    try:
+        return _pair(secret)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+async def _ensure_client_cert(client: kube.Kube, namespace: str,
+                              client_ca: certs.KeyPair) -> None:
+    """The proxy's client certificate, issued by `client_ca`: created when missing,
+    re-issued in place when the one found is not usable with that CA."""
+    name = upload.PROXY_CLIENT_CERT_SECRET
+    path = kube.SECRETS.path(namespace, name)
+    secret = await client.get(path)
+    if secret is None:
+        await _ensure_secret(client, namespace, name, lambda: _proxy_client_cert(client_ca))
+        return
+    found = _pair_or_none(secret)
+    problem = ("it holds no tls.crt and tls.key" if found is None else
+               certs.leaf_problem(found, client_ca, common_name=upload.CLIENT_COMMON_NAME))
+    if problem is None:
+        return
+    fresh = _proxy_client_cert(client_ca)
+    await client.merge_patch(path, {"data": tls_secret(name, namespace, fresh)["data"]})
+    log.info("reissued secret ns=%s secret=%s reason=%s", namespace, name, problem)
+
+
 async def ensure(client: kube.Kube, namespace: str) -> Authority:
     """Load the CAs, creating them (and the proxy's client certificate) when missing."""
     server_ca = await _ensure_secret(client, namespace, upload.SERVER_CA_SECRET,
                                      lambda: certs.new_ca(SERVER_CA_NAME))
     client_ca = await _ensure_secret(client, namespace, upload.CLIENT_CA_SECRET,
                                      lambda: certs.new_ca(CLIENT_CA_NAME))
-    await _ensure_secret(client, namespace, upload.PROXY_CLIENT_CERT_SECRET,
-                         lambda: certs.issue(client_ca, upload.CLIENT_COMMON_NAME, client=True))
+    await _ensure_client_cert(client, namespace, client_ca)
     bundle = server_ca.cert_pem.decode()
     path = kube.CONFIGMAPS.path(namespace, upload.SERVER_CA_BUNDLE_CONFIGMAP)
     current = await client.get(path)

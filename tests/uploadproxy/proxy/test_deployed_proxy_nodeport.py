@@ -2,23 +2,36 @@
 account (RBAC as written), and a process on this host reaches it at the node's InternalIP
 and nodePort, as `virtctl image-upload --uploadproxy-url` does from outside a cluster;
 an upload goes through it, the Service's DNS name and mutual TLS, to an upload server pod.
+
+The session's cluster is shared: the whole product may be installed in `cdi` already (the
+controller's and the token API's tests install it), and may be installed after this test.
+So the credentials the proxy reads are never this test's own: the token key and the
+upload CAs are those the token API server and the controller keep in `cdi`, adopted when
+they exist and created by those components' own code when not (so a later install adopts
+them in turn), and the proxy is removed afterwards only when this test installed it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from apiserver import kubeapi, signingkey
 from cdicontract import annotations as ann
 from cdicontract import upload, uploadtoken
+from controller import certs
+from controller.runtime import kube
+from controller.transfers.upload import authority
 from tests.uploadproxy.proxy import pki
 from tests.uploadproxy.proxy.harness import READY, World
 
@@ -27,15 +40,7 @@ pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[3]
 NODE_PORT = 31001
 CDI = "cdi"
-
-
-def upsert(api: Any, path: str, obj: dict[str, Any]) -> None:
-    name = obj["metadata"]["name"]
-    if api.get_or_none(f"{path}/{name}") is not None:
-        api.delete(f"{path}/{name}")
-        while api.get_or_none(f"{path}/{name}") is not None:
-            time.sleep(0.1)
-    api.create(path, obj)
+DEPLOYMENT = f"/apis/apps/v1/namespaces/{CDI}/deployments/cdi-uploadproxy"
 
 
 def node_ip(cluster: Any) -> str:
@@ -43,41 +48,48 @@ def node_ip(cluster: Any) -> str:
     return next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
 
 
+def cdi_credentials(cluster: Any) -> tuple[signingkey.SigningKey, authority.Authority]:
+    """The token signing key and the upload CAs in `cdi`, through the token API server's
+    and the controller's own code: what is there is used, what is missing is made as
+    they make it, and the public key ConfigMap and CA bundle are made to match."""
+    kubeconfig = str(cluster.kubeconfig)
+
+    async def go() -> tuple[signingkey.SigningKey, authority.Authority]:
+        async with kubeapi.Kube(kubeapi.load_config(kubeconfig)) as tokens:
+            key = await signingkey.ensure(tokens, CDI)
+            await signingkey.publish(tokens, CDI, key)
+        async with kube.Kube(kube.load_config(kubeconfig)) as controller:
+            return key, await authority.ensure(controller, CDI)
+
+    return asyncio.run(go())
+
+
 @pytest.fixture
-def deployed(cluster: Any) -> Any:
-    cluster.kubectl("apply", "-f", str(ROOT / "deploy/namespace.yaml"),
-                    "-f", str(ROOT / "deploy/uploadproxy.yaml"))
+def deployed(cluster: Any) -> Iterator[None]:
+    installed = cluster.api().get_or_none(DEPLOYMENT) is not None
+    cluster.kubectl("apply", "-f", str(ROOT / "deploy/namespace.yaml"))
+    if not installed:
+        cluster.kubectl("apply", "-f", str(ROOT / "deploy/uploadproxy.yaml"))
     yield
-    cluster.kubectl("delete", "-f", str(ROOT / "deploy/uploadproxy.yaml"), "--wait=false",
-                    check=False)
+    if not installed:
+        cluster.kubectl("delete", "-f", str(ROOT / "deploy/uploadproxy.yaml"),
+                        "--wait=false", check=False)
 
 
 def test_the_deployed_proxy_is_reachable_at_the_node_port_and_forwards(
         cluster: Any, namespace: str, tmp_path: Path, deployed: Any) -> None:
     api = cluster.api()
-    private, public = pki.rsa_pair()
-    server_ca, client_ca = pki.CA("upload servers"), pki.CA("proxy clients")
-    client = client_ca.issue(upload.CLIENT_COMMON_NAME, client=True)
+    key, cas = cdi_credentials(cluster)
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-    cms = f"/api/v1/namespaces/{CDI}/configmaps"
-    upsert(api, cms, {"apiVersion": "v1", "kind": "ConfigMap",
-                      "metadata": {"name": upload.PUBLIC_KEY_CONFIGMAP},
-                      "data": {"id_rsa.pub": public.decode()}})
-    upsert(api, cms, {"apiVersion": "v1", "kind": "ConfigMap",
-                      "metadata": {"name": upload.SERVER_CA_BUNDLE_CONFIGMAP},
-                      "data": {"ca-bundle.crt": server_ca.pem.decode()}})
-    upsert(api, f"/api/v1/namespaces/{CDI}/secrets", {
-        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-        "metadata": {"name": upload.PROXY_CLIENT_CERT_SECRET},
-        "data": {"tls.crt": b64(client.cert), "tls.key": b64(client.key)}})
 
     # An upload server stand-in in a pod behind the Service the proxy dials.
     service = upload.upload_service_name("disk")
-    serving = server_ca.issue("upload server", dns=[pki.server_name(namespace, "disk")])
+    serving = certs.issue(cas.server_ca, "upload server",
+                          dns=[pki.server_name(namespace, "disk")])
     api.create(f"/api/v1/namespaces/{namespace}/secrets", {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "upstream-tls"},
-        "data": {"tls.crt": b64(serving.cert), "tls.key": b64(serving.key),
-                 "ca.crt": b64(client_ca.pem)}})
+        "data": {"tls.crt": b64(serving.cert_pem), "tls.key": b64(serving.key_pem),
+                 "ca.crt": b64(cas.client_ca.cert_pem)}})
     api.create(f"/api/v1/namespaces/{namespace}/pods", {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": service, "labels": {"app": "upstream"}},
@@ -124,7 +136,7 @@ def test_the_deployed_proxy_is_reachable_at_the_node_port_and_forwards(
     assert world.request("POST", "/v1beta1/upload", body=b"x").status == 400
 
     body = os.urandom(2 << 20)
-    token = uploadtoken.sign(private, namespace=namespace, pvc="disk")
+    token = uploadtoken.sign(key.loaded, namespace=namespace, pvc="disk")
     timer = threading.Timer(2.0, world.annotate, args=("disk", READY))
     timer.start()
     deadline = time.monotonic() + 60
