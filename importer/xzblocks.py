@@ -132,11 +132,13 @@ def parse_block_header(raw: bytes) -> BlockHeader:
         psize, pos = _vli(raw, pos)
         props = raw[pos : pos + psize]
         pos += psize
+        # Each filter must end before the CRC: filter flags running into (or past) it
+        # would otherwise be read from the CRC's bytes, or from nothing.
+        if pos > len(raw) - 4:
+            raise _invalid("block header overflows")
         if fid == _LZMA2 and psize == 1 and props[0] <= 40:
             b = props[0]
             dict_size = (1 << 32) - 1 if b == 40 else (2 | (b & 1)) << (b // 2 + 11)
-    if pos > len(raw) - 4:
-        raise _invalid("block header overflows")
     return BlockHeader(raw, compressed, uncompressed, dict_size)
 
 

@@ -177,6 +177,19 @@ def test_block_header_sizes_that_lie_are_invalid(multi: bytes) -> None:
     invalid(multi[:pos] + bytes(header) + multi[pos + len(header) :])
 
 
+
+def test_filter_flags_running_into_the_header_crc_are_invalid() -> None:
+    """Two filters in a 12-byte header whose last filter's id and property size are the
+    CRC's own bytes (0x21 = LZMA2, size 1), so its one property byte lies past the header.
+    It raised IndexError (the `compression` fuzz target exited 77 on it) instead of refusing."""
+    header = bytes.fromhex("02010306c17e0100d6a92101")
+    assert header[-4:] == struct.pack("<I", zlib.crc32(header[:-4]))
+    with pytest.raises(ImportFailure, match="block header overflows"):
+        xzblocks.parse_block_header(header)
+    flags = b"\x00\x01"
+    stream = xzblocks.MAGIC + flags + struct.pack("<I", zlib.crc32(flags)) + header
+    assert "block header overflows" in invalid(stream).message
+
 def _index_start(blob: bytes) -> int:
     pos, length = blocks(blob)[-1]
     return pos + length
