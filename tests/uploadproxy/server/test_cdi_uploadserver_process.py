@@ -75,17 +75,26 @@ class Process:
         s.cert = self.pki.client
         return s
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until /healthz answers 200 over mutual TLS, the process exits (fails at once,
+        with its output) or `timeout` passes. Under load the port may accept before the
+        server answers: a try that times out is retried like a refused one, each bounded
+        by what is left of the deadline, so only the deadline decides."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        last = "no answer"
+        while (left := deadline - time.monotonic()) > 0:
             assert self.proc.poll() is None, self.output()
             try:
                 with self.client() as c:
-                    if c.get(self.url("/healthz"), timeout=2).status_code == 200:
-                        return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise AssertionError("the upload server never became ready")
+                    status = c.get(self.url("/healthz"), timeout=min(10.0, left)).status_code
+                if status == 200:
+                    return
+                last = f"HTTP {status}"
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = type(exc).__name__
+            time.sleep(0.2)
+        raise AssertionError(f"the upload server never became ready in {timeout:.0f} s "
+                             f"(last: {last})")
 
     def progress(self) -> float:
         # The metrics endpoint's certificate is self-signed by design (as CDI's importer).
