@@ -8,7 +8,8 @@ controller's and the token API's tests install it), and may be installed after t
 So the credentials the proxy reads are never this test's own: the token key and the
 upload CAs are those the token API server and the controller keep in `cdi`, adopted when
 they exist and created by those components' own code when not (so a later install adopts
-them in turn), and the proxy is removed afterwards only when this test installed it.
+them in turn), and the proxy is removed afterwards only when this test installed it. An
+installed controller is scaled to zero meanwhile (conftest `no_cdi_controller`).
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ def deployed(cluster: Any) -> Iterator[None]:
 
 
 def test_the_deployed_proxy_is_reachable_at_the_node_port_and_forwards(
-        cluster: Any, namespace: str, tmp_path: Path, deployed: Any) -> None:
+        cluster: Any, namespace: str, tmp_path: Path, deployed: Any,
+        no_cdi_controller: None) -> None:
+    # Without the controller: this test plays the upload server of PVC `disk` and writes
+    # its readiness annotation, which an installed controller would take over.
     api = cluster.api()
     key, cas = cdi_credentials(cluster)
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
