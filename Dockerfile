@@ -18,21 +18,22 @@
 ARG BASE=docker.io/library/debian:bookworm-slim
 
 FROM ${BASE} AS runtime
-ENV DEBIAN_FRONTEND=noninteractive
+ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
       /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old \
- && groupadd -g 107 qemu-cdi \
- && useradd -u 107 -g 107 -d /nonexistent -M -s /usr/sbin/nologin qemu-cdi
+ && groupadd --system -g 107 qemu-cdi \
+ && useradd --system -u 107 -g 107 -d /nonexistent -M -s /usr/sbin/nologin qemu-cdi
 ENV PATH=/opt/cdi-py/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-# Throwaway: pip and setuptools live only here, never in a shipped layer.
+# Throwaway: pip, setuptools and binutils live only here, never in a shipped layer.
 FROM runtime AS builder
+ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3-venv \
+ && apt-get install -y --no-install-recommends python3-venv binutils \
  && rm -rf /var/lib/apt/lists/*
 COPY requirements/runtime.txt requirements/build.txt /tmp/
 # Wheels only (--only-binary): no compiler is needed, none is installed. The CA bundle is a
@@ -46,12 +47,14 @@ RUN --mount=type=secret,id=cabundle \
       --no-deps --require-hashes --only-binary=:all: -r /tmp/build.txt
 # What ships of the venv: the same tree without pip and the wheel-building tools of
 # requirements/build.txt (a venv keeps working without them; nothing installs into it at
-# run time).
+# run time), and its extension modules without debug sections (zstandard's wheels carry
+# 20 MB of them), as Debian's dh_strip does for its own.
 RUN cp -a /opt/cdi-py /venv \
  && cd /venv/lib/python3.11/site-packages \
  && rm -rf pip pip-* setuptools setuptools-* pkg_resources _distutils_hack \
       distutils-precedence.pth wheel wheel-* packaging packaging-* \
- && rm -f /venv/bin/pip /venv/bin/pip3 /venv/bin/pip3.11 /venv/bin/wheel
+ && rm -f /venv/bin/pip /venv/bin/pip3 /venv/bin/pip3.11 /venv/bin/wheel \
+ && find /venv -name '*.so' -type f -exec strip --strip-unneeded {} +
 
 # Throwaway too: the product's wheel, built with the venv's setuptools (no build isolation:
 # nothing is fetched) and installed under /product with the venv's interpreter in its
@@ -80,8 +83,15 @@ COPY --from=builder /venv /opt/cdi-py
 # gluster/nfs block drivers are network code inside the process that parses untrusted
 # images, and nothing uses them (qemu-img only ever opens a local file or nbdkit's socket).
 # qemu-utils only recommends it, so --no-install-recommends is what keeps it out.
+#
+# ICU's 36 MB are left out with dpkg's own path-exclude (as the base leaves out docs): only
+# nbdkit's nbd plugin needs them (through libnbd0 -> libxml2), and nothing here runs it;
+# nbdkit itself, its curl plugin, its filters and qemu-img link none of them
+# (tests/images/test_product_images.py runs both).
 FROM deps AS datapath
-RUN apt-get update \
+ARG DEBIAN_FRONTEND=noninteractive
+RUN echo 'path-exclude=/usr/lib/*/libicu*' > /etc/dpkg/dpkg.cfg.d/cdi-py-no-icu \
+ && apt-get update \
  && apt-get install -y --no-install-recommends qemu-utils nbdkit \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
       /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,12 @@ class Built:
 
 
 def _run(argv: list[str]) -> str:
-    result = subprocess.run(argv, check=True, text=True, stdout=subprocess.PIPE)
+    # stderr is kept for errors only: containers/storage logs its driver choice at "info".
+    result = subprocess.run(argv, check=False, text=True, capture_output=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr)
+        raise subprocess.CalledProcessError(result.returncode, argv, result.stdout,
+                                            result.stderr)
     return result.stdout
 
 

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from imagebuild import buildah
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -25,9 +27,8 @@ def config(name: str) -> dict[str, Any]:
 
 
 def size(name: str) -> int:
-    out = subprocess.run(["buildah", "images", "--json", name],
-                         check=True, text=True, stdout=subprocess.PIPE).stdout
-    return int(json.loads(out)[0]["size"])
+    """Uncompressed: the sum of the layers as stored, what a node unpacks."""
+    return buildah.uncompressed_size(name)
 
 
 @contextmanager
