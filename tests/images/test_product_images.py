@@ -148,3 +148,14 @@ def test_the_image_is_smaller_than_250_mb(component: str) -> None:
     size = imagestore.size(_name(component))
     print(f"{_name(component)}: {size / 1e6:.1f} MB uncompressed")
     assert size < LIMIT
+
+
+def test_no_build_secret_or_build_environment_is_left_in_the_image(component: str) -> None:
+    # The CA bundle reaches pip only as a build secret (hack/build-images); neither it nor
+    # pip's settings may be in a layer or the config.
+    config = imagestore.config(_name(component))
+    assert not [e for e in config.get("Env", []) if e.startswith(("PIP_", "DEBIAN_FRONTEND"))]
+    with imagestore.rootfs(_name(component)) as root:
+        assert not (root / "run/secrets").exists() or not any((root / "run/secrets").iterdir())
+        assert not (root / "etc/pip.conf").exists()
+        assert not list(root.glob("tmp/*")), "build leftovers in /tmp"
