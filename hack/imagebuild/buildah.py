@@ -77,7 +77,15 @@ def bud(context: Path, dockerfile: str, target: str | None, name: str,
         argv += ["--target", target]
     for arg, value in sorted(build_args.items()):
         argv += ["--build-arg", f"{arg}={value}"]
-    subprocess.run([*argv, str(context)], check=True, stdout=subprocess.DEVNULL, env=clean_env())
+    with subprocess.Popen([*argv, str(context)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env=clean_env()) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            # containers/storage's note of which driver it uses is noise on every run.
+            if "[graphdriver]" not in line:
+                sys.stderr.write(line)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, argv)
 
 
 def clean_env() -> dict[str, str]:
