@@ -8,7 +8,8 @@ of one image unpack it once. Which references a node *has* (for ``IfNotPresent``
 
 Tools: ``skopeo inspect --raw`` resolves a reference to its manifest digest (a
 HEAD-sized request, repeated at each start for ``Always``), ``skopeo copy`` fetches it
-into a temporary OCI layout, ``umoci raw unpack`` makes the root file system.
+into a temporary OCI layout, ``tar`` extracts each layer not yet on this machine, and
+the container's root is an overlay of those layers (:mod:`localcluster.rootfs`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localcluster import imageref
+from localcluster import imageref, whiteouts
 from localcluster.imageconfig import ImageConfig
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class PullError(Exception):
 class Image:
     ref: imageref.Ref
     digest: str  # what the reference resolved to in its registry (imageID's digest)
-    rootfs: Path
+    layers: list[Path]  # lowest first
     config: ImageConfig
 
     @property
@@ -85,7 +86,11 @@ def _last_line(text: str) -> str:
 
 
 class Cache:
-    """Unpacked images on disk: ``<root>/<hex digest>/{rootfs,config.json}``."""
+    """Unpacked images on disk, layer by layer as containerd's overlay snapshotter keeps
+    them: ``<root>/layers/<blob hex>/`` holds one layer's files (whiteouts converted to
+    overlay's), ``<root>/<manifest hex>/{config.json,layers.json}`` names an image's
+    layers, lowest first. A product change adds one small top layer; the layers below
+    are shared and never unpacked again."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -93,29 +98,38 @@ class Cache:
     def entry(self, digest: str) -> Path:
         return self.root / digest.removeprefix("sha256:")
 
+    def layer(self, digest: str) -> Path:
+        return self.root / "layers" / digest.removeprefix("sha256:")
+
     @contextlib.contextmanager
-    def _lock(self, digest: str) -> Iterator[None]:
+    def _lock(self, key: str) -> Iterator[None]:
         locks = self.root / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{digest.removeprefix('sha256:')}.lock", "w") as f:
+        with open(locks / f"{key.removeprefix('sha256:')}.lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def load(self, digest: str) -> tuple[Path, ImageConfig] | None:
+    def load(self, digest: str) -> tuple[list[Path], ImageConfig] | None:
+        """The image's layer directories (lowest first) and configuration, if unpacked."""
         e = self.entry(digest)
         try:
             cfg = ImageConfig.from_oci(json.loads((e / "config.json").read_text()))
+            layers = [self.layer(d) for d in json.loads((e / "layers.json").read_text())]
         except (OSError, ValueError):
             return None
-        with contextlib.suppress(OSError):
-            os.utime(e / "config.json")  # last used, for pruning
-        return e / "rootfs", cfg
+        if not all(p.is_dir() for p in layers):
+            return None
+        now = time.time()
+        for p in [e / "config.json", *layers]:
+            with contextlib.suppress(OSError):
+                os.utime(p, (now, now))  # last used, for pruning
+        return layers, cfg
 
-    def fill(self, digest: str, source: str, flags: list[str]) -> tuple[Path, ImageConfig]:
-        """Fetch ``source`` (pinned to ``digest``) and unpack it, unless present."""
+    def fill(self, digest: str, source: str, flags: list[str]) -> tuple[list[Path], ImageConfig]:
+        """Fetch ``source`` (pinned to ``digest``) and unpack its missing layers."""
         with self._lock(digest):
             found = self.load(digest)
             if found is not None:
@@ -127,23 +141,24 @@ class Cache:
                 layout = work / "layout"
                 _skopeo(["copy", "--quiet", *flags, source, f"oci:{layout}:img"], COPY_TIMEOUT)
                 pulled = time.monotonic()
+                manifest, config = _layout_manifest(layout)
+                layers = [str(d["digest"]) for d in manifest.get("layers") or []]
+                fresh = 0
+                for d in layers:
+                    fresh += self._unpack_layer(d, layout / "blobs" / d.replace(":", "/"), work)
                 staged = work / "entry"
                 staged.mkdir()
-                done = subprocess.run(
-                    ["umoci", "raw", "unpack", "--image", f"{layout}:img", str(staged / "rootfs")],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                    timeout=COPY_TIMEOUT,
-                )
-                if done.returncode != 0:
-                    raise PullError("ErrImagePull", f"unpack failed: {_last_line(done.stderr)}")
-                config = _layout_config(layout)
                 (staged / "config.json").write_text(json.dumps(config))
+                (staged / "layers.json").write_text(
+                    json.dumps([d.removeprefix("sha256:") for d in layers])
+                )
+                shutil.rmtree(self.entry(digest), ignore_errors=True)
                 os.replace(staged, self.entry(digest))
                 log.info(
-                    "image unpacked digest=%s pull_s=%.1f unpack_s=%.1f",
+                    "image unpacked digest=%s layers=%d new_layers=%d pull_s=%.1f unpack_s=%.1f",
                     digest,
+                    len(layers),
+                    fresh,
                     pulled - started,
                     time.monotonic() - pulled,
                 )
@@ -153,8 +168,29 @@ class Cache:
             assert found is not None
             return found
 
+    def _unpack_layer(self, digest: str, blob: Path, work: Path) -> int:
+        """Extract one layer blob unless already there; 1 if it was extracted."""
+        target = self.layer(digest)
+        with self._lock(f"layer-{digest.removeprefix('sha256:')}"):
+            if target.is_dir():
+                return 0
+            staged = Path(tempfile.mkdtemp(prefix=".layer-", dir=work))
+            done = subprocess.run(
+                ["tar", "-x", "-p", "--numeric-owner", "-f", str(blob), "-C", str(staged)],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=COPY_TIMEOUT,
+            )
+            if done.returncode != 0:
+                raise PullError("ErrImagePull", f"unpack failed: {_last_line(done.stderr)}")
+            whiteouts.convert(staged)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, target)
+            return 1
+
     def prune(self, days: float) -> None:
-        """Remove images no container started from in ``days`` days."""
+        """Remove images (and then layers) no container started from in ``days`` days."""
         if not self.root.is_dir():
             return
         horizon = time.time() - days * 86400
@@ -163,10 +199,16 @@ class Cache:
                 if e.name.startswith(".pull-") and _stale(e, horizon):
                     shutil.rmtree(e, ignore_errors=True)  # a pull that died half-way
                 continue
-            if _stale(e / "config.json", horizon):
+            if e.name != "layers" and _stale(e / "config.json", horizon):
                 with self._lock(e.name):
                     shutil.rmtree(e, ignore_errors=True)
                     log.info("image pruned digest=sha256:%s", e.name)
+        layers = self.root / "layers"
+        if layers.is_dir():
+            for layer in layers.iterdir():
+                if _stale(layer, horizon):
+                    with self._lock(f"layer-{layer.name}"):
+                        shutil.rmtree(layer, ignore_errors=True)
 
 
 def _stale(path: Path, horizon: float) -> bool:
@@ -176,7 +218,9 @@ def _stale(path: Path, horizon: float) -> bool:
         return True
 
 
-def _layout_config(layout: Path) -> dict[str, Any]:
+def _layout_manifest(layout: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The only image of an OCI layout: its manifest and its configuration."""
+
     def blob(digest: str) -> dict[str, Any]:
         algo, _, hexd = digest.partition(":")
         data: dict[str, Any] = json.loads((layout / "blobs" / algo / hexd).read_text())
@@ -184,7 +228,7 @@ def _layout_config(layout: Path) -> dict[str, Any]:
 
     index = json.loads((layout / "index.json").read_text())
     manifest = blob(index["manifests"][0]["digest"])
-    return blob(manifest["config"]["digest"])
+    return manifest, blob(manifest["config"]["digest"])
 
 
 def _skopeo(args: list[str], timeout: float) -> bytes:
@@ -260,7 +304,7 @@ class ImageStore:
                 digest = "sha256:" + hashlib.sha256(raw).hexdigest()
                 platform = _platform_digest(raw) or digest
                 pinned = source.rsplit("@", 1)[0] if ref.digest else source.rsplit(":", 1)[0]
-                rootfs, config = self.cache.fill(
+                layers, config = self.cache.fill(
                     platform,
                     f"{pinned}@{platform}",
                     [f"--src-tls-verify={tls}", f"--src-authfile={authfile}"],
@@ -278,7 +322,7 @@ class ImageStore:
             raise PullError(
                 "ErrImagePull", f'failed to pull image "{ref}": registry served digest {digest}'
             )
-        return Image(ref, digest, rootfs, config)
+        return Image(ref, digest, layers, config)
 
 
 def _platform_digest(raw: bytes) -> str | None:

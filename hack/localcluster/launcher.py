@@ -194,27 +194,27 @@ def launch(rt: Runtime, sb: PodSandbox, c: Obj, restart_count: int) -> Launched:
     argv = imageconfig.process_argv(cfg, command, args)
     if not argv:
         raise StartError("no command specified")
+    cid = uuid.uuid4().hex
+    cdir = sb.pod_dir / "containers" / c["name"]
+    cdir.mkdir(parents=True, exist_ok=True)
+    try:
+        root = rootfs.mount(image.layers, cdir)
+    except rootfs.MountError as e:
+        raise StartError(str(e)) from e
     run_as_user, run_as_group, extra = identity(sb.pod, c)
     try:
         who = imageconfig.identity(
             cfg,
-            _read(image.rootfs, "/etc/passwd"),
-            _read(image.rootfs, "/etc/group"),
+            _read(root, "/etc/passwd"),
+            _read(root, "/etc/group"),
             run_as_user,
             run_as_group,
             extra,
         )
     except imageconfig.UserError as e:
+        rootfs.unmount(cdir)
         raise Waiting("CreateContainerConfigError", str(e)) from e
     env.setdefault("HOME", who.home)
-
-    cid = uuid.uuid4().hex
-    cdir = sb.pod_dir / "containers" / c["name"]
-    cdir.mkdir(parents=True, exist_ok=True)
-    try:
-        root = rootfs.mount(image.rootfs, cdir)
-    except rootfs.MountError as e:
-        raise StartError(str(e)) from e
     if sandbox.find_program(root, argv[0], env.get("PATH", imageconfig.DEFAULT_PATH)) is None:
         rootfs.unmount(cdir)
         raise StartError(f'exec: "{argv[0]}": executable file not found in $PATH')

@@ -19,15 +19,19 @@ class MountError(OSError):
     pass
 
 
-def mount(image_root: Path, cdir: Path) -> Path:
-    """A fresh overlay of ``image_root`` at ``cdir/root``; returns that path."""
+def mount(layers: list[Path], cdir: Path) -> Path:
+    """A fresh overlay of the image's ``layers`` (lowest first) at ``cdir/root``."""
     merged, upper, work = cdir / "root", cdir / "upper", cdir / "work"
     unmount(cdir)
     for d in (upper, work):
         shutil.rmtree(d, ignore_errors=True)
     for d in (merged, upper, work):
         d.mkdir(parents=True, exist_ok=True)
-    options = f"lowerdir={image_root},upperdir={upper},workdir={work}"
+    if not layers:
+        (cdir / "empty").mkdir(exist_ok=True)
+        layers = [cdir / "empty"]
+    lower = ":".join(str(p) for p in reversed(layers))
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
     done = subprocess.run(
         ["mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
         capture_output=True,

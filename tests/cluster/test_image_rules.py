@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from localcluster import imageconfig, imageref, imagestore, sandbox
+from localcluster import imageconfig, imageref, imagestore, rootfs, sandbox, whiteouts
 from localcluster.imageconfig import ImageConfig
 
 D = "sha256:" + "ab" * 32
@@ -180,3 +180,25 @@ def test_programs_are_found_on_the_image_path_only(tmp_path: Path):
     assert sandbox.find_program(tmp_path, "tool", "/usr/bin:/bin") == "/bin/tool"
     assert sandbox.find_program(tmp_path, "/bin/tool", "") == "/bin/tool"
     assert sandbox.find_program(tmp_path, "bwrap", "/usr/bin:/bin") is None
+
+
+def test_layers_stack_with_their_whiteouts_as_overlay_lowerdirs(tmp_path: Path):
+    lower, upper = tmp_path / "l1", tmp_path / "l2"
+    for d in ("keep", "gone", "opaque"):
+        (lower / "dir").mkdir(parents=True, exist_ok=True)
+        (lower / "dir" / d).write_text(d)
+    (lower / "hidden").mkdir()
+    (lower / "hidden" / "old").write_text("old")
+    (upper / "dir").mkdir(parents=True)
+    (upper / "dir" / ".wh.gone").write_text("")
+    (upper / "hidden").mkdir()
+    (upper / "hidden" / ".wh..wh..opq").write_text("")
+    (upper / "hidden" / "new").write_text("new")
+    assert whiteouts.convert(upper) == 2
+    root = rootfs.mount([lower, upper], tmp_path / "c")
+    try:
+        assert sorted(p.name for p in (root / "dir").iterdir()) == ["keep", "opaque"]
+        assert [p.name for p in (root / "hidden").iterdir()] == ["new"]
+    finally:
+        rootfs.unmount(tmp_path / "c")
+    assert not rootfs.mounted(root)
