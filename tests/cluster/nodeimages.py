@@ -55,3 +55,9 @@ def push(local: str, dest: str, creds: str | None = None) -> str:
             args += ["--dest-creds", creds]
         _run(*args, f"containers-storage:{local}", f"docker://{dest}")
         return digest_file.read_text().strip()
+
+
+def remove(names: list[str]) -> None:
+    """Remove the local images a test built (their layers below the base are tiny)."""
+    if names:
+        subprocess.run(["buildah", "rmi", "-f", *names], capture_output=True, check=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,20 +29,26 @@ class Images:
     def __init__(self, mirror: str) -> None:
         self.mirror = mirror
         self.token = uuid.uuid4().hex[:12]
+        self.built: list[str] = []
+
+    def build(self, name: str, marker: str, cmd: str) -> str:
+        self.built.append(nodeimages.build(name, marker, cmd=cmd))
+        return name
 
     def variant(self, tag: str, marker: str, cmd: str = SCRIPT) -> str:
         """Builds and pushes ``docker.io/nodetest/app:<tag>`` (through the mirror)."""
-        local = nodeimages.build(f"localhost/nodetest/app:{tag}-{self.token}", marker, cmd=cmd)
+        local = self.build(f"localhost/nodetest/app:{tag}-{self.token}", marker, cmd)
         return nodeimages.push(local, f"{self.mirror}/docker.io/nodetest/app:{tag}")
 
 
 @pytest.fixture(scope="module")
-def images(cluster) -> Images:
+def images(cluster) -> Iterator[Images]:
     mirror = registry.address(cluster.root)
     assert mirror, "the cluster runs no registry"
     imgs = Images(mirror)
     imgs.digest = imgs.variant("v1", f"only-in-the-image-{imgs.token}")  # type: ignore[attr-defined]
-    return imgs
+    yield imgs
+    nodeimages.remove(imgs.built)
 
 
 def _pod(name: str, image: str, **container: Any) -> dict[str, Any]:
@@ -204,8 +211,8 @@ def _pull_secret(cluster, ns: str, name: str, host: str, user: str, password: st
 def test_a_private_registry_takes_the_right_pull_secret_only(
     cluster, namespace, images, registry_basic
 ):
-    local = nodeimages.build(
-        f"localhost/nodetest/private:{images.token}", "private", cmd="cat /etc/cdi-py-node-test"
+    local = images.build(
+        f"localhost/nodetest/private:{images.token}", "private", "cat /etc/cdi-py-node-test"
     )
     creds = f"{registry_basic.username}:{registry_basic.password}"
     nodeimages.push(local, f"{registry_basic.host}/private/app:v1", creds=creds)
