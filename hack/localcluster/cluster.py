@@ -104,6 +104,7 @@ class Cluster:
 
     def __init__(self, root: Path | str) -> None:
         self.layout = Layout(Path(root).resolve())
+        self._pushing: subprocess.Popen[bytes] | None = None
 
     # -- facts about a running cluster ------------------------------------------------
 
@@ -319,6 +320,10 @@ class Cluster:
             try:
                 self._start(bins, state, timeout, images)
             except BaseException:
+                if self._pushing is not None:
+                    # A build that outlived a failed `up` would push into nothing.
+                    processes.stop(self._pushing.pid, grace=2.0)
+                    self._pushing = None
                 # Leave no half-started cluster; keep its logs for the post-mortem.
                 self._down_unlocked(keep_logs=True)
                 raise
@@ -418,11 +423,10 @@ class Cluster:
             raise ClusterError(str(e)) from e
         state.pids[registry.NAME] = pid
         state.save(layout.state_file)
-        pushing = None
         if images:
             # Built and pushed while the control plane starts; waited for at the end.
             try:
-                pushing = registry.push_images(
+                self._pushing = registry.push_images(
                     controlplane.HACK.parent, addr, layout.logs / "build-images.log"
                 )
             except registry.PushError as e:
@@ -492,8 +496,9 @@ class Cluster:
         for name in DAEMONS:
             if not processes.alive(state.pids[name]):
                 raise ClusterError(f"{name} exited; see {layout.logs / (name + '.log')}")
-        if pushing is not None:
-            self._push(pushing)
+        if self._pushing is not None:
+            self._push(self._pushing)
+            self._pushing = None
 
     # -- down ----------------------------------------------------------------------------
 
