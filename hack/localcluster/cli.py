@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from localcluster import registry
 from localcluster.cluster import Cluster, ClusterError
 from localcluster.controlplane import HACK, Binaries
 
@@ -45,7 +46,8 @@ def cmd_up(cluster: Cluster, nodes: int | None = None, images: bool = True) -> i
     kubectl = Binaries.locate().kubectl
     print(
         f"cluster {what}: API {cluster.api_url}, "
-        f"node(s) {', '.join(f'{n} ({ip})' for n, ip in cluster.node_ips.items())}\n"
+        f"node(s) {', '.join(f'{n} ({ip})' for n, ip in cluster.node_ips.items())}, "
+        f"registry {registry.address(cluster.root)}\n"
         f"  export KUBECONFIG={cluster.kubeconfig}\n"
         f"  {kubectl} get nodes          (or: hack/cluster kubectl get nodes)\n"
         f"  hack/cluster logs NS/POD [-c CONTAINER]\n"
