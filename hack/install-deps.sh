@@ -13,6 +13,8 @@ APT_PACKAGES=(
   skopeo docker-registry umoci
   # simulated node (issue 3) — append below this line
   bubblewrap iproute2
+  # the images (issue 11): a daemonless OCI builder, and the Debian base made from packages
+  buildah mmdebstrap
 )
 
 missing=()

@@ -1,0 +1,5 @@
+import sys
+
+from imagebuild.cli import main
+
+sys.exit(main())
