@@ -35,10 +35,18 @@ class Images:
         self.built.append(nodeimages.build(name, marker, cmd=cmd))
         return name
 
+    def tag(self, tag: str) -> str:
+        """A tag of this session: a reused cluster's node still has earlier sessions'
+        (and IfNotPresent rightly keeps using them)."""
+        return f"{tag}-{self.token}"
+
+    def ref(self, tag: str) -> str:
+        return f"nodetest/app:{self.tag(tag)}"
+
     def variant(self, tag: str, marker: str, cmd: str = SCRIPT) -> str:
-        """Builds and pushes ``docker.io/nodetest/app:<tag>`` (through the mirror)."""
-        local = self.build(f"localhost/nodetest/app:{tag}-{self.token}", marker, cmd)
-        return nodeimages.push(local, f"{self.mirror}/docker.io/nodetest/app:{tag}")
+        """Builds and pushes ``docker.io/nodetest/app:<tag>-<token>`` (through the mirror)."""
+        local = self.build(f"localhost/nodetest/app:{self.tag(tag)}", marker, cmd)
+        return nodeimages.push(local, f"{self.mirror}/docker.io/{self.ref(tag)}")
 
 
 @pytest.fixture(scope="module")
@@ -89,24 +97,24 @@ def _waiting(cluster, ns: str, name: str, reason: str) -> dict[str, Any]:
 
 
 def test_a_pod_runs_its_images_entry_point_as_its_user_from_its_root(cluster, namespace, images):
-    p, out = _run(cluster, namespace, _pod("plain", "nodetest/app:v1"))
+    p, out = _run(cluster, namespace, _pod("plain", images.ref("v1")))
     assert p["status"]["phase"] == "Succeeded", out
     # Entrypoint + Cmd, the image's Env, User nobody, WorkingDir, a file only it has,
     # and nothing of the host's /usr or of this checkout.
     assert out == ["cmd", "from-image", "65534", "65534", "/srv/work",
                    f"only-in-the-image-{images.token}"]  # fmt: skip
     status = p["status"]["containerStatuses"][0]
-    assert status["image"] == "docker.io/nodetest/app:v1"
+    assert status["image"] == f"docker.io/{images.ref('v1')}"
     assert status["imageID"] == f"docker.io/nodetest/app@{images.digest}"
 
 
 def test_args_replace_cmd_and_command_replaces_both(cluster, namespace, images):
-    _, out = _run(cluster, namespace, _pod("args", "nodetest/app:v1", args=["echo args $GREETING"]))
+    _, out = _run(cluster, namespace, _pod("args", images.ref("v1"), args=["echo args $GREETING"]))
     assert out == ["args", "from-image"]
     _, out = _run(
         cluster,
         namespace,
-        _pod("command", "nodetest/app:v1", command=["echo"], args=["$(WHO)", "b"],
+        _pod("command", images.ref("v1"), command=["echo"], args=["$(WHO)", "b"],
              env=[{"name": "WHO", "value": "pod-env"}]),
     )  # fmt: skip
     assert out == ["pod-env", "b"]
@@ -115,7 +123,7 @@ def test_args_replace_cmd_and_command_replaces_both(cluster, namespace, images):
 def test_run_as_user_group_and_working_dir_override_the_image(cluster, namespace, images):
     manifest = _pod(
         "who",
-        "nodetest/app:v1",
+        images.ref("v1"),
         args=["id -u; id -g; pwd"],
         workingDir="/var/tmp",
         securityContext={"runAsUser": 107, "runAsGroup": 108},
@@ -136,14 +144,14 @@ def test_a_read_only_root_refuses_writes_outside_its_volumes(cluster, namespace,
     _, out = _run(
         cluster,
         namespace,
-        _pod("ro", "nodetest/app:v1", args=[probe], pod_spec=volumes, **mounts,
+        _pod("ro", images.ref("v1"), args=[probe], pod_spec=volumes, **mounts,
              securityContext={**root, "readOnlyRootFilesystem": True}),
     )  # fmt: skip
     assert out == ["root-ro", "tmp-ro", "volume-rw"]
     _, out = _run(
         cluster,
         namespace,
-        _pod("rw", "nodetest/app:v1", args=[probe], pod_spec=volumes, **mounts,
+        _pod("rw", images.ref("v1"), args=[probe], pod_spec=volumes, **mounts,
              securityContext=root),
     )  # fmt: skip
     assert out == ["root-rw", "tmp-rw", "volume-rw"]
@@ -164,18 +172,18 @@ def test_a_pod_pulls_an_image_by_digest(cluster, namespace, images):
 
 def test_always_picks_up_a_tag_pushed_again(cluster, namespace, images):
     first = images.variant("moving", f"first-{images.token}", cmd="cat /etc/cdi-py-node-test")
-    p, out = _run(cluster, namespace, _pod("one", "nodetest/app:moving", imagePullPolicy="Always"))
+    p, out = _run(cluster, namespace, _pod("one", images.ref("moving"), imagePullPolicy="Always"))
     assert out == [f"first-{images.token}"]
     assert p["status"]["containerStatuses"][0]["imageID"].endswith(first)
     second = images.variant("moving", f"second-{images.token}", cmd="cat /etc/cdi-py-node-test")
-    p, out = _run(cluster, namespace, _pod("two", "nodetest/app:moving", imagePullPolicy="Always"))
+    p, out = _run(cluster, namespace, _pod("two", images.ref("moving"), imagePullPolicy="Always"))
     assert out == [f"second-{images.token}"]
     assert p["status"]["containerStatuses"][0]["imageID"].endswith(second) and second != first
 
 
 def test_never_without_the_image_on_the_node_is_err_image_never_pull(cluster, namespace, images):
     images.variant("never", "never", cmd="true")
-    manifest = _pod("never", "nodetest/app:never", imagePullPolicy="Never")
+    manifest = _pod("never", images.ref("never"), imagePullPolicy="Never")
     cluster.api().create(f"/api/v1/namespaces/{namespace}/pods", manifest)
     waiting = _waiting(cluster, namespace, "never", "ErrImageNeverPull")
     assert "not present with pull policy of Never" in waiting["message"]
@@ -247,7 +255,7 @@ def test_an_image_is_unpacked_once_for_pods_that_start_together(cluster, namespa
     api = cluster.api()
     names = [f"together-{i}" for i in range(3)]
     for name in names:
-        api.create(f"/api/v1/namespaces/{namespace}/pods", _pod(name, "nodetest/app:shared"))
+        api.create(f"/api/v1/namespaces/{namespace}/pods", _pod(name, images.ref("shared")))
     for name in names:
         p = wait_for(name, phase(api, namespace, name, "Succeeded", "Failed"), 120)
         assert p["status"]["phase"] == "Succeeded"
