@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -202,3 +204,21 @@ def test_layers_stack_with_their_whiteouts_as_overlay_lowerdirs(tmp_path: Path):
     finally:
         rootfs.unmount(tmp_path / "c")
     assert not rootfs.mounted(root)
+
+
+def test_images_and_layers_unused_for_days_are_pruned(tmp_path: Path):
+    cache = imagestore.Cache(tmp_path)
+    old, new = "a" * 64, "b" * 64
+    for name, layer in ((old, "1" * 64), (new, "2" * 64)):
+        (tmp_path / "layers" / layer).mkdir(parents=True)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "layers.json").write_text(json.dumps([layer]))
+        (tmp_path / name / "config.json").write_text("{}")
+    month_ago = time.time() - 30 * 86400
+    for p in (tmp_path / old / "config.json", tmp_path / "layers" / ("1" * 64)):
+        os.utime(p, (month_ago, month_ago))
+    cache.prune(14)
+    assert cache.load(f"sha256:{old}") is None
+    assert not (tmp_path / "layers" / ("1" * 64)).exists()
+    found = cache.load(f"sha256:{new}")
+    assert found is not None and found[0] == [tmp_path / "layers" / ("2" * 64)]
