@@ -44,7 +44,7 @@ REGISTRY = Path("/run/cdi-py-localcluster")
 _OWNED = (
     "pki", "etcd", "node", "nodes", "storage", "logs", "kcm-certs", "scheduler-certs", "kubeconfig",
     "controller-manager.kubeconfig", "scheduler.kubeconfig", "node.kubeconfig", "state.json",
-    "registry", "registry.yml", "registry.json",
+    "registry.yml", "registry.json",
 )  # fmt: skip
 # The registry first: nodes pull from it; `down` stops it last.
 DAEMONS = (
@@ -418,7 +418,13 @@ class Cluster:
             state.save(layout.state_file)
 
         try:
-            pid, addr = registry.start(layout.root, layout.logs, _free_port(), cg)
+            pid, addr = registry.start(
+                layout.root,
+                layout.logs,
+                _free_port(),
+                cg,
+                registry.storage_for(controlplane.HACK.parent),
+            )
         except RuntimeError as e:
             raise ClusterError(str(e)) from e
         state.pids[registry.NAME] = pid

@@ -4,13 +4,15 @@ product's images into it.
 Why the cluster runs one: no public registry is reachable from our machines, so the
 images built from the Dockerfile are pushed here and the simulated nodes pull
 ``docker.io/...`` and ``quay.io/...`` through it as a mirror (``<address>/<host>/<path>``,
-as kind's containerd mirrors do). Plain HTTP, no auth, storage under the cluster dir;
-its address is in ``DIR/registry.json`` (``{"address": "127.0.0.1:PORT"}``).
+as kind's containerd mirrors do). Plain HTTP, no auth, storage kept per checkout in the
+cache (:func:`storage_for`); its address is in ``DIR/registry.json``
+(``{"address": "127.0.0.1:PORT"}``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from localcluster import processes
+from localcluster import nodeinit, processes
 
 NAME = "registry"
 
@@ -36,10 +38,21 @@ def config(storage: Path, address: str) -> str:
     )
 
 
-def start(root: Path, logs: Path, port: int, cgroup: Path | None) -> tuple[int, str]:
+def storage_for(repo: Path) -> Path:
+    """Where this checkout's clusters keep their registry's blobs, across clusters.
+
+    Why kept: pushing into an empty registry compresses every layer again (~2 minutes
+    for the product and test images on 2 cores); into one that has the blobs, skopeo
+    skips them. Why per checkout: clusters of different checkouts push the same tags
+    (``quay.io/cdi-py/importer:0.1.0``) of different code.
+    """
+    key = hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:12]
+    return nodeinit.cache_root() / f"registry-{key}"
+
+
+def start(root: Path, logs: Path, port: int, cgroup: Path | None, storage: Path) -> tuple[int, str]:
     """Start the registry; returns (pid, address) once it answers."""
     address = f"127.0.0.1:{port}"
-    storage = root / "registry"
     storage.mkdir(parents=True, exist_ok=True)
     cfg = root / "registry.yml"
     cfg.write_text(config(storage, address))
