@@ -13,6 +13,8 @@ APT_PACKAGES=(
   skopeo docker-registry umoci
   # simulated node (issue 3) — append below this line
   bubblewrap iproute2
+  # the node's static init helper (hack/localcluster/nodeinit.c), compiled once per machine
+  gcc libc6-dev
   # the images (issue 11): a daemonless OCI builder, and the Debian base made from packages
   buildah mmdebstrap
 )

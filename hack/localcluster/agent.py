@@ -20,9 +20,10 @@ import signal
 import threading
 from pathlib import Path
 
-from localcluster import cgroups, logserver, node
+from localcluster import cgroups, logserver, node, nodeinit
 from localcluster.api import Api, Credentials, Obj
-from localcluster.controlplane import HACK, api_url
+from localcluster.controlplane import api_url
+from localcluster.imagestore import Cache, ImageStore, cache_dir
 from localcluster.informer import Informer
 from localcluster.ipam import Ipam
 from localcluster.layout import Layout, Network, State, node_names
@@ -31,6 +32,9 @@ from localcluster.provisioner import Provisioner
 from localcluster.serviceproxy import ServiceProxy
 
 log = logging.getLogger("localcluster.agent")
+
+# Unpacked images no container started from in this many days are removed.
+PRUNE_DAYS = 14
 
 
 class NodeRuntime:
@@ -54,7 +58,10 @@ class NodeRuntime:
         self.api = agent.api
         self.net = agent.net
         self.layout = agent.layout
-        self.repo_root = agent.repo_root
+        # This node's images (which references it has), over the machine's shared cache.
+        self.images = ImageStore(
+            agent.image_cache, agent.layout.root / "registry.json", self.node_dir / "images"
+        )
         self.unified_cgroup = agent.unified_cgroup
         self.memory_cgroup = agent.memory_cgroup
         self.backoff_base = agent.backoff_base
@@ -130,7 +137,9 @@ class Agent:
         self.layout = layout
         self.net = Network(state.index)
         self.kubelet_port = state.kubelet_port
-        self.repo_root = HACK.parent
+        nodeinit.binary()  # compiled once per machine; fail here rather than at a pod
+        self.image_cache = Cache(cache_dir())
+        self.image_cache.prune(PRUNE_DAYS)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         pki = layout.pki

@@ -1,8 +1,11 @@
 """``hack/cluster``: the command line of the local cluster.
 
-hack/cluster up [--dir DIR] [--nodes N]   start (or reuse) a cluster of N simulated nodes
+hack/cluster up [--dir DIR] [--nodes N] [--no-images]
+                                   start (or reuse) a cluster of N simulated nodes
                                    (default 1; a reused cluster keeps its own count,
-                                   and another explicit N is refused); default DIR .cluster/
+                                   and another explicit N is refused); default DIR .cluster/;
+                                   starts its registry and pushes hack/build-images' images
+                                   into it (also into a reused cluster) unless --no-images
 hack/cluster down [--dir DIR]      stop it and remove every trace
 hack/cluster status [--dir DIR]    exit 0 if healthy
 hack/cluster kubectl ARGS...       the matching kubectl against it
@@ -19,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from localcluster import registry
 from localcluster.cluster import Cluster, ClusterError
 from localcluster.controlplane import HACK, Binaries
 
@@ -29,11 +33,11 @@ def _dir_from_env() -> Path:
     return Path(os.environ.get("CDI_PY_CLUSTER_DIR", str(DEFAULT_DIR)))
 
 
-def cmd_up(cluster: Cluster, nodes: int | None = None) -> int:
+def cmd_up(cluster: Cluster, nodes: int | None = None, images: bool = True) -> int:
     started = time.monotonic()
     reused = cluster.healthy()
     try:
-        cluster.up(nodes=nodes)
+        cluster.up(nodes=nodes, images=images)
     except (ClusterError, ValueError) as e:
         print(f"cluster: {e}", file=sys.stderr)
         return 1
@@ -42,7 +46,8 @@ def cmd_up(cluster: Cluster, nodes: int | None = None) -> int:
     kubectl = Binaries.locate().kubectl
     print(
         f"cluster {what}: API {cluster.api_url}, "
-        f"node(s) {', '.join(f'{n} ({ip})' for n, ip in cluster.node_ips.items())}\n"
+        f"node(s) {', '.join(f'{n} ({ip})' for n, ip in cluster.node_ips.items())}, "
+        f"registry {registry.address(cluster.root)}\n"
         f"  export KUBECONFIG={cluster.kubeconfig}\n"
         f"  {kubectl} get nodes          (or: hack/cluster kubectl get nodes)\n"
         f"  hack/cluster logs NS/POD [-c CONTAINER]\n"
@@ -92,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--dir", type=Path, default=_dir_from_env())
         if name == "up":
             p.add_argument("--nodes", type=int, default=None, help="simulated nodes (1-4)")
+            p.add_argument(
+                "--no-images",
+                dest="images",
+                action="store_false",
+                help="do not build and push the images into the cluster's registry",
+            )
     p = sub.add_parser("exec", help="run a command in a running container")
     p.add_argument("target", help="NS/POD")
     p.add_argument("-c", "--container")
@@ -105,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cluster = Cluster(args.dir)
     if args.cmd == "up":
-        return cmd_up(cluster, args.nodes)
+        return cmd_up(cluster, args.nodes, args.images)
     if args.cmd == "down":
         cluster.down()
         print(f"cluster at {cluster.root} stopped and removed")

@@ -24,7 +24,17 @@ from typing import Any
 import requests
 import urllib3
 
-from localcluster import cgroups, controlplane, launcher, network, pki, processes, storage
+from localcluster import (
+    cgroups,
+    controlplane,
+    launcher,
+    network,
+    nodeinit,
+    pki,
+    processes,
+    registry,
+    storage,
+)
 from localcluster.api import Api, Credentials
 from localcluster.layout import NODE_NAME, Layout, Network, State, node_names
 
@@ -34,8 +44,17 @@ REGISTRY = Path("/run/cdi-py-localcluster")
 _OWNED = (
     "pki", "etcd", "node", "nodes", "storage", "logs", "kcm-certs", "scheduler-certs", "kubeconfig",
     "controller-manager.kubeconfig", "scheduler.kubeconfig", "node.kubeconfig", "state.json",
+    "registry.yml", "registry.json",
 )  # fmt: skip
-DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
+# The registry first: nodes pull from it; `down` stops it last.
+DAEMONS = (
+    "registry",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "node-agent",
+)
 
 
 class ClusterError(RuntimeError):
@@ -85,6 +104,7 @@ class Cluster:
 
     def __init__(self, root: Path | str) -> None:
         self.layout = Layout(Path(root).resolve())
+        self._pushing: subprocess.Popen[bytes] | None = None
 
     # -- facts about a running cluster ------------------------------------------------
 
@@ -201,10 +221,22 @@ class Cluster:
             raise ClusterError(f"container {name} of {namespace}/{pod} is not running")
         raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         env = dict(e.decode(errors="replace").split("=", 1) for e in raw if b"=" in e)
-        argv = [*launcher.enter_argv(pid, info.get("uid"), info.get("gid")), *cmd]
-        return subprocess.run(
-            argv, env=env, check=check, capture_output=capture, text=True, timeout=timeout
-        )
+        fd = nodeinit.open_fd()
+        try:
+            argv = launcher.enter_argv(
+                pid, int(info["uid"]), int(info["gid"]), list(info.get("groups") or []), fd
+            )
+            return subprocess.run(
+                [*argv, *cmd],
+                env=env,
+                check=check,
+                capture_output=capture,
+                text=True,
+                timeout=timeout,
+                pass_fds=(fd,),
+            )
+        finally:
+            os.close(fd)
 
     def pv_path(self, namespace: str, claim: str) -> Path:
         """The host path backing a bound PVC: a directory (Filesystem) or a loop device."""
@@ -245,8 +277,19 @@ class Cluster:
 
     # -- up ------------------------------------------------------------------------------
 
-    def up(self, *, timeout: float = 120.0, owner_pid: int = 0, nodes: int | None = None) -> None:
+    def up(
+        self,
+        *,
+        timeout: float = 120.0,
+        owner_pid: int = 0,
+        nodes: int | None = None,
+        images: bool = True,
+    ) -> None:
         """Start everything, or reuse a healthy cluster already running here.
+
+        ``images``: build the images (``hack/build-images``, cached) and push them into the
+        cluster's registry, also when a healthy cluster is reused (so it runs this
+        checkout's images); without, the registry starts empty.
 
         ``owner_pid``: a process (a test session) whose death makes this cluster an
         orphan that the next ``up`` of any cluster on this machine tears down.
@@ -257,6 +300,8 @@ class Cluster:
             node_names(nodes)  # a precise error for a count we cannot run
         if self.healthy():
             self._check_count(nodes)
+            if images:
+                self._push(None)
             return
         bins = controlplane.Binaries.locate()
         if not bins.complete():
@@ -265,17 +310,40 @@ class Cluster:
             # Another process may have started it while we waited for the lock.
             if self.healthy():
                 self._check_count(nodes)
+                if images:
+                    self._push(None)
                 return
             _reap_orphans()
             if State.load(self.layout.state_file) is not None or self.root.exists():
                 self._down_unlocked()
             state = self._allocate(owner_pid, nodes or 1)
             try:
-                self._start(bins, state, timeout)
+                self._start(bins, state, timeout, images)
             except BaseException:
+                if self._pushing is not None:
+                    # A build that outlived a failed `up` would push into nothing.
+                    processes.stop(self._pushing.pid, grace=2.0)
+                    self._pushing = None
                 # Leave no half-started cluster; keep its logs for the post-mortem.
                 self._down_unlocked(keep_logs=True)
                 raise
+
+    def _push(self, running: subprocess.Popen[bytes] | None) -> None:
+        """Wait for (or run) ``hack/build-images --push`` into this cluster's registry."""
+        addr = registry.address(self.root)
+        if addr is None:
+            raise ClusterError(f"no registry in the cluster at {self.root}")
+        log = self.layout.logs / "build-images.log"
+        started = time.monotonic()
+        try:
+            proc = running or registry.push_images(controlplane.HACK.parent, addr, log)
+            registry.wait_pushed(proc, log, timeout=3600)
+        except registry.PushError as e:
+            raise ClusterError(str(e)) from e
+        print(
+            f"images built and pushed to {addr} in {time.monotonic() - started:.1f}s",
+            file=sys.stderr,
+        )
 
     def _check_count(self, nodes: int | None) -> None:
         running = self.state.nodes
@@ -311,7 +379,9 @@ class Cluster:
         state.save(self.layout.state_file)
         return state
 
-    def _start(self, bins: controlplane.Binaries, state: State, timeout: float) -> None:
+    def _start(
+        self, bins: controlplane.Binaries, state: State, timeout: float, images: bool
+    ) -> None:
         layout, net = self.layout, Network(state.index)
         deadline = time.monotonic() + timeout
 
@@ -347,6 +417,26 @@ class Cluster:
             state.pids[name] = processes.start(name, argv, layout.logs, cgroup=cg)
             state.save(layout.state_file)
 
+        try:
+            pid, addr = registry.start(
+                layout.root,
+                layout.logs,
+                _free_port(),
+                cg,
+                registry.storage_for(controlplane.HACK.parent),
+            )
+        except RuntimeError as e:
+            raise ClusterError(str(e)) from e
+        state.pids[registry.NAME] = pid
+        state.save(layout.state_file)
+        if images:
+            # Built and pushed while the control plane starts; waited for at the end.
+            try:
+                self._pushing = registry.push_images(
+                    controlplane.HACK.parent, addr, layout.logs / "build-images.log"
+                )
+            except registry.PushError as e:
+                raise ClusterError(str(e)) from e
         launch("etcd", controlplane.etcd_argv(bins, layout, state))
         _wait(
             "etcd",
@@ -412,6 +502,9 @@ class Cluster:
         for name in DAEMONS:
             if not processes.alive(state.pids[name]):
                 raise ClusterError(f"{name} exited; see {layout.logs / (name + '.log')}")
+        if self._pushing is not None:
+            self._push(self._pushing)
+            self._pushing = None
 
     # -- down ----------------------------------------------------------------------------
 

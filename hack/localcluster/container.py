@@ -28,6 +28,7 @@ class Process:
         memory: Path | None,
         memory_limit: int | None,
         info_fd_placeholder: str = "{INFO_FD}",
+        keep_fds: tuple[int, ...] = (),
     ) -> None:
         self.unified = unified
         self.memory = memory
@@ -52,7 +53,7 @@ class Process:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                pass_fds=(w,),
+                pass_fds=(w, *keep_fds),
                 start_new_session=True,
             )
         os.close(w)

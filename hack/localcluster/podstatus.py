@@ -32,12 +32,13 @@ class ContainerState:
     last_terminated: Obj | None = None
     ready: bool = False
     container_id: str = ""
+    image_id: str = ""  # <repo>@sha256:... once pulled
 
     def render(self) -> Obj:
         status: Obj = {
             "name": self.name,
             "image": self.image,
-            "imageID": f"local://{self.image}",
+            "imageID": self.image_id,
             "ready": self.ready,
             "restartCount": self.restart_count,
             "started": self.running_since is not None and self.terminated is None,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from localcluster import launcher, network
+from localcluster import launcher, network, rootfs
 from localcluster.api import ApiError, Obj
 from localcluster.container import Process
 from localcluster.layout import Layout
@@ -67,6 +67,8 @@ class _Slot:
     prober: Prober | None = None
     liveness: Prober | None = None
     done: bool = False  # terminated and will not restart
+    pull_backoff: float = 0.0
+    pull_failed_at: float | None = None  # ErrImagePull shows until ImagePullBackOff
 
 
 def _tail(path: Path, limit: int) -> str:
@@ -245,6 +247,7 @@ class PodWorker(threading.Thread):
                 if self._deadline_exceeded():
                     self._fail_deadline()
                     return False
+                self._pull_backoff(slot)
                 if slot.proc is None and time.monotonic() >= slot.restart_at:
                     self._start(slot)
                     self._push()
@@ -272,6 +275,7 @@ class PodWorker(threading.Thread):
             for slot in self.slots:
                 if slot.done:
                     continue
+                self._pull_backoff(slot)
                 if slot.proc is None and time.monotonic() >= slot.restart_at:
                     self._start(slot)
                 if slot.proc is not None:
@@ -336,14 +340,25 @@ class PodWorker(threading.Thread):
         try:
             launched = launcher.launch(self.ctx, sb, c, st.restart_count)
         except launcher.Waiting as e:
-            reason, message = e.reason, e.message
-            if reason == "ErrImagePull" and st.waiting_reason in (
-                "ErrImagePull",
-                "ImagePullBackOff",
-            ):
-                reason, message = "ImagePullBackOff", f'Back-off pulling image "{c["image"]}"'
-            st.waiting_reason, st.waiting_message = reason, message
-            slot.restart_at = time.monotonic() + 2.0
+            st.waiting_reason, st.waiting_message = e.reason, e.message
+            delay = 2.0
+            if e.reason == "ErrImagePull":
+                # As the kubelet: the error shows, then ImagePullBackOff until the next
+                # attempt, each back-off twice the last (up to the node's maximum).
+                slot.pull_backoff = min(
+                    self.ctx.backoff_max, slot.pull_backoff * 2 or self.ctx.backoff_base
+                )
+                slot.pull_failed_at = time.monotonic()
+                delay = slot.pull_backoff + 1.0
+            slot.restart_at = time.monotonic() + delay
+            log.info(
+                "container waiting pod=%s/%s container=%s reason=%s message=%s",
+                self.ns,
+                self.pod_name,
+                c["name"],
+                e.reason,
+                e.message,
+            )
             return
         except launcher.StartError as e:
             st.terminated = terminated(128, "StartError", now(), str(e), "")
@@ -352,6 +367,9 @@ class PodWorker(threading.Thread):
             return
         slot.launched = launched
         slot.proc = launched.proc
+        slot.pull_backoff, slot.pull_failed_at = 0.0, None
+        st.image = str(launched.image.ref)
+        st.image_id = launched.image.image_id
         slot.started_at = now()
         st.container_id = launched.container_id
         st.running_since = slot.started_at
@@ -372,6 +390,15 @@ class PodWorker(threading.Thread):
             c["name"],
             launched.argv,
         )
+
+    def _pull_backoff(self, slot: _Slot) -> None:
+        """ErrImagePull becomes ImagePullBackOff a second after the failed pull."""
+        st = slot.state
+        failed = slot.pull_failed_at
+        if st.waiting_reason == "ErrImagePull" and failed and time.monotonic() - failed >= 1.0:
+            st.waiting_reason = "ImagePullBackOff"
+            st.waiting_message = f'Back-off pulling image "{slot.spec["image"]}"'
+            slot.pull_failed_at = None
 
     def _probe(self, slot: _Slot) -> None:
         ip = self.view.pod_ip or ""
@@ -405,6 +432,7 @@ class PodWorker(threading.Thread):
         oom = slot.proc.oom_killed()
         slot.proc.cleanup()
         slot.proc = None
+        rootfs.unmount(self.dir / "containers" / slot.spec["name"])
         reason = "OOMKilled" if oom else ("Completed" if rc == 0 else "Error")
         slot.state.terminated = terminated(
             rc,
@@ -543,5 +571,6 @@ class PodWorker(threading.Thread):
                 s.proc.kill()
                 s.proc.cleanup()
         self._release_sandbox()
+        rootfs.unmount_all(self.dir)
         if not self.stopping.is_set():
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -130,9 +130,14 @@ def data_source_refusal(pvc: Obj, class_name: str) -> tuple[str, str, str] | Non
     if not ref.get("name"):
         why = f"the PVC source not found for PVC {pvc['metadata']['name']}"
     elif kind == "VolumeSnapshot":
-        why = NO_RESTORE if group == SNAPSHOT_GROUP else (
-            "the PVC source does not belong to the right APIGroup. "
-            f"Expected {SNAPSHOT_GROUP}, Got {group}")
+        why = (
+            NO_RESTORE
+            if group == SNAPSHOT_GROUP
+            else (
+                "the PVC source does not belong to the right APIGroup. "
+                f"Expected {SNAPSHOT_GROUP}, Got {group}"
+            )
+        )
     elif kind == "PersistentVolumeClaim" and not group:
         why = NO_CLONE
     else:

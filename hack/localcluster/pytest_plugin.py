@@ -147,9 +147,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[ClusterHandle]:
     reuse = os.environ.get("CDI_PY_CLUSTER_DIR")
+    images = os.environ.get("CDI_PY_CLUSTER_IMAGES", "1") != "0"
     if reuse:
         c = Cluster(reuse)
-        c.up()
+        c.up(images=images)
         yield ClusterHandle(c)
         return
     nodes = int(os.environ.get("CDI_PY_CLUSTER_NODES") or DEFAULT_NODES)
@@ -157,7 +158,7 @@ def cluster() -> Iterator[ClusterHandle]:
     c = Cluster(root)
     keep = os.environ.get("CDI_PY_KEEP_CLUSTER_LOGS")
     try:
-        c.up(owner_pid=os.getpid(), nodes=nodes)
+        c.up(owner_pid=os.getpid(), nodes=nodes, images=images)
         yield ClusterHandle(c)
     finally:
         if keep:

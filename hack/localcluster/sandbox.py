@@ -1,33 +1,24 @@
-"""The ``bwrap`` command line that makes a local process look like a container.
+"""The ``bwrap`` command line that runs a container's process from its image's root.
 
-Why: the product expects its volumes at fixed paths (``/data``, ``/scratch``,
-``/dev/cdi-block-volume``, the service-account directory), a private ``/tmp`` and
-``/dev``, its own hostname, ``/etc/hosts`` naming the cluster's Services, and a
-non-root user. bubblewrap builds that view from the host's own read-only directories
-(our console scripts and Python live there), in the pod's network namespace.
-
-The sandbox root is a tmpfs; host directories are bound read-only into it. Where a
-volume must be mounted inside a host directory (``/etc/foo``), that directory is
-rebuilt one level at a time so the mount point can be created.
+Why: a container sees its image's file system, not the host's: the root is the image's
+unpacked root file system under a per-container writable layer (an overlay the node
+mounts, :mod:`localcluster.rootfs`), remounted read-only when the container asks for
+``readOnlyRootFilesystem``; on top of it come a fresh /proc and /dev, the host's /sys
+read-only, the pod's volumes, devices, /etc/hosts, /etc/resolv.conf and termination-log
+file, in the pod's network namespace, under its own hostname. bwrap runs as root (it
+mounts); the static ``nodeinit`` helper, executed from a descriptor, then takes the
+container's user, groups and capabilities and runs the program.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localcluster import images
-
-# Host top-level directories a container sees (read-only). Machine-specific or
-# machinery directories are deliberately absent.
-_TOP = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt", "srv", "var", "home")
-# Made by bwrap itself.
-_FRESH = {"proc", "dev", "tmp", "run", "sys"}
-# Owner-only on the host, but the Python we run from may live inside.
-_ALWAYS_EXPAND = {Path("/root")}
+# Made by bwrap itself inside the sandbox; mount points below them are bwrap's to create.
+_FRESH = ("proc", "dev", "sys")
+_MAX_LINKS = 40
 
 
 @dataclass
@@ -42,166 +33,89 @@ class Mount:
 class Spec:
     argv: list[str]
     hostname: str
+    root: Path  # the container's root file system on the host (an overlay mount)
+    read_only_root: bool = False
     mounts: list[Mount] = field(default_factory=list)
     workdir: str = "/"
-    uid: int | None = None
-    gid: int | None = None
-    groups: list[int] = field(default_factory=list)
-    extra_roots: list[Path] = field(default_factory=list)
+    init: list[str] = field(default_factory=list)  # nodeinit's prefix
 
 
-# The product's packages: with an editable install their source is wherever the checkout
-# is (CI clones into a fresh folder, possibly under /tmp), not on sys.path.
-_PRODUCT_PACKAGES = ("cdicontract", "importer", "controller", "uploadproxy")
+class PathError(ValueError):
+    """A path inside the container cannot be resolved (a symlink loop)."""
 
 
-def _product_roots() -> set[Path]:
-    roots: set[Path] = set()
-    for name in _PRODUCT_PACKAGES:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            continue
-        if spec is not None and spec.origin:
-            roots.add(Path(spec.origin).resolve().parent.parent)
-    return roots
-
-
-def _needed_host_paths(extra: list[Path]) -> list[Path]:
-    """Paths outside the usual directories that the container's Python needs."""
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent, *extra}
-    paths |= _product_roots()
-    for p in sys.path:
-        if p and os.path.isabs(p) and os.path.exists(p):
-            paths.add(Path(p))
-    return sorted(paths)
-
-
-def _under_fresh(p: Path) -> bool:
-    return len(p.parts) > 1 and p.parts[1] in _FRESH
-
-
-def _realpath(target: str) -> Path:
-    return Path(os.path.realpath(target))
-
-
-class _Layout:
-    """Emits bwrap ops for the host tree, expanding directories that get mounts inside."""
-
-    def __init__(self, expand: set[Path], keep: set[Path]) -> None:
-        self.expand = expand
-        self.keep = keep
-        self.args: list[str] = []
-
-    def emit_root(self) -> None:
-        for name in sorted(os.listdir("/")):
-            if name in _FRESH:
-                continue
-            p = Path("/") / name
-            if name in _TOP or p in self.expand or p in self.keep:
-                self._emit(p)
-
-    def _emit(self, p: Path) -> None:
-        if p.is_symlink():
-            self.args += ["--symlink", os.readlink(p), str(p)]
-        elif p in self.expand and p.is_dir():
-            self.args += ["--perms", "0755", "--dir", str(p)]
-            try:
-                children = sorted(os.listdir(p))
-            except OSError:
-                return
-            for name in children:
-                child = p / name
-                if child in self.expand or child in self.keep or p not in _ALWAYS_EXPAND:
-                    self._emit(child)
-        elif p.exists():
-            self.args += ["--ro-bind", str(p), str(p)]
-
-
-def _rebind_shadowed(keep: set[Path], targets: list[Path]) -> list[str]:
-    """Binds again the needed host paths that a pod's own volume hides.
-
-    Why: a pod with a read-only root mounts an emptyDir at /tmp, which covers a checkout
-    that lives under /tmp (CI clones into /tmp/fresh), and the product's Python is then
-    gone from the container. A real node's image carries its code; ours keeps it visible
-    by binding it again on top of the volume (bwrap makes the mount point in it).
-    """
+def inside(root: Path, path: str) -> str:
+    """``path`` with every symlink resolved as the container sees it (absolute links
+    relative to its root, never escaping it)."""
+    parts = [p for p in path.split("/") if p and p != "."]
     out: list[str] = []
-    for p in sorted(keep):
-        if not any(t == p or t in p.parents for t in targets):
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if out:
+                out.pop()
             continue
-        for parent in reversed(p.parents):
-            if len(parent.parts) < 3 or any(parent == t or parent in t.parents for t in targets):
-                continue
-            out += ["--perms", "0755", "--dir", str(parent)]
-        out += ["--ro-bind", str(p), str(p)]
-    return out
+        candidate = root.joinpath(*out, part)
+        if candidate.is_symlink():
+            hops += 1
+            if hops > _MAX_LINKS:
+                raise PathError(f"too many levels of symbolic links in {path}")
+            link = os.readlink(candidate)
+            if link.startswith("/"):
+                out = []
+            parts = [p for p in link.split("/") if p and p != "."] + parts
+            continue
+        out.append(part)
+    return "/" + "/".join(out)
+
+
+def find_program(root: Path, program: str, path_env: str) -> str | None:
+    """Where ``program`` is inside the container (PATH lookup as execvp does), or None."""
+    candidates = (
+        [program] if "/" in program else [f"{d}/{program}" for d in path_env.split(":") if d]
+    )
+    for c in candidates:
+        try:
+            real = root / inside(root, c).lstrip("/")
+        except PathError:
+            continue
+        if real.is_file() and os.access(real, os.X_OK):
+            return c
+    return None
+
+
+def _prepare(root: Path, target: str, is_dir: bool) -> None:
+    """Make the mount point in the container's writable layer, as runc does."""
+    host = root / target.lstrip("/")
+    if is_dir:
+        host.mkdir(parents=True, exist_ok=True)
+        return
+    host.parent.mkdir(parents=True, exist_ok=True)
+    if not host.exists():
+        host.touch()
 
 
 def argv(spec: Spec, netns: str | None, info_fd: str) -> list[str]:
-    """The full command: enter the pod's netns, build the sandbox, drop to the user."""
-    targets = [_realpath(m.target) for m in spec.mounts]
-    keep = set(_needed_host_paths(spec.extra_roots))
-    # A kept path inside another kept path is bound with it.
-    keep = {k for k in keep if not any(a in keep for a in k.parents)}
-    expand: set[Path] = set(_ALWAYS_EXPAND)
-    for t in [*targets, *keep]:
-        for parent in t.parents:
-            if parent == Path("/"):
-                continue
-            if parent.parts[1] in _FRESH:
-                break
-            if parent.exists() and not parent.is_symlink():
-                expand.add(parent)
-    layout = _Layout(expand, keep)
-    layout.emit_root()
-
+    """The full command: enter the pod's netns, build the sandbox, become the user."""
     bw = ["bwrap", "--new-session", "--unshare-ipc", "--unshare-uts", "--hostname", spec.hostname]
-    bw += layout.args
-    bw += ["--ro-bind", "/sys", "/sys", "--proc", "/proc", "--dev", "/dev"]
-    bw += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/run"]
-    # Needed host paths under /tmp or /run (e.g. a checkout in /tmp) go on top of the fresh
-    # tmpfs, with traversable parents.
-    made: set[Path] = set()
-    for p in sorted(k for k in keep if _under_fresh(k) and k.parts[1] in ("tmp", "run")):
-        for parent in reversed(p.parents):
-            if len(parent.parts) < 3 or parent in made:
-                continue
-            bw += ["--perms", "0755", "--dir", str(parent)]
-            made.add(parent)
-        bw += ["--ro-bind", str(p), str(p)]
-    # Parents bwrap would create itself get mode 0700; a non-root user must traverse them.
-    for real in sorted(targets, key=lambda t: len(t.parts)):
-        for parent in reversed(real.parents):
-            if len(parent.parts) < 3 or parent in made:
-                continue
-            fresh = parent.parts[1] in _FRESH
-            if fresh or not parent.exists():
-                bw += ["--perms", "0755", "--dir", str(parent)]
-                made.add(parent)
-    for m, real in sorted(zip(spec.mounts, targets, strict=True), key=lambda x: len(x[1].parts)):
-        if m.device:
-            op = "--dev-bind"
-        elif m.read_only:
-            op = "--ro-bind"
-        else:
-            op = "--bind"
-        bw += [op, str(m.source), str(real)]
-    bw += _rebind_shadowed(keep, targets)
-    bw += ["--chdir", spec.workdir, "--info-fd", info_fd, "--"]
-
-    drop: list[str] = []
-    if spec.uid not in (None, 0) or spec.gid not in (None, 0):
-        uid = spec.uid or 0
-        gid = spec.gid if spec.gid is not None else uid
-        groups = ",".join(str(g) for g in spec.groups)
-        drop = ["setpriv", f"--reuid={uid}", f"--regid={gid}"]
-        drop += [f"--groups={groups}"] if groups else ["--clear-groups"]
-        if uid != 0:
-            drop += ["--inh-caps=-all", "--bounding-set=-all"]
-        drop += ["--"]
+    bw += ["--bind", str(spec.root), "/"]
+    bw += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys"]
+    resolved = []
+    for m in spec.mounts:
+        target = inside(spec.root, m.target)
+        top = target.split("/")[1] if target != "/" else ""
+        if top not in _FRESH:
+            _prepare(spec.root, target, m.source.is_dir() and not m.device)
+        resolved.append((m, target))
+    for m, target in sorted(resolved, key=lambda x: x[1].count("/")):
+        op = "--dev-bind" if m.device else "--ro-bind" if m.read_only else "--bind"
+        bw += [op, str(m.source), target]
+    workdir = inside(spec.root, spec.workdir or "/")
+    if workdir.split("/")[1] not in _FRESH:
+        _prepare(spec.root, workdir, True)
+    if spec.read_only_root:
+        bw += ["--remount-ro", "/"]
+    bw += ["--chdir", workdir, "--info-fd", info_fd, "--"]
     enter = ["nsenter", f"--net=/run/netns/{netns}", "--"] if netns else []
-    return [*enter, *bw, *drop, *spec.argv]
-
-
-__all__ = ["Mount", "Spec", "argv", "images"]
+    return [*enter, *bw, *spec.init, *spec.argv]

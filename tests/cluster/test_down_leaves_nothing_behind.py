@@ -1,5 +1,5 @@
-"""`hack/cluster down` stops every process and removes every mount and loop device, of
-every node of a two-node cluster."""
+"""`hack/cluster down` stops every process (the registry too) and removes every mount
+and loop device, of every node of a two-node cluster."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from localcluster import cgroups, network
+import requests
+from localcluster import cgroups, network, registry
 from localcluster.cluster import Cluster
 from localcluster.layout import Network, State
 from localcluster.pytest_plugin import leftovers
@@ -79,7 +80,11 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path):
     assert leftovers(root), "the running cluster should be visible to the leak check"
     net = Network(State.load(c.layout.state_file).index)
     node2_ip = c.node_ips["cdi-node-2"]
+    mirror = registry.address(root)
+    assert mirror and requests.get(f"http://{mirror}/v2/", timeout=5).ok
     run("down")
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://{mirror}/v2/", timeout=5)
     assert leftovers(root) == []
     assert not root.exists()
     netns = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True, text=True)

@@ -44,10 +44,19 @@ def test_a_reused_address_is_not_left_mapped_to_the_previous_pods_mac(net):
     try:
         assert stale not in ip("neigh", "show", addr, "dev", net.bridge)
         server = subprocess.Popen(
-            ["ip", "netns", "exec", name, "python3", "-c",
-             "import socket; s = socket.create_server(('0.0.0.0', 8080)); "
-             "print('up', flush=True); s.accept()[0].close()"],
-            stdout=subprocess.PIPE, text=True)
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                "python3",
+                "-c",
+                "import socket; s = socket.create_server(('0.0.0.0', 8080)); "
+                "print('up', flush=True); s.accept()[0].close()",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert server.stdout is not None and server.stdout.readline().strip() == "up"
             socket.create_connection((addr, 8080), timeout=2).close()
@@ -64,8 +73,7 @@ def test_the_bridge_mac_stays_put_as_ports_come_and_go(net):
         return str(json.loads(ip("-j", "link", "show", net.bridge))[0]["address"])
 
     assert mac() == network.bridge_mac(net)
-    names = [network.create_pod_netns(net, f"p{i}", f"{net.pod_prefix}{10 + i}")
-             for i in range(4)]
+    names = [network.create_pod_netns(net, f"p{i}", f"{net.pod_prefix}{10 + i}") for i in range(4)]
     assert mac() == network.bridge_mac(net)
     for name in names:
         network.delete_pod_netns(name)

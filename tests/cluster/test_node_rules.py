@@ -1,33 +1,9 @@
-"""Pure rules of the simulated node: image table, env expansion, DNS names, quantities."""
+"""Pure rules of the simulated node: env expansion, DNS names, quantities."""
 
 from __future__ import annotations
 
 import pytest
-from localcluster import images, podenv, serviceproxy
-
-
-@pytest.mark.parametrize(
-    ("image", "repo"),
-    [
-        ("cdi-py/importer", "cdi-py/importer"),
-        ("cdi-py/importer:v1.2", "cdi-py/importer"),
-        ("cdi-py/importer@sha256:abc", "cdi-py/importer"),
-        ("docker.io/library/busybox:1.36", "busybox"),
-        ("localhost:5000/cdi-py/cloner:latest", "localhost:5000/cdi-py/cloner"),
-    ],
-)
-def test_image_repository(image, repo):
-    assert images.repository(image) == repo
-
-
-def test_unknown_image_is_a_pull_error():
-    with pytest.raises(images.ImagePullError):
-        images.argv_for("quay.io/kubevirt/cdi-importer:v1.66", None, None)
-
-
-def test_command_replaces_the_entry_point_and_args_follow():
-    argv = images.argv_for("cdi-py/testutil", ["sh", "-c"], ["echo hi"])
-    assert argv[0].endswith("/sh") and argv[1:] == ["-c", "echo hi"]
+from localcluster import podenv, serviceproxy
 
 
 @pytest.mark.parametrize(

@@ -40,8 +40,9 @@ with open("/tmp/report", "w") as report:
 
 
 def bridge_address(net: Network) -> str:
-    out = subprocess.run(["ip", "-j", "link", "show", net.bridge], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ip", "-j", "link", "show", net.bridge], check=True, capture_output=True, text=True
+    ).stdout
     return str(json.loads(out)[0]["address"])
 
 
@@ -68,7 +69,6 @@ def test_the_bridge_keeps_its_address_and_running_pods_their_gateway(cluster, na
     assert [line for line in report if line.startswith("fail")] == []
 
 
-
 def _serving(api, ns, name):
     def check():
         p = api.get(f"/api/v1/namespaces/{ns}/pods/{name}")
@@ -80,6 +80,7 @@ def _serving(api, ns, name):
                 return ip if r.read().decode() == name else None
         except OSError:
             return None
+
     return check
 
 

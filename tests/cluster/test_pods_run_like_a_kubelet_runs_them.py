@@ -10,6 +10,7 @@ from tests.cluster.helpers import POD_NAME_ENV, SERVE, phase, pod, wait_for
 
 pytestmark = pytest.mark.cluster
 
+
 def _create(cluster, ns, manifest):
     return cluster.api().create(f"/api/v1/namespaces/{ns}/pods", manifest)
 

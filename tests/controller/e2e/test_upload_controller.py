@@ -12,14 +12,12 @@ the proxy's URL. Deleting the DataVolume removes everything.
 from __future__ import annotations
 
 import base64
-import shutil
 import uuid
 from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from localcluster import images as image_table
 
 from tests.cluster.helpers import pod as plain_pod
 from tests.cluster.helpers import wait_for
@@ -28,7 +26,6 @@ from tests.controller.e2e.conftest import dv_manifest
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 P = "cdi.kubevirt.io/"
 CONFIG = "/apis/cdi.kubevirt.io/v1beta1/cdiconfigs/config"
-SERVER_INSTALLED = shutil.which("cdi-uploadserver", path=image_table.search_path()) is not None
 
 
 def get(cdi: Any, ns: str, kind: str, name: str) -> dict[str, Any] | None:
@@ -122,20 +119,12 @@ def test_block_upload_gets_the_device(cdi, namespace):
 def test_ready_follows_the_upload_server(cdi, namespace):
     name = f"upr-{uuid.uuid4().hex[:6]}"
     cdi.create_dv(namespace, dv_manifest(name, {"upload": {}}, size="64Mi"))
-    if SERVER_INSTALLED:
-        cdi.wait_phase(namespace, name, "UploadReady", timeout=90)
-        a = wait_pvc(cdi, namespace, name,
-                     lambda a: a.get(P + "storage.pod.ready") == "true", "pod ready")
-        assert a["metadata"]["annotations"][P + "storage.pod.phase"] == "Running"
-        assert "UploadReady" in {e["reason"] for e in cdi.events(namespace, name)}
-    else:
-        # Without the server program the pod can never pass its probe: the proxy must be
-        # told it is not ready, and the DataVolume must not claim UploadReady.
-        cdi.wait_phase(namespace, name, "UploadScheduled", timeout=60)
-        a = wait_pvc(cdi, namespace, name, lambda a: P + "storage.pod.ready" in a,
-                     "pod ready recorded")
-        assert a["metadata"]["annotations"][P + "storage.pod.ready"] == "false"
-        assert cdi.dv(namespace, name)["status"]["phase"] == "UploadScheduled"
+    # The node runs the uploadserver image built from the Dockerfile.
+    cdi.wait_phase(namespace, name, "UploadReady", timeout=90)
+    a = wait_pvc(cdi, namespace, name,
+                 lambda a: a.get(P + "storage.pod.ready") == "true", "pod ready")
+    assert a["metadata"]["annotations"][P + "storage.pod.phase"] == "Running"
+    assert "UploadReady" in {e["reason"] for e in cdi.events(namespace, name)}
 
 
 def test_legacy_annotated_pvc_gets_an_upload_server(cdi, namespace):
