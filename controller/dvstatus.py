@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from cdicontract import annotations as ann
 from cdicontract import api
-from controller.podview import view
+from controller.podview import PULL_FAILED_REASON, view
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 from controller.transfers import podstate
@@ -193,12 +193,22 @@ def compute(obs: Observed) -> Result:
         if bound and old.get("phase") in (None, "", api.PHASE_PENDING,
                                           api.PHASE_WAIT_FOR_FIRST_CONSUMER):
             events.append(Event("Normal", "Bound", f"PVC {pvc_name} Bound"))
+    if not running and r_reason == PULL_FAILED_REASON and _old_running(old_conditions) != (
+            r_reason, r_msg):
+        # CDI's failure-condition event: a pod that cannot get its image is said once,
+        # as a Warning, not only on a condition a user may not look at.
+        events.append(Event("Warning", r_reason, r_msg))
     if obs.claim_error is not None and obs.claim_error[1] != _old_message(old_conditions):
         events.append(Event("Warning", obs.claim_error[0], obs.claim_error[1]))
     if obs.pvc is not None and o.status(obs.pvc).get("phase") == "Lost" and phase != old.get(
             "phase"):
         events.append(Event("Warning", "ErrClaimLost", f"PVC {pvc_name} lost"))
     return Result(status, events)
+
+
+def _old_running(conditions: list[Obj]) -> tuple[str, str]:
+    c = next((c for c in conditions if c.get("type") == "Running"), {})
+    return str(c.get("reason", "")), str(c.get("message", ""))
 
 
 def _old_message(conditions: list[Obj]) -> str:
