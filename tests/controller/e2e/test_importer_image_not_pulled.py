@@ -1,0 +1,99 @@
+"""The controller pointed at an importer image that is in no registry: the importer pod
+gets ErrImagePull then ImagePullBackOff from the node, and the DataVolume says so as CDI
+does (Running False, reason ImagePullFailed, "failed to pull image: <image>: ...", one
+Warning event), stays ImportScheduled, and leaves nothing half-written behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.cluster.helpers import wait_for
+from tests.controller.e2e.conftest import deployment_available, dv_manifest
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+MISSING = "quay.io/cdi-py/importer:does-not-exist"
+DEPLOYMENT = "/apis/apps/v1/namespaces/cdi/deployments/cdi-deployment"
+LEASE = "/apis/coordination.k8s.io/v1/namespaces/cdi/leases/cdi-controller-leader"
+
+
+def _importer_image_env(deployment: dict[str, Any]) -> str:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return next(e["value"] for e in container["env"] if e["name"] == "IMPORTER_IMAGE")
+
+
+def _leader_runs_with(cdi: Any, image: str) -> bool:
+    """The Lease is held by a live controller pod whose IMPORTER_IMAGE is `image` (the
+    old one has stopped reconciling, so no pod is made with the previous image)."""
+    holder = (cdi.api.get_or_none(LEASE) or {}).get("spec", {}).get("holderIdentity")
+    pods = cdi.api.get("/api/v1/namespaces/cdi/pods",
+                       labelSelector="cdi.kubevirt.io=cdi-deployment")["items"]
+    return any(p["metadata"]["name"] == holder and "deletionTimestamp" not in p["metadata"]
+               and _importer_image_env({"spec": {"template": p}}) == image for p in pods)
+
+
+def _point_controller_at(cdi: Any, image: str) -> None:
+    cdi.kubectl("-n", "cdi", "set", "env", "deployment/cdi-deployment",
+                f"IMPORTER_IMAGE={image}")
+    cdi.kubectl("-n", "cdi", "rollout", "status", "deployment/cdi-deployment",
+                "--timeout=120s")
+    wait_for("cdi-deployment Available", lambda: deployment_available(cdi.api), timeout=60)
+    wait_for(f"a controller leader with IMPORTER_IMAGE={image}",
+             lambda: _leader_runs_with(cdi, image), timeout=60)
+
+
+@pytest.fixture
+def missing_importer_image(cdi: Any) -> Iterator[str]:
+    original = _importer_image_env(cdi.api.get(DEPLOYMENT))
+    try:
+        _point_controller_at(cdi, MISSING)
+        yield MISSING
+    finally:
+        _point_controller_at(cdi, original)
+
+
+def _running(dv: dict[str, Any] | None) -> dict[str, Any] | None:
+    conds = {c["type"]: c for c in (dv or {}).get("status", {}).get("conditions", [])}
+    running = conds.get("Running")
+    return running if running and running.get("reason") == "ImagePullFailed" else None
+
+
+def test_a_missing_importer_image_is_reported_on_the_datavolume(
+        cdi, cluster, namespace, images, missing_importer_image):
+    src = {"http": {"url": images.url("disk.qcow2")}}
+    cdi.create_dv(namespace, dv_manifest("nopull", src, size="32Mi"))
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+
+    pod = wait_for("importer pod waiting on its image", lambda: next(
+        (p for p in [cdi.api.get_or_none(f"{pods}/importer-nopull")] if p and (
+            (p["status"].get("containerStatuses") or [{}])[0].get("state", {})
+            .get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff"))),
+        None), timeout=90)
+    assert pod["spec"]["containers"][0]["image"] == missing_importer_image
+
+    running = wait_for("Running condition ImagePullFailed",
+                       lambda: _running(cdi.dv(namespace, "nopull")), timeout=60)
+    assert running["status"] == "False"
+    assert running["message"].startswith(f"failed to pull image: {missing_importer_image}: ")
+    assert "ErrImagePull" in running["message"] or "ImagePullBackOff" in running["message"]
+    warnings = wait_for("ImagePullFailed event", lambda: [
+        e for e in cdi.events(namespace, "nopull")
+        if e["reason"] == "ImagePullFailed" and e["type"] == "Warning"], timeout=30)
+    assert warnings[0]["message"] == running["message"]
+
+    # Waiting, not failed: the image may yet appear, as a kubelet keeps pulling.
+    dv = cdi.dv(namespace, "nopull")
+    assert dv["status"]["phase"] == "ImportScheduled"
+    pvc = cdi.api.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/nopull")
+    assert pvc["metadata"]["annotations"].get("cdi.kubevirt.io/storage.pod.phase") == "Pending"
+    volume = cluster.pv_path(namespace, "nopull")
+    assert [p.name for p in volume.iterdir() if p.name != "lost+found"] == []
+
+    # Deleting the DataVolume takes its claim and the waiting pod with it.
+    cdi.api.delete(f"/apis/cdi.kubevirt.io/v1beta1/namespaces/{namespace}/datavolumes/nopull")
+    wait_for("claim and importer pod gone", lambda: (
+        cdi.api.get_or_none(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/nopull")
+        is None and cdi.api.get_or_none(f"{pods}/importer-nopull") is None), timeout=60)
