@@ -44,3 +44,11 @@ def tmp_volume() -> Obj:
 
 def tmp_mount() -> Obj:
     return {"name": TMP_VOLUME_NAME, "mountPath": TMP_DIR}
+
+
+def pod_common(config: EffectiveConfig) -> Obj:
+    """The pod-level fields they share: CDIConfig's imagePullSecrets, as CDI gives them to
+    its importer, upload and clone pods (the Secrets must exist in the pod's namespace)."""
+    if not config.image_pull_secrets:
+        return {}
+    return {"imagePullSecrets": [{"name": n} for n in config.image_pull_secrets]}

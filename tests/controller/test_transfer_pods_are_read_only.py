@@ -67,3 +67,28 @@ def test_the_built_pods_carry_the_configured_images():
         "uploadserver")
     assert names["clone source"] == images.default_image("cloner")
 
+
+
+def test_cdiconfig_pull_secrets_reach_every_transfer_pod_and_the_status():
+    from controller.cdiconfig import effective
+
+    config = effective({"spec": {"imagePullSecrets": [{"name": "regcred"}, {"name": "b"},
+                                                      {}]}}, [])
+    assert config.image_pull_secrets == ("regcred", "b")
+    assert config.status()["imagePullSecrets"] == [{"name": "regcred"}, {"name": "b"}]
+    http = ImportRequest(SourceKind.HTTP, "http://h/disk.qcow2")
+    pods = [
+        importpod.build(f.pvc(), http, config, importpod.PodSettings("i")),
+        uploadobjects.pod(f.pvc(), config, uploadobjects.PodSettings()),
+        cloneobjects.server_pod(_clone_target(), config, uploadobjects.PodSettings()),
+        cloneobjects.source_pod(_clone_target(), f.pvc("src"), config,
+                                cloneobjects.SourcePodSettings()),
+    ]
+    for pod in pods:
+        assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}, {"name": "b"}]
+
+
+@pytest.mark.parametrize("pod", [p for _, p in PODS], ids=[n for n, _ in PODS])
+def test_no_pull_secrets_by_default(pod):
+    assert "imagePullSecrets" not in pod["spec"]
+    assert "imagePullSecrets" not in EffectiveConfig().status()

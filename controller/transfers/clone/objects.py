@@ -128,6 +128,7 @@ def source_pod(target: Obj, source: Obj, config: EffectiveConfig,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "automountServiceAccountToken": False,
+        **podspec.pod_common(config),
     }
     priority = o.annotations(target).get(ann.PRIORITY_CLASS_NAME)
     if priority:

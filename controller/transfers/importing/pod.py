@@ -127,6 +127,7 @@ def build(pvc: Obj, req: ImportRequest, config: EffectiveConfig, settings: PodSe
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "automountServiceAccountToken": False,
+        **podspec.pod_common(config),
     }
     if req.priority_class:
         pod_spec["priorityClassName"] = req.priority_class

@@ -137,6 +137,7 @@ def pod(pvc: Obj, config: EffectiveConfig, settings: PodSettings, *,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "automountServiceAccountToken": False,
+        **podspec.pod_common(config),
     }
     priority = o.annotations(pvc).get(ann.PRIORITY_CLASS_NAME)
     if priority:
