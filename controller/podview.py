@@ -40,7 +40,8 @@ class PodView:
     last_terminated: Termination | None
     unschedulable_message: str | None
     image: str = ""
-    """The first container's image, as its status reports it (else as its spec names it)."""
+    """The first container's image as the pod asks for it (the status's when the spec is
+    not at hand); a kubelet reports the same name while it cannot pull it."""
 
     @property
     def latest_termination(self) -> Termination | None:
@@ -83,7 +84,7 @@ def view(pod: Obj) -> PodView:
         terminated=_termination(state, str(cs.get("name") or "")),
         last_terminated=_termination(cs.get("lastState"), str(cs.get("name") or "")),
         unschedulable_message=unschedulable,
-        image=str(cs.get("image") or _spec_image(pod)),
+        image=_spec_image(pod) or str(cs.get("image") or ""),
     )
 
 

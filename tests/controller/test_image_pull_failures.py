@@ -57,9 +57,10 @@ def test_another_image_does_not_inherit_an_old_reason():
     assert d.annotations[MESSAGE].startswith("failed to pull image: other:1: ImagePullBackOff")
 
 
-def test_the_spec_image_is_named_when_the_status_has_none():
+def test_the_image_the_pod_asks_for_is_named():
     pod = f.pod(phase="Pending", state={"waiting": {"reason": "InvalidImageName"}})
     pod["spec"] = {"containers": [{"name": "importer", "image": "UPPER/case"}]}
+    pod["status"]["containerStatuses"][0]["image"] = "docker.io/UPPER/case:latest"
     assert decide(pod).annotations[MESSAGE] == (
         "failed to pull image: UPPER/case: InvalidImageName")
 
