@@ -1,17 +1,22 @@
-"""The controller pointed at an importer image that is in no registry: the importer pod
-gets ErrImagePull then ImagePullBackOff from the node, and the DataVolume says so as CDI
-does (Running False, reason ImagePullFailed, "failed to pull image: <image>: ...", one
-Warning event), stays ImportScheduled, and leaves nothing half-written behind."""
+"""The controller pointed at an importer image that is in no registry, the way an
+installer moves it (one kustomize `images:` entry in an overlay of deploy/, which rewrites
+the controller's IMPORTER_IMAGE): the importer pod gets ErrImagePull then ImagePullBackOff
+from the node, and the DataVolume says so as CDI does (Running False, reason
+ImagePullFailed, "failed to pull image: <image>: ...", one Warning event), stays
+ImportScheduled, and leaves nothing half-written behind."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.cluster.helpers import wait_for
-from tests.controller.e2e.conftest import deployment_available, dv_manifest
+from tests.controller.e2e.conftest import ROOT, deployment_available, dv_manifest
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -35,24 +40,30 @@ def _leader_runs_with(cdi: Any, image: str) -> bool:
                and _importer_image_env({"spec": {"template": p}}) == image for p in pods)
 
 
-def _point_controller_at(cdi: Any, image: str) -> None:
-    cdi.kubectl("-n", "cdi", "set", "env", "deployment/cdi-deployment",
-                f"IMPORTER_IMAGE={image}")
+def _install(cdi: Any, kustomization: Path, importer_image: str) -> None:
+    cdi.kubectl("apply", "-k", str(kustomization))
+    assert _importer_image_env(cdi.api.get(DEPLOYMENT)) == importer_image
     cdi.kubectl("-n", "cdi", "rollout", "status", "deployment/cdi-deployment",
                 "--timeout=120s")
     wait_for("cdi-deployment Available", lambda: deployment_available(cdi.api), timeout=60)
-    wait_for(f"a controller leader with IMPORTER_IMAGE={image}",
-             lambda: _leader_runs_with(cdi, image), timeout=60)
+    wait_for(f"a controller leader with IMPORTER_IMAGE={importer_image}",
+             lambda: _leader_runs_with(cdi, importer_image), timeout=60)
 
 
 @pytest.fixture
-def missing_importer_image(cdi: Any) -> Iterator[str]:
+def missing_importer_image(cdi: Any, tmp_path: Path) -> Iterator[str]:
     original = _importer_image_env(cdi.api.get(DEPLOYMENT))
+    name, _, tag = MISSING.rpartition(":")
+    # What `kustomize edit set image quay.io/cdi-py/importer=<MISSING>` writes.
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(ROOT / "deploy", tmp_path)],
+        "images": [{"name": "quay.io/cdi-py/importer", "newName": name, "newTag": tag}]}))
     try:
-        _point_controller_at(cdi, MISSING)
+        _install(cdi, tmp_path, MISSING)
         yield MISSING
     finally:
-        _point_controller_at(cdi, original)
+        _install(cdi, ROOT / "deploy", original)
 
 
 def _running(dv: dict[str, Any] | None) -> dict[str, Any] | None:
