@@ -18,6 +18,7 @@ from controller.podview import PULL_FAILED_REASON, view
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 from controller.transfers import podstate
+from controller.transfers.clone import objects as cloneobjects
 from controller.transfers.importing.transfer import PHASES as IMPORT_PHASES
 from controller.transfers.protocol import Phases
 
@@ -125,6 +126,15 @@ def _running(obs: Observed, phase: str) -> tuple[bool, str, str]:
     if obs.pvc is None:
         return False, "", ""
     a = o.annotations(obs.pvc)
+    if a.get(cloneobjects.SOURCE_RUNNING) == "false":
+        # CDI's updateWithTarget(Not)Running: a clone whose source pod does not run is not
+        # running; both sides' words when neither runs.
+        source = (a.get(cloneobjects.SOURCE_RUNNING_REASON, ""),
+                  a.get(cloneobjects.SOURCE_RUNNING_MESSAGE, ""))
+        if a.get(ann.CONDITION_RUNNING) == "false":
+            return (False, f"{a.get(ann.CONDITION_RUNNING_REASON, '')} and {source[0]}",
+                    f"{a.get(ann.CONDITION_RUNNING_MESSAGE, '')} and {source[1]}")
+        return False, *source
     if ann.CONDITION_RUNNING in a:
         return (a[ann.CONDITION_RUNNING] == "true", a.get(ann.CONDITION_RUNNING_REASON, ""),
                 a.get(ann.CONDITION_RUNNING_MESSAGE, ""))
@@ -193,7 +203,7 @@ def compute(obs: Observed) -> Result:
         if bound and old.get("phase") in (None, "", api.PHASE_PENDING,
                                           api.PHASE_WAIT_FOR_FIRST_CONSUMER):
             events.append(Event("Normal", "Bound", f"PVC {pvc_name} Bound"))
-    if not running and r_reason == PULL_FAILED_REASON and _old_running(old_conditions) != (
+    if not running and PULL_FAILED_REASON in r_reason and _old_running(old_conditions) != (
             r_reason, r_msg):
         # CDI's failure-condition event: a pod that cannot get its image is said once,
         # as a Warning, not only on a condition a user may not look at.

@@ -91,3 +91,42 @@ def test_other_waits_are_not_pull_failures(waiting):
     annotations = decide(pod).annotations
     assert annotations[REASON] == waiting
     assert [e for e in _dv_result(pod, annotations).events if e.type == "Warning"] == []
+
+
+def test_a_clone_source_that_cannot_pull_makes_the_datavolume_not_running():
+    from controller.transfers.clone import objects as cloneobjects
+
+    message = "failed to pull image: quay.io/cdi-py/cloner:nope: ErrImagePull: unknown"
+    source = {cloneobjects.SOURCE_RUNNING: "false",
+              cloneobjects.SOURCE_RUNNING_REASON: "ImagePullFailed",
+              cloneobjects.SOURCE_RUNNING_MESSAGE: message}
+    target_running = {P + "storage.condition.running": "true",
+                      P + "storage.condition.running.reason": "Pod is running",
+                      P + "storage.condition.running.message": ""}
+    result = _dv_result(f.pod(), {**target_running, **source})
+    running = next(c for c in result.status["conditions"] if c["type"] == "Running")
+    assert (running["status"], running["reason"], running["message"]) == (
+        "False", "ImagePullFailed", message)
+    assert dvstatus.Event("Warning", "ImagePullFailed", message) in result.events
+    # Once the source pod runs, the target's own condition is back.
+    back = _dv_result(f.pod(), {**target_running, **source,
+                                cloneobjects.SOURCE_RUNNING: "true",
+                                cloneobjects.SOURCE_RUNNING_REASON: "Pod is running",
+                                cloneobjects.SOURCE_RUNNING_MESSAGE: ""})
+    running = next(c for c in back.status["conditions"] if c["type"] == "Running")
+    assert (running["status"], running["reason"]) == ("True", "Pod is running")
+
+
+def test_neither_side_running_says_both_as_cdi_does():
+    from controller.transfers.clone import objects as cloneobjects
+
+    result = _dv_result(f.pod(phase="Pending", state={"waiting": {}}), {
+        P + "storage.condition.running": "false",
+        P + "storage.condition.running.reason": "Pending",
+        P + "storage.condition.running.message": "server waits",
+        cloneobjects.SOURCE_RUNNING: "false",
+        cloneobjects.SOURCE_RUNNING_REASON: "ImagePullFailed",
+        cloneobjects.SOURCE_RUNNING_MESSAGE: "failed to pull image: x"})
+    running = next(c for c in result.status["conditions"] if c["type"] == "Running")
+    assert running["reason"] == "Pending and ImagePullFailed"
+    assert running["message"] == "server waits and failed to pull image: x"

@@ -35,6 +35,11 @@ FINALIZER = "cdi.kubevirt.io/cloneSource"
 """CDI's finalizer on a target PVC while its source pod may exist."""
 CLONE_SOURCE_POD_ANNOTATION = "cdi.kubevirt.io/storage.sourceClonePodName"
 """CDI's AnnCloneSourcePod: the source pod's name, recorded on the target PVC."""
+SOURCE_RUNNING = "cdi.kubevirt.io/storage.condition.source.running"
+"""CDI's AnnSourceRunningCondition (+ `.reason`, `.message`) on the target PVC: here set
+while the source pod cannot pull its image, and reset once it can."""
+SOURCE_RUNNING_REASON = SOURCE_RUNNING + ".reason"
+SOURCE_RUNNING_MESSAGE = SOURCE_RUNNING + ".message"
 
 
 @dataclass(frozen=True)
