@@ -48,6 +48,8 @@ class EffectiveConfig:
     upload_proxy_url: str = ""
     """spec.uploadProxyURLOverride; the published URL is `upload_proxy_url()`'s."""
     feature_gates: frozenset[str] = frozenset()
+    image_pull_secrets: tuple[str, ...] = ()
+    """spec.imagePullSecrets: Secret names every transfer pod pulls its image with."""
 
     @property
     def deny_local_addresses(self) -> bool:
@@ -77,6 +79,8 @@ class EffectiveConfig:
             out["scratchSpaceStorageClass"] = self.scratch_class
         if self.upload_proxy_url:
             out["uploadProxyURL"] = self.upload_proxy_url
+        if self.image_pull_secrets:
+            out["imagePullSecrets"] = [{"name": n} for n in self.image_pull_secrets]
         return out
 
 
@@ -116,6 +120,8 @@ def effective(cdiconfig: Obj | None, storage_classes: list[Obj]) -> EffectiveCon
         preallocation=bool(spec.get("preallocation", False)),
         upload_proxy_url=str(spec.get("uploadProxyURLOverride") or ""),
         feature_gates=frozenset(str(g) for g in spec.get("featureGates") or ()),
+        image_pull_secrets=tuple(str(r["name"]) for r in spec.get("imagePullSecrets") or ()
+                                 if isinstance(r, dict) and r.get("name")),
     )
 
 

@@ -2,7 +2,10 @@
 reconciling on the leader only).
 
 Configuration comes from flags or the env vars the Deployment sets (CDI's names where CDI
-has them: IMPORTER_IMAGE, PULL_POLICY); it is parsed here once.
+has them: IMPORTER_IMAGE, UPLOADSERVER_IMAGE, CLONER_IMAGE, PULL_POLICY); it is parsed here
+once. The images of the pods it creates default to this version's release images
+(`cdicontract.images.default_image`), so a controller without that env still creates pods
+that match it.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cdicontract import images
 from controller import clonekey, clonemutate, webhook
 from controller.app import Controller
 from controller.reconciler import Settings
@@ -58,18 +62,23 @@ def _addr(text: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)  # noqa: S104 - the pod's own network namespace
 
 
-def parse_args(argv: Sequence[str] | None = None) -> Options:
-    env = os.environ
+def _image(env: Mapping[str, str], name: str, component: str) -> str:
+    """The image of a pod the controller creates: the Deployment's env (which kustomize
+    `images:` rewrites), else the release image of this version."""
+    return env.get(name) or images.default_image(component)
+
+
+def parse_args(argv: Sequence[str] | None = None,
+               env: Mapping[str, str] | None = None) -> Options:
+    env = os.environ if env is None else env
     p = argparse.ArgumentParser(prog="cdi-controller", description=__doc__)
     p.add_argument("--kubeconfig", default=None, help="default: in-cluster, else $KUBECONFIG")
     p.add_argument("--namespace", default=env.get("CDI_NAMESPACE", "cdi"))
     p.add_argument("--identity", default=env.get("POD_NAME") or socket.gethostname())
-    p.add_argument("--importer-image", default=env.get("IMPORTER_IMAGE",
-                                                       "cdi-py/importer:latest"))
-    p.add_argument("--uploadserver-image", default=env.get("UPLOADSERVER_IMAGE",
-                                                           "cdi-py/uploadserver:latest"))
-    p.add_argument("--cloner-image", default=env.get("CLONER_IMAGE",
-                                                     "cdi-py/cloner:latest"))
+    p.add_argument("--importer-image", default=_image(env, "IMPORTER_IMAGE", "importer"))
+    p.add_argument("--uploadserver-image",
+                   default=_image(env, "UPLOADSERVER_IMAGE", "uploadserver"))
+    p.add_argument("--cloner-image", default=_image(env, "CLONER_IMAGE", "cloner"))
     p.add_argument("--pull-policy", default=env.get("PULL_POLICY", "IfNotPresent"))
     p.add_argument("--metrics-addr", default=":8080")
     p.add_argument("--webhook-addr", default=":8443", help="'off' to not serve the webhook")

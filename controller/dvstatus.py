@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from cdicontract import annotations as ann
 from cdicontract import api
-from controller.podview import view
+from controller.podview import PULL_FAILED_REASON, view
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 from controller.transfers import podstate
+from controller.transfers.clone import objects as cloneobjects
 from controller.transfers.importing.transfer import PHASES as IMPORT_PHASES
 from controller.transfers.protocol import Phases
 
@@ -125,6 +126,15 @@ def _running(obs: Observed, phase: str) -> tuple[bool, str, str]:
     if obs.pvc is None:
         return False, "", ""
     a = o.annotations(obs.pvc)
+    if a.get(cloneobjects.SOURCE_RUNNING) == "false":
+        # CDI's updateWithTarget(Not)Running: a clone whose source pod does not run is not
+        # running; both sides' words when neither runs.
+        source = (a.get(cloneobjects.SOURCE_RUNNING_REASON, ""),
+                  a.get(cloneobjects.SOURCE_RUNNING_MESSAGE, ""))
+        if a.get(ann.CONDITION_RUNNING) == "false":
+            return (False, f"{a.get(ann.CONDITION_RUNNING_REASON, '')} and {source[0]}",
+                    f"{a.get(ann.CONDITION_RUNNING_MESSAGE, '')} and {source[1]}")
+        return False, *source
     if ann.CONDITION_RUNNING in a:
         return (a[ann.CONDITION_RUNNING] == "true", a.get(ann.CONDITION_RUNNING_REASON, ""),
                 a.get(ann.CONDITION_RUNNING_MESSAGE, ""))
@@ -193,12 +203,22 @@ def compute(obs: Observed) -> Result:
         if bound and old.get("phase") in (None, "", api.PHASE_PENDING,
                                           api.PHASE_WAIT_FOR_FIRST_CONSUMER):
             events.append(Event("Normal", "Bound", f"PVC {pvc_name} Bound"))
+    if not running and PULL_FAILED_REASON in r_reason and _old_running(old_conditions) != (
+            r_reason, r_msg):
+        # CDI's failure-condition event: a pod that cannot get its image is said once,
+        # as a Warning, not only on a condition a user may not look at.
+        events.append(Event("Warning", r_reason, r_msg))
     if obs.claim_error is not None and obs.claim_error[1] != _old_message(old_conditions):
         events.append(Event("Warning", obs.claim_error[0], obs.claim_error[1]))
     if obs.pvc is not None and o.status(obs.pvc).get("phase") == "Lost" and phase != old.get(
             "phase"):
         events.append(Event("Warning", "ErrClaimLost", f"PVC {pvc_name} lost"))
     return Result(status, events)
+
+
+def _old_running(conditions: list[Obj]) -> tuple[str, str]:
+    c = next((c for c in conditions if c.get("type") == "Running"), {})
+    return str(c.get("reason", "")), str(c.get("message", ""))
 
 
 def _old_message(conditions: list[Obj]) -> str:

@@ -39,6 +39,9 @@ class PodView:
     terminated: Termination | None
     last_terminated: Termination | None
     unschedulable_message: str | None
+    image: str = ""
+    """The first container's image as the pod asks for it (the status's when the spec is
+    not at hand); a kubelet reports the same name while it cannot pull it."""
 
     @property
     def latest_termination(self) -> Termination | None:
@@ -81,7 +84,32 @@ def view(pod: Obj) -> PodView:
         terminated=_termination(state, str(cs.get("name") or "")),
         last_terminated=_termination(cs.get("lastState"), str(cs.get("name") or "")),
         unschedulable_message=unschedulable,
+        image=_spec_image(pod) or str(cs.get("image") or ""),
     )
+
+
+def _spec_image(pod: Obj) -> str:
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    return str(containers[0].get("image") or "")
+
+
+PULL_FAILED_REASON = "ImagePullFailed"
+"""CDI's ImagePullFailedReason, on the Running condition while the image cannot be pulled."""
+PULL_FAILED_TEXT = "failed to pull image"
+"""CDI's ImagePullFailureText, which its message starts with (tooling matches on it)."""
+
+
+def pull_failure(v: PodView, current_message: str) -> tuple[str, str]:
+    """(reason, message) while the pod's image cannot be pulled: CDI's reason and text,
+    then the kubelet's reason and message. ErrImagePull says why; the ImagePullBackOff
+    that follows only says it waits, so an earlier why for the same image is kept (and
+    the condition does not flip at every back-off)."""
+    head = f"{PULL_FAILED_TEXT}: {v.image}"
+    if v.waiting_reason == "ImagePullBackOff" and current_message.startswith(head + ": "):
+        return PULL_FAILED_REASON, current_message
+    detail = f"{v.waiting_reason}: {v.waiting_message}" if v.waiting_message else (
+        v.waiting_reason)
+    return PULL_FAILED_REASON, f"{head}: {detail}"
 
 
 def failure_reason(t: Termination) -> tuple[str, str]:

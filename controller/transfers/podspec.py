@@ -1,5 +1,12 @@
 """What every transfer pod's container shares: resources from the CDIConfig, the
-termination report path, and the non-root, no-capability security context (pure)."""
+termination report path, the non-root, no-capability security context with a read-only
+root file system, and the one writable place outside the volumes, /tmp (pure).
+
+/tmp is where the importer, upload server and cloner put their temporary files (Python's
+`tempfile`: TLS material of the metrics server, nbdkit's and the range proxy's Unix
+sockets, and a block target's scratch download when no scratch volume is given), so it is
+a disk-backed emptyDir without a size limit: the node's ephemeral storage, as CDI's
+importer uses its container's writable layer."""
 
 from __future__ import annotations
 
@@ -22,5 +29,26 @@ def container_common(config: EffectiveConfig) -> Obj:
             "capabilities": {"drop": ["ALL"]},
             "runAsNonRoot": True,
             "runAsUser": ip.IMPORTER_UID,
+            "readOnlyRootFilesystem": True,
         },
     }
+
+
+TMP_VOLUME_NAME = "cdi-tmp"
+TMP_DIR = "/tmp"
+
+
+def tmp_volume() -> Obj:
+    return {"name": TMP_VOLUME_NAME, "emptyDir": {}}
+
+
+def tmp_mount() -> Obj:
+    return {"name": TMP_VOLUME_NAME, "mountPath": TMP_DIR}
+
+
+def pod_common(config: EffectiveConfig) -> Obj:
+    """The pod-level fields they share: CDIConfig's imagePullSecrets, as CDI gives them to
+    its importer, upload and clone pods (the Secrets must exist in the pod's namespace)."""
+    if not config.image_pull_secrets:
+        return {}
+    return {"imagePullSecrets": [{"name": n} for n in config.image_pull_secrets]}

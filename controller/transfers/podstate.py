@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from cdicontract import annotations as ann
 from cdicontract.reasons import is_permanent
-from controller.podview import PodView, failure_reason, view
+from controller.podview import PodView, failure_reason, pull_failure, view
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 
@@ -63,8 +63,10 @@ def _running(status: bool, reason: str, message: str) -> dict[str, str]:
     }
 
 
-def _observe(pod_name: str, v: PodView, style: PodStyle) -> tuple[dict[str, str], bool]:
-    """Annotations describing the pod, and whether the pod must go (the transfer ended)."""
+def _observe(pod_name: str, v: PodView, style: PodStyle, current: dict[str, str]
+             ) -> tuple[dict[str, str], bool]:
+    """Annotations describing the pod, and whether the pod must go (the transfer ended).
+    `current`: the PVC's annotations now."""
     out = {style.pod_name_annotation: pod_name, ann.POD_RESTARTS: str(v.restarts)}
     latest = v.latest_termination
     if v.phase == SUCCEEDED or (v.terminated is not None and not v.terminated.failed):
@@ -90,7 +92,8 @@ def _observe(pod_name: str, v: PodView, style: PodStyle) -> tuple[dict[str, str]
     if v.unschedulable_message is not None:
         out.update(_running(False, "Unschedulable", v.unschedulable_message))
     elif v.image_pull_failed:
-        out.update(_running(False, "ImagePullFailed", v.waiting_message or v.waiting_reason))
+        out.update(_running(False, *pull_failure(
+            v, current.get(ann.CONDITION_RUNNING_MESSAGE, ""))))
     elif v.running:
         if latest is not None and latest.failed:
             reason, message = failure_reason(latest)
@@ -123,7 +126,7 @@ def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool,
         return PodDecision()
     v = view(pod)
     restarts = max(v.restarts, int(current.get(ann.POD_RESTARTS) or 0))
-    observed, done = _observe(pod_name, v, style)
+    observed, done = _observe(pod_name, v, style, current)
     observed[ann.POD_RESTARTS] = str(restarts)
     retain = current.get(ann.POD_RETAIN_AFTER_COMPLETION) == "true"
     return PodDecision(delete_pod=done and not retain, annotations=changed(observed))

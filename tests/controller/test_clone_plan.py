@@ -551,3 +551,34 @@ def test_a_scheduled_source_pod_that_never_starts_on_a_deleting_source_fails_aft
     assert patched(steps)[P + "storage.pod.phase"] == "Failed"
     assert patched(steps)[MESSAGE] == ("The source pvc ns/src was deleted before the clone "
                                        "could read it")
+
+
+def test_a_source_pod_that_cannot_pull_its_image_is_said_on_the_target_then_cleared(clones):
+    pvc = target(finalizers=[objects.FINALIZER])
+    image = "quay.io/cdi-py/cloner:nope"
+    stuck = source_pod(phase="Pending", state={"waiting": {
+        "reason": "ErrImagePull", "message": "manifest unknown"}})
+    stuck["spec"] = {"containers": [{"name": "cdi-clone-source", "image": image}]}
+    steps = clones.plan(seen(pvc, src=source_pvc(), pod=server(), srcpod=stuck))
+    said = patched(steps)
+    assert said[objects.SOURCE_RUNNING] == "false"
+    assert said[objects.SOURCE_RUNNING_REASON] == "ImagePullFailed"
+    assert said[objects.SOURCE_RUNNING_MESSAGE] == (
+        f"failed to pull image: {image}: ErrImagePull: manifest unknown")
+    assert P + "storage.pod.phase" not in said or said[P + "storage.pod.phase"] != "Failed"
+    # Said once: the same world writes it again never.
+    pvc["metadata"]["annotations"].update(said)
+    assert objects.SOURCE_RUNNING not in patched(
+        clones.plan(seen(pvc, src=source_pvc(), pod=server(), srcpod=stuck)))
+    # Pulled and running: the source side says so.
+    running = source_pod()
+    running["spec"] = stuck["spec"]
+    cleared = patched(clones.plan(seen(pvc, src=source_pvc(), pod=server(), srcpod=running)))
+    assert cleared[objects.SOURCE_RUNNING] == "true"
+    assert cleared[objects.SOURCE_RUNNING_REASON] == "Pod is running"
+
+
+def test_a_running_source_pod_writes_no_source_condition(clones):
+    pvc = target(finalizers=[objects.FINALIZER])
+    steps = clones.plan(seen(pvc, src=source_pvc(), pod=server(), srcpod=source_pod()))
+    assert objects.SOURCE_RUNNING not in patched(steps)

@@ -19,7 +19,8 @@ def test_filesystem_import_pod_has_cdis_name_owner_env_and_limits():
     assert pod["metadata"]["ownerReferences"][0]["uid"] == "pvc-uid"
     assert pod["spec"]["restartPolicy"] == "OnFailure"
     c = pod["spec"]["containers"][0]
-    assert c["volumeMounts"] == [{"name": "cdi-data-vol", "mountPath": "/data"}]
+    assert c["volumeMounts"] == [{"name": "cdi-data-vol", "mountPath": "/data"},
+                                 {"name": "cdi-tmp", "mountPath": "/tmp"}]
     assert "volumeDevices" not in c
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert c["securityContext"]["runAsNonRoot"] is True
@@ -39,7 +40,7 @@ def test_block_import_pod_uses_a_device_and_no_overhead():
                           EffectiveConfig(), SETTINGS)
     c = pod["spec"]["containers"][0]
     assert c["volumeDevices"] == [{"name": "cdi-data-vol", "devicePath": "/dev/cdi-block-volume"}]
-    assert "volumeMounts" not in c
+    assert c["volumeMounts"] == [{"name": "cdi-tmp", "mountPath": "/tmp"}]
     env = {k: v.get("value") for k, v in env_of(pod).items()}
     assert env[envvars.SOURCE] == "blank"
     assert env[envvars.FILESYSTEM_OVERHEAD] == "0"

@@ -61,7 +61,7 @@ def test_pod_is_named_labelled_and_owned_like_cdis():
 def test_filesystem_target_is_mounted_at_data_with_tls_beside_it():
     pod = build()
     c = pod["spec"]["containers"][0]
-    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/data", upload.TLS_DIR}
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/data", upload.TLS_DIR, "/tmp"}
     assert "volumeDevices" not in c
     vols = {v["name"]: v for v in pod["spec"]["volumes"]}
     tls = next(v for v in vols.values() if "secret" in v)
@@ -77,7 +77,7 @@ def test_block_target_is_a_device_without_overhead():
     pod = build(mode="Block")
     c = pod["spec"]["containers"][0]
     assert c["volumeDevices"][0]["devicePath"] == "/dev/cdi-block-volume"
-    assert {m["mountPath"] for m in c["volumeMounts"]} == {upload.TLS_DIR}
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {upload.TLS_DIR, "/tmp"}
     env = env_of(pod)
     assert env[upload.ENV_DEST] == "/dev/cdi-block-volume"
     assert env[upload.ENV_FILESYSTEM_OVERHEAD] == "0"

@@ -12,10 +12,10 @@ events back to the target, and the target PVC's finalizer removes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cdicontract import annotations as ann
-from cdicontract import clone, upload
+from cdicontract import clone, images, upload
 from cdicontract import envvars as env
 from cdicontract import importpod as ip
 from controller import certs, claims
@@ -35,12 +35,16 @@ FINALIZER = "cdi.kubevirt.io/cloneSource"
 """CDI's finalizer on a target PVC while its source pod may exist."""
 CLONE_SOURCE_POD_ANNOTATION = "cdi.kubevirt.io/storage.sourceClonePodName"
 """CDI's AnnCloneSourcePod: the source pod's name, recorded on the target PVC."""
-DEFAULT_IMAGE = f"{clone.CLONER_IMAGE}:latest"
+SOURCE_RUNNING = "cdi.kubevirt.io/storage.condition.source.running"
+"""CDI's AnnSourceRunningCondition (+ `.reason`, `.message`) on the target PVC: here set
+while the source pod cannot pull its image, and reset once it can."""
+SOURCE_RUNNING_REASON = SOURCE_RUNNING + ".reason"
+SOURCE_RUNNING_MESSAGE = SOURCE_RUNNING + ".message"
 
 
 @dataclass(frozen=True)
 class SourcePodSettings:
-    image: str = DEFAULT_IMAGE
+    image: str = field(default_factory=lambda: images.default_image("cloner"))
     pull_policy: str = "IfNotPresent"
 
 
@@ -102,7 +106,8 @@ def source_pod(target: Obj, source: Obj, config: EffectiveConfig,
             {"name": clone.ENV_TERMINATION_LOG, "value": env.DEFAULT_TERMINATION_LOG},
         ],
         **podspec.container_common(config),
-        "volumeMounts": [{"name": TLS_VOLUME, "mountPath": clone.TLS_DIR, "readOnly": True}],
+        "volumeMounts": [{"name": TLS_VOLUME, "mountPath": clone.TLS_DIR, "readOnly": True},
+                         podspec.tmp_mount()],
     }
     if block:
         container["volumeDevices"] = [{"name": SOURCE_VOLUME,
@@ -119,6 +124,7 @@ def source_pod(target: Obj, source: Obj, config: EffectiveConfig,
                                                               "readOnly": True}},
             {"name": TLS_VOLUME, "secret": {"secretName": clone.client_secret_name(uid),
                                             "defaultMode": 0o440}},
+            podspec.tmp_volume(),
         ],
         "securityContext": {
             "runAsNonRoot": True,
@@ -127,6 +133,7 @@ def source_pod(target: Obj, source: Obj, config: EffectiveConfig,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "automountServiceAccountToken": False,
+        **podspec.pod_common(config),
     }
     priority = o.annotations(target).get(ann.PRIORITY_CLASS_NAME)
     if priority:

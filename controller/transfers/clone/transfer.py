@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cdicontract import annotations as ann
 from cdicontract import api, clone, clonetoken, upload
 from cdicontract.reasons import is_permanent
-from controller.podview import failure_reason, view
+from controller.podview import PULL_FAILED_REASON, PodView, failure_reason, pull_failure, view
 from controller.runtime import kube
 from controller.runtime import objects as o
 from controller.runtime.actions import Create, Delete, Patch
@@ -172,6 +172,28 @@ def _is_dv_target(pvc: Obj) -> bool:
 
 
 SOURCE_DELETED_GRACE_SECONDS = 20.0
+
+
+def _source_pull(pvc: Obj, v: PodView) -> list[Step]:
+    """The source pod's image pull failure on the target PVC, as CDI's source running
+    condition (the DataVolume's Running condition shows it); reset once it pulled."""
+    current = o.annotations(pvc)
+    if v.image_pull_failed:
+        reason, message = pull_failure(v, current.get(objects.SOURCE_RUNNING_MESSAGE, ""))
+        want = {objects.SOURCE_RUNNING: "false", objects.SOURCE_RUNNING_REASON: reason,
+                objects.SOURCE_RUNNING_MESSAGE: message}
+    elif current.get(objects.SOURCE_RUNNING_REASON) == PULL_FAILED_REASON:
+        want = {objects.SOURCE_RUNNING: "true" if v.running else "false",
+                objects.SOURCE_RUNNING_REASON: "Pod is running" if v.running else (
+                    v.waiting_reason or podstate.PENDING),
+                objects.SOURCE_RUNNING_MESSAGE: "" if v.running else v.waiting_message}
+    else:
+        return []
+    changed = {k: val for k, val in want.items() if current.get(k) != val}
+    if not changed:
+        return []
+    return [Patch(kube.PVCS, o.namespace(pvc), o.name(pvc),
+                  {"metadata": {"annotations": changed}})]
 
 
 def _seconds_since(stamp: object, now: datetime | None) -> float:
@@ -365,7 +387,7 @@ class CloneTransfer:
         if v.phase == podstate.FAILED:
             # Evicted or lost: the next reconcile checks the source again and makes a new one.
             return [Delete(kube.PODS, o.namespace(pod), o.name(pod), o.uid(pod))]
-        return []
+        return _source_pull(pvc, v)
 
     def _fail(self, pvc: Obj, message: str) -> list[Step]:
         changed = {**_condition(pvc, FAILED_REASON, message),

@@ -88,7 +88,8 @@ def _env(pvc: Obj, req: ImportRequest, config: EffectiveConfig) -> list[Obj]:
 def build(pvc: Obj, req: ImportRequest, config: EffectiveConfig, settings: PodSettings) -> Obj:
     block = claims.volume_mode(pvc) == claims.BLOCK
     volumes: list[Obj] = [{"name": ip.DATA_VOLUME_NAME,
-                           "persistentVolumeClaim": {"claimName": o.name(pvc)}}]
+                           "persistentVolumeClaim": {"claimName": o.name(pvc)}},
+                          podspec.tmp_volume()]
     mounts: list[Obj] = []
     devices: list[Obj] = []
     if block:
@@ -112,8 +113,7 @@ def build(pvc: Obj, req: ImportRequest, config: EffectiveConfig, settings: PodSe
         "ports": [{"name": "metrics", "containerPort": env.METRICS_PORT, "protocol": "TCP"}],
         **podspec.container_common(config),
     }
-    if mounts:
-        container["volumeMounts"] = mounts
+    container["volumeMounts"] = [*mounts, podspec.tmp_mount()]
     if devices:
         container["volumeDevices"] = devices
     pod_spec: Obj = {
@@ -127,6 +127,7 @@ def build(pvc: Obj, req: ImportRequest, config: EffectiveConfig, settings: PodSe
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "automountServiceAccountToken": False,
+        **podspec.pod_common(config),
     }
     if req.priority_class:
         pod_spec["priorityClassName"] = req.priority_class

@@ -11,12 +11,12 @@ Service's DNS names and the CA the proxy's client certificate must chain to.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cdicontract import annotations as ann
 from cdicontract import envvars as env
+from cdicontract import images, upload
 from cdicontract import importpod as ip
-from cdicontract import upload
 from controller import certs, claims
 from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
@@ -32,7 +32,7 @@ SERVICE_PORT = 443
 
 @dataclass(frozen=True)
 class PodSettings:
-    image: str = upload.UPLOAD_SERVER_IMAGE
+    image: str = field(default_factory=lambda: images.default_image("uploadserver"))
     pull_policy: str = "IfNotPresent"
 
 
@@ -115,7 +115,8 @@ def pod(pvc: Obj, config: EffectiveConfig, settings: PodSettings, *,
             "periodSeconds": 2,
         },
         **podspec.container_common(config),
-        "volumeMounts": [{"name": TLS_VOLUME, "mountPath": upload.TLS_DIR, "readOnly": True}],
+        "volumeMounts": [{"name": TLS_VOLUME, "mountPath": upload.TLS_DIR, "readOnly": True},
+                         podspec.tmp_mount()],
     }
     if block:
         container["volumeDevices"] = [{**data, "devicePath": env.DEFAULT_BLOCK_DEST}]
@@ -127,6 +128,7 @@ def pod(pvc: Obj, config: EffectiveConfig, settings: PodSettings, *,
         "volumes": [
             {"name": ip.DATA_VOLUME_NAME, "persistentVolumeClaim": {"claimName": o.name(pvc)}},
             {"name": TLS_VOLUME, "secret": {"secretName": name, "defaultMode": 0o440}},
+            podspec.tmp_volume(),
         ],
         "securityContext": {
             "runAsNonRoot": True,
@@ -135,6 +137,7 @@ def pod(pvc: Obj, config: EffectiveConfig, settings: PodSettings, *,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "automountServiceAccountToken": False,
+        **podspec.pod_common(config),
     }
     priority = o.annotations(pvc).get(ann.PRIORITY_CLASS_NAME)
     if priority:

@@ -70,7 +70,8 @@ def assert_upload_objects(cdi: Any, ns: str, pvc_name: str, owner_uid: str,
         assert c["volumeDevices"][0]["devicePath"] == "/dev/cdi-block-volume"
     else:
         assert {m["mountPath"] for m in c["volumeMounts"]} == {
-            "/data", "/etc/cdi-uploadserver/tls"}
+            "/data", "/etc/cdi-uploadserver/tls", "/tmp"}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
     port = svc["spec"]["ports"][0]
     assert (port["port"], port["targetPort"]) == (443, 8443)
     assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
