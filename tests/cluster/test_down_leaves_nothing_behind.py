@@ -30,7 +30,10 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path):
             check=True,
             capture_output=True,
             text=True,
-            timeout=180,
+            # `up` builds (cached) and pushes the images into the new cluster's registry,
+            # and a reused cluster is pushed to again: minutes when CI's two session
+            # clusters build and push at the same time.
+            timeout=900,
         )
 
     run("up", "--nodes", "2")

@@ -29,7 +29,7 @@ import pytest
 
 from apiserver import kubeapi, signingkey
 from cdicontract import annotations as ann
-from cdicontract import upload, uploadtoken
+from cdicontract import images, upload, uploadtoken
 from controller import certs
 from controller.runtime import kube
 from controller.transfers.upload import authority
@@ -98,19 +98,26 @@ def test_the_deployed_proxy_is_reachable_at_the_node_port_and_forwards(
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": service, "labels": {"app": "upstream"}},
         "spec": {"containers": [{
-            "name": "upstream", "image": "cdi-py/testutil",
-            "command": ["python3", "-m", "tests.uploadproxy.proxy.upstream",
+            # The stand-in is an aiohttp program: the upload server's image has aiohttp;
+            # its source comes from the checkout through a hostPath (containers run on
+            # their image's root and see nothing of the host).
+            "name": "upstream", "image": images.default_image("uploadserver"),
+            "command": ["/opt/cdi-py/bin/python3", "/stand-in/upstream.py",
                         "--host", "0.0.0.0", "--port", "8443",
                         "--cert", "/tls/tls.crt", "--key", "/tls/tls.key",
                         "--client-ca", "/tls/ca.crt", "--record-dir", "/records",
                         "--behaviour-file", "/records/behaviour.json",
                         "--port-file", "/records/port"],
-            "workingDir": str(ROOT), "env": [{"name": "PYTHONPATH", "value": str(ROOT)}],
             "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
             "volumeMounts": [{"name": "tls", "mountPath": "/tls"},
-                             {"name": "records", "mountPath": "/records"}]}],
+                             {"name": "records", "mountPath": "/records"},
+                             {"name": "stand-in", "mountPath": "/stand-in",
+                              "readOnly": True}]}],
             "volumes": [{"name": "tls", "secret": {"secretName": "upstream-tls"}},
-                        {"name": "records", "emptyDir": {}}]}})
+                        {"name": "records", "emptyDir": {}},
+                        {"name": "stand-in", "hostPath": {
+                            "path": str(ROOT / "tests/uploadproxy/proxy"),
+                            "type": "Directory"}}]}})
     api.create(f"/api/v1/namespaces/{namespace}/services", {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": service},
         "spec": {"selector": {"app": "upstream"},
