@@ -98,89 +98,58 @@ RUN echo 'path-exclude=/usr/lib/*/libicu*' > /etc/dpkg/dpkg.cfg.d/cdi-py-no-icu 
 
 FROM deps AS control-product
 COPY --from=wheel /product/ /opt/cdi-py/
+ARG VERSION=0.0.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="https://github.com/cdi-py/cdi-py" \
+      org.opencontainers.image.licenses="Apache-2.0"
+USER 107:107
+WORKDIR /
 
 FROM datapath AS datapath-product
 COPY --from=wheel /product/ /opt/cdi-py/
-
-# One small stage per component: entry point, user, labels. VERSION and REVISION come from
-# hack/build-images (the package version, the git commit).
-FROM datapath-product AS importer
 ARG VERSION=0.0.0
 ARG REVISION=unknown
-LABEL org.opencontainers.image.title="cdi-py importer" \
-      org.opencontainers.image.description="Imports a disk image from HTTP(S), S3 or a registry into a volume (CDI's cdi-importer)" \
-      org.opencontainers.image.version="${VERSION}" \
+LABEL org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.source="https://github.com/cdi-py/cdi-py" \
       org.opencontainers.image.licenses="Apache-2.0"
 USER 107:107
 WORKDIR /
+
+# One small stage per component: its entry point, title and description; the user, the
+# working directory and the version labels (VERSION and REVISION from hack/build-images: the
+# package version, the git commit) come from the product stage below it.
+FROM datapath-product AS importer
+LABEL org.opencontainers.image.title="cdi-py importer" \
+      org.opencontainers.image.description="Imports a disk image from HTTP(S), S3 or a registry into a volume (CDI's cdi-importer)"
 ENTRYPOINT ["/opt/cdi-py/bin/cdi-importer"]
 
 FROM datapath-product AS uploadserver
-ARG VERSION=0.0.0
-ARG REVISION=unknown
 LABEL org.opencontainers.image.title="cdi-py uploadserver" \
-      org.opencontainers.image.description="Receives one upload or clone stream into a volume (CDI's cdi-uploadserver)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="https://github.com/cdi-py/cdi-py" \
-      org.opencontainers.image.licenses="Apache-2.0"
-USER 107:107
-WORKDIR /
+      org.opencontainers.image.description="Receives one upload or clone stream into a volume (CDI's cdi-uploadserver)"
 EXPOSE 8443
 ENTRYPOINT ["/opt/cdi-py/bin/cdi-uploadserver"]
 
 FROM datapath-product AS cloner
-ARG VERSION=0.0.0
-ARG REVISION=unknown
 LABEL org.opencontainers.image.title="cdi-py cloner" \
-      org.opencontainers.image.description="Streams a source volume to a clone target (CDI's cdi-cloner)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="https://github.com/cdi-py/cdi-py" \
-      org.opencontainers.image.licenses="Apache-2.0"
-USER 107:107
-WORKDIR /
+      org.opencontainers.image.description="Streams a source volume to a clone target (CDI's cdi-cloner)"
 ENTRYPOINT ["/opt/cdi-py/bin/cdi-cloner"]
 
 FROM control-product AS controller
-ARG VERSION=0.0.0
-ARG REVISION=unknown
 LABEL org.opencontainers.image.title="cdi-py controller" \
-      org.opencontainers.image.description="Reconciles DataVolumes into populated PVCs (CDI's cdi-controller)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="https://github.com/cdi-py/cdi-py" \
-      org.opencontainers.image.licenses="Apache-2.0"
-USER 107:107
-WORKDIR /
+      org.opencontainers.image.description="Reconciles DataVolumes into populated PVCs (CDI's cdi-controller)"
 ENTRYPOINT ["/opt/cdi-py/bin/cdi-controller"]
 
 FROM control-product AS apiserver
-ARG VERSION=0.0.0
-ARG REVISION=unknown
 LABEL org.opencontainers.image.title="cdi-py apiserver" \
-      org.opencontainers.image.description="Serves upload.cdi.kubevirt.io UploadTokenRequests (CDI's cdi-apiserver)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="https://github.com/cdi-py/cdi-py" \
-      org.opencontainers.image.licenses="Apache-2.0"
-USER 107:107
-WORKDIR /
+      org.opencontainers.image.description="Serves upload.cdi.kubevirt.io UploadTokenRequests (CDI's cdi-apiserver)"
 EXPOSE 8443
 ENTRYPOINT ["/opt/cdi-py/bin/cdi-apiserver"]
 
 FROM control-product AS uploadproxy
-ARG VERSION=0.0.0
-ARG REVISION=unknown
 LABEL org.opencontainers.image.title="cdi-py uploadproxy" \
-      org.opencontainers.image.description="Authenticates uploads and routes them to their upload server (CDI's cdi-uploadproxy)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="https://github.com/cdi-py/cdi-py" \
-      org.opencontainers.image.licenses="Apache-2.0"
-USER 107:107
-WORKDIR /
+      org.opencontainers.image.description="Authenticates uploads and routes them to their upload server (CDI's cdi-uploadproxy)"
 EXPOSE 8443
 ENTRYPOINT ["/opt/cdi-py/bin/cdi-uploadproxy"]
