@@ -13,3 +13,5 @@ PROXY_CERT_VOLUME_NAME = "cdi-proxy-cert-vol"
 PROXY_CERT_DIR = "/proxycerts"
 # Non-root user CDI's importer image runs as.
 IMPORTER_UID = 107
+# The GCS `secretRef` Secret's volume, mounted at /google (CDI's name and path).
+GCS_SECRET_VOLUME_NAME = "cdi-secret-vol"  # noqa: S105

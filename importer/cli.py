@@ -20,7 +20,7 @@ from types import FrameType
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
 from cdicontract.sourcekinds import SourceKind
-from importer.config import ImporterConfig, parse
+from importer.config import ImporterConfig, default_termination_log, parse
 from importer.errors import ImportFailure
 from importer.pipeline import run_transfer
 from importer.progress import ImportMetrics, Progress
@@ -43,6 +43,17 @@ def _write_report(path: str | None, report: TerminationReport) -> None:
             f.write(report.to_json())
     except OSError as e:
         log.warning("cannot write termination report path=%s error=%s", path, e.strerror)
+
+
+def _usage_report_path(args: Sequence[str]) -> str | None:
+    """`--termination-log PATH` from a command line that did not parse (last one wins)."""
+    path = None
+    for i, arg in enumerate(args):
+        if arg == "--termination-log" and i + 1 < len(args):
+            path = args[i + 1]
+        elif arg.startswith("--termination-log="):
+            path = arg.partition("=")[2]
+    return path or None
 
 
 @contextlib.contextmanager
@@ -100,10 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = parse(args, os.environ, isatty=sys.stderr.isatty())
     except ImportFailure as e:
+        # A pod's configuration error must reach the controller like any failure, or the
+        # DataVolume restarts forever without a word: the report goes where the command
+        # line would have sent it, else to the kubelet's default termination path.
         print(f"cdi-importer: {e.message}", file=sys.stderr)
-        _write_report(
-            os.environ.get("IMPORTER_TERMINATION_LOG"), TerminationReport(e.reason, e.message)
-        )
+        report = TerminationReport(e.reason, e.message)
+        _write_report(_usage_report_path(args) or default_termination_log(os.environ), report)
         return EXIT_USAGE
 
     if config.insecure_tls:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from cdicontract import envvars as env
 from cdicontract import importpod, sizes
@@ -25,7 +27,13 @@ DEFAULT_OVERHEAD = float(sizes.DEFAULT_OVERHEAD)
 __all__ = ["SUPPORTED_SOURCES", "ContentType", "ImporterConfig", "MetricsAddr", "parse"]
 
 
-SUPPORTED_SOURCES = (SourceKind.HTTP, SourceKind.S3, SourceKind.REGISTRY, SourceKind.BLANK)
+SUPPORTED_SOURCES = (
+    SourceKind.HTTP,
+    SourceKind.S3,
+    SourceKind.GCS,
+    SourceKind.REGISTRY,
+    SourceKind.BLANK,
+)
 """The kinds this program pulls on its own (an upload body is fed in by the upload server)."""
 
 
@@ -50,6 +58,10 @@ class ImporterConfig:
     """From `secretExtraHeaders`: sent to the origin only, never after a redirect elsewhere."""
     access_key: str | None = None
     secret_key: str | None = None
+    gcs_credentials: str | None = None
+    """A GCS service-account key file (GOOGLE_APPLICATION_CREDENTIALS); None: anonymous."""
+    gcs_emulator_host: str | None = None
+    """STORAGE_EMULATOR_HOST: the endpoint gs:// URLs go to instead of Google's."""
     filesystem_overhead: float = DEFAULT_OVERHEAD
     preallocation: bool = False
     termination_log: str | None = None
@@ -142,13 +154,27 @@ def _read_secret_headers(directory: str) -> list[str]:
     return lines
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are ImportFailures (reported like any other) instead of
+    an exit that would leave the pod without a termination report."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        head, sep, rest = message.partition(":")
+        if head == "unrecognized arguments":
+            # The values may be secrets (a header, a key): name the options only.
+            flags = [w.split("=", 1)[0] for w in rest.split() if w.startswith("-")]
+            message = f"{head}{sep} {' '.join(flags) or '(values not shown)'}"
+        raise ImportFailure(Reason.INVALID_CONFIG, f"bad command line: {message[:300]}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="cdi-importer",
         description="Import a disk image into a raw file, block device or directory. "
         "Every option may also come from CDI's importer environment variables.",
     )
-    p.add_argument("--source", help=f"http, s3, registry or blank (env {env.SOURCE})")
+    p.add_argument("--source", help=f"http, s3, gcs, registry or blank (env {env.SOURCE})")
     p.add_argument("--endpoint", help=f"URL of the image (env {env.ENDPOINT})")
     p.add_argument("--dest", help="target file, block device, or directory for archives")
     p.add_argument("--content-type", help="kubevirt (a disk image) or archive (a tar)")
@@ -165,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"only (env {importpod.SECRET_EXTRA_HEADERS_DIR})",
     )
     p.add_argument("--secret-dir", help="directory with files accessKeyId and secretKey")
+    p.add_argument(
+        "--gcs-credentials",
+        help=f"GCS service-account key file (env {env.GOOGLE_CREDENTIALS}); anonymous without",
+    )
     p.add_argument("--filesystem-overhead", help="fraction reserved for the filesystem (0.06)")
     p.add_argument("--preallocation", action="store_true", default=None)
     p.add_argument("--termination-log", help="where the JSON result goes")
@@ -218,7 +248,9 @@ def _default_dest(content_type: ContentType, environ: Mapping[str, str]) -> str:
     raise ImportFailure(Reason.INVALID_CONFIG, "no --dest given and no /data or block volume here")
 
 
-def _default_termination_log(environ: Mapping[str, str]) -> str | None:
+def default_termination_log(environ: Mapping[str, str]) -> str | None:
+    """Where the report goes when no flag says: the env var, else the kubelet's default path
+    (a pod's `terminationMessagePath`) when it is writable here."""
     if environ.get(env.TERMINATION_LOG):
         return environ[env.TERMINATION_LOG]
     path = env.DEFAULT_TERMINATION_LOG
@@ -340,9 +372,11 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
         secret_headers=tuple(secret_headers),
         access_key=access_key,
         secret_key=secret_key,
+        gcs_credentials=pick(a.gcs_credentials, env.GOOGLE_CREDENTIALS).strip() or None,
+        gcs_emulator_host=environ.get(env.STORAGE_EMULATOR_HOST, "").strip() or None,
         filesystem_overhead=overhead,
         preallocation=a.preallocation or _truthy(environ.get(env.PREALLOCATION, "")),
-        termination_log=a.termination_log or _default_termination_log(environ),
+        termination_log=a.termination_log or default_termination_log(environ),
         progress_bar=progress,
         metrics=metrics,
         owner_uid=pick(a.owner_uid, env.OWNER_UID),

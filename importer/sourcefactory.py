@@ -47,6 +47,20 @@ def build_source(config: ImporterConfig, workdir: str) -> Source:
                 deny_local_addresses=config.deny_local_addresses,
             ),
         )
+    if config.source is SourceKind.GCS:
+        from importer.sources.gcs import GcsOptions, GcsSource
+
+        return GcsSource(
+            config.endpoint,
+            GcsOptions(
+                credentials_file=config.gcs_credentials,
+                emulator_host=config.gcs_emulator_host,
+                ca_bundle=ca_bundle,
+                insecure=config.insecure_tls,
+                range_block=config.range_block,
+                deny_local_addresses=config.deny_local_addresses,
+            ),
+        )
     if config.source is SourceKind.REGISTRY:
         from importer.sources.registry.source import (
             RegistryOptions,
