@@ -11,6 +11,7 @@ _PLUGINS = [
     "tests.peers.nginx",
     "tests.peers.badserver",
     "tests.peers.s3",
+    "tests.peers.gcs",
     "tests.peers.registry",
     "tests.peers.virtctl",
     "tests.peers.snapshotcrds",
