@@ -65,6 +65,28 @@ def test_credentials_come_only_from_secret_key_refs():
     assert mounts["cdi-cert-vol"] == "/certs"
 
 
+def test_gcs_key_is_cdis_secret_volume_at_google_and_never_env():
+    req = ImportRequest(SourceKind.GCS, "gs://b/disk.img", secret="gcskey")
+    pod = importpod.build(f.pvc(), req, EffectiveConfig(), SETTINGS)
+    env = env_of(pod)
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == {
+        "name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/google/credentials.json"}
+    assert envvars.ACCESS_KEY_ID not in env and envvars.SECRET_KEY not in env
+    vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert vols["cdi-secret-vol"] == {"name": "cdi-secret-vol",
+                                      "secret": {"secretName": "gcskey"}}
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["cdi-secret-vol"] == {"name": "cdi-secret-vol", "readOnly": True,
+                                        "mountPath": "/google"}
+
+
+def test_anonymous_gcs_has_no_credentials_at_all():
+    pod = importpod.build(f.pvc(), ImportRequest(SourceKind.GCS, "gs://b/d.img"),
+                          EffectiveConfig(), SETTINGS)
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in env_of(pod)
+    assert "cdi-secret-vol" not in {v["name"] for v in pod["spec"]["volumes"]}
+
+
 def test_cdiconfig_proxy_resources_and_insecure_registries_reach_the_pod():
     cfg = effective({"spec": {
         "importProxy": {"HTTPProxy": "http://proxy:3128", "noProxy": "local"},

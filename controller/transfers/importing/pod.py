@@ -56,7 +56,10 @@ def _env(pvc: Obj, req: ImportRequest, config: EffectiveConfig) -> list[Obj]:
     ]
     if req.checksum:
         out.append({"name": env.CHECKSUM, "value": req.checksum})
-    if req.secret:
+    if req.secret and req.source is SourceKind.GCS:
+        # CDI's way for GCS: the Secret is a volume at /google, its credentials.json the key.
+        out.append({"name": env.GOOGLE_CREDENTIALS, "value": env.GOOGLE_CREDENTIALS_FILE})
+    elif req.secret:
         out += [
             {"name": env.ACCESS_KEY_ID, "valueFrom": {"secretKeyRef": {
                 "name": req.secret, "key": "accessKeyId"}}},
@@ -100,6 +103,10 @@ def build(pvc: Obj, req: ImportRequest, config: EffectiveConfig, settings: PodSe
         volumes.append({"name": ip.CERT_VOLUME_NAME,
                         "configMap": {"name": req.cert_configmap}})
         mounts.append({"name": ip.CERT_VOLUME_NAME, "mountPath": env.DEFAULT_CERT_DIR})
+    if req.secret and req.source is SourceKind.GCS:
+        volumes.append({"name": ip.GCS_SECRET_VOLUME_NAME, "secret": {"secretName": req.secret}})
+        mounts.append({"name": ip.GCS_SECRET_VOLUME_NAME, "readOnly": True,
+                       "mountPath": env.GOOGLE_CREDENTIALS_DIR})
     for n, secret in enumerate(req.secret_extra_headers):
         vol = f"cdi-secret-extra-headers-vol-{n}"
         volumes.append({"name": vol, "secret": {"secretName": secret}})
