@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from cdicontract.reasons import Reason
@@ -239,6 +239,9 @@ class ImportPipeline:
         if self.source is None:
             return Phase.BLANK
         st.info = self.source.info()
+        if spec.checksum is None and st.info.checksum is not None:
+            # The store's own digest of the object (GCS md5Hash) covers the same bytes.
+            self.spec = spec = replace(spec, checksum=st.info.checksum)
         st.caps = self.source.capabilities()
         self._open_stream()
         if spec.content_type is ContentType.ARCHIVE:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from importer.checksum import Checksum
     from importer.sources.pinned import Window
 
 
@@ -29,6 +30,9 @@ class SourceInfo:
     """An ETag or similar that pins the representation across ranged re-opens."""
     description: str = ""
     """Where the bytes come from, for messages (never containing credentials)."""
+    checksum: Checksum | None = None
+    """A digest the store itself keeps for the object (GCS's md5Hash), verified like a
+    user's checksum when the user gave none."""
 
 
 @dataclass(frozen=True)

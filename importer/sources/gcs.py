@@ -16,12 +16,15 @@ The metadata GET gives the size and the object's generation; every media GET nam
 generation, so a drop resumes with a Range request from the last byte without ever mixing
 two versions, and random access for qemu-img is a `PinnedObject` over ranged GETs of the
 same generation, served to nbdkit by the loopback range proxy (no token reaches nbdkit).
-Objects stored gzip-encoded are fetched as stored (`Accept-Encoding: gzip`), so sizes
-and ranges match the metadata and our own decompression takes over.
+The object's md5Hash, when GCS keeps one, is verified over the bytes like a user's
+checksum (CDI relies on it the same way). Objects stored gzip-encoded are fetched as
+stored (`Accept-Encoding: gzip`), so sizes and ranges match the metadata and our own
+decompression takes over.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import posixpath
@@ -34,6 +37,7 @@ import requests
 import urllib3.exceptions
 
 from cdicontract.reasons import Reason
+from importer.checksum import Checksum
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
 from importer.sources.addressguard import LocalAddressRefused, check_host, guard, refused_in
 from importer.sources.base import SourceCapabilities, SourceInfo
@@ -121,6 +125,18 @@ def parse_gcs_url(url: str, emulator_host: str | None = None) -> GcsLocation:
     if not bucket or not obj or obj.endswith("/"):
         raise ImportFailure(Reason.INVALID_CONFIG, "GCS URL must name a bucket and an object")
     return GcsLocation(bucket=bucket, object=obj, api=api)
+
+
+def stored_md5(value: object) -> Checksum | None:
+    """GCS's `md5Hash` (base64 of 16 bytes) as a checksum; None when absent (composite
+    objects have only a crc32c) or not a digest."""
+    if not isinstance(value, str):
+        return None
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+    return Checksum("md5", digest.hex()) if len(digest) == 16 else None
 
 
 def failure_for(status: int, where: str, *, after_info: bool = False) -> ImportFailure | None:
@@ -286,6 +302,7 @@ class GcsSource:
             supports_ranges=True,
             validator=generation,
             description=loc.description,
+            checksum=stored_md5(doc.get("md5Hash")),
         )
         return self._info
 

@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -208,3 +209,68 @@ def token_endpoint() -> Iterator[tuple[TokenEndpoint, dict[str, str]]]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+class FlippingProxy:
+    """A TCP proxy on 127.0.0.1 that flips one byte of every response stream at `offset`
+    (counted per connection): bytes damaged on the wire, behind the server's back."""
+
+    def __init__(self, target_port: int, offset: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.offset = offset
+        self.flips = 0
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.port = int(self._sock.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, responses: bool) -> None:
+        import contextlib
+        import socket
+
+        seen = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if responses and seen <= self.offset < seen + len(data):
+                    i = self.offset - seen
+                    data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+                    self.flips += 1
+                seen += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        self._thread.join(5)

@@ -68,3 +68,28 @@ def test_gcs_unreadable_key_is_a_configuration_error(gcs_server, tmp_path: Path)
     )
     assert (r.returncode, r.report["reason"]) == (2, "InvalidConfig")
     assert "credentials.json" in str(r.report["message"])
+
+
+def test_gcs_md5_is_verified_and_catches_bytes_damaged_on_the_wire(
+    gcs_server, images: Images, tmp_path: Path
+) -> None:
+    from tests.peers.gcs import FlippingProxy
+
+    src = images.make("raw")
+    gcs_server.put("images", "md5/disk.raw", src)
+    good = tmp_path / "good.img"
+    r = run_importer("--source", "gcs", "--endpoint", gcs_server.url("images", "md5/disk.raw"),
+                     "--dest", str(good))
+    assert r.returncode == 0, r.stderr
+    assert r.report.get("checksum") == "md5"  # the store's own digest was checked
+    proxy = FlippingProxy(gcs_server.port, 4 << 20)
+    try:
+        bad = tmp_path / "bad" / "disk.img"
+        bad.parent.mkdir()
+        r = run_importer("--source", "gcs", "--endpoint",
+                         f"http://127.0.0.1:{proxy.port}/images/md5/disk.raw", "--dest", str(bad))
+    finally:
+        proxy.close()
+    assert proxy.flips >= 1
+    assert (r.returncode, r.report["reason"]) == (3, "ChecksumMismatch"), r.stderr
+    assert not bad.exists()

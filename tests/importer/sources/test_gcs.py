@@ -299,3 +299,13 @@ def test_missing_key_file_names_the_secret_key(tmp_path: Path) -> None:
         GcsSource("gs://b/o", GcsOptions(credentials_file=str(tmp_path / "credentials.json")))
     assert e.value.reason is Reason.INVALID_CONFIG
     assert "credentials.json" in e.value.message
+
+
+def test_stored_md5_is_read_from_gcs_base64() -> None:
+    from importer.sources.gcs import stored_md5
+
+    got = stored_md5("XUFAKrxLKna5cZ2REBfFkg==")  # md5("hello")
+    assert got is not None and str(got) == "md5:5d41402abc4b2a76b9719d911017c592"
+    assert stored_md5(None) is None
+    assert stored_md5("not base64!") is None
+    assert stored_md5("AAAA") is None  # not 16 bytes
