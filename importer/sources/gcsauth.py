@@ -27,6 +27,7 @@ import requests
 
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, TransientSourceError
+from importer.sources.addressguard import refused_in
 
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
@@ -179,6 +180,13 @@ class TokenSource:
         except requests.exceptions.SSLError:
             raise ImportFailure(Reason.TLS_ERROR, f"TLS with {where} failed") from None
         except requests.exceptions.RequestException as e:
+            refused = refused_in(e)
+            if refused is not None:
+                raise ImportFailure(
+                    Reason.ADDRESS_REFUSED,
+                    f"{where}: {refused.host} is {refused.address}, a loopback or link-local "
+                    "address, which this cluster does not import from",
+                ) from None
             raise TransientSourceError(f"{where} failed: {type(e).__name__}") from None
         with response:
             status = response.status_code

@@ -309,3 +309,23 @@ def test_stored_md5_is_read_from_gcs_base64() -> None:
     assert stored_md5(None) is None
     assert stored_md5("not base64!") is None
     assert stored_md5("AAAA") is None  # not 16 bytes
+
+
+def test_token_endpoint_on_loopback_refused_when_the_cluster_asks(
+    token_endpoint: tuple[TokenEndpoint, dict[str, str]],
+) -> None:
+    """A key's token_uri is the user's too: with the gate on, a loopback one is refused
+    (the token is asked for before any storage request, through the same guarded session)."""
+    import requests
+
+    from importer.sources.addressguard import guard
+    from importer.sources.gcsauth import TokenSource
+
+    endpoint, key = token_endpoint
+    session = requests.Session()
+    guard(session)
+    tokens = TokenSource(parse_key(json.dumps(key), "creds"), session.post)
+    with pytest.raises(ImportFailure) as e:
+        tokens.token()
+    assert e.value.reason is Reason.ADDRESS_REFUSED
+    assert endpoint.exchanges == 0 and endpoint.refused == 0
