@@ -41,9 +41,11 @@ def gcs(cdi, namespace, fake_gcs_binary) -> GcsServer:
         "spec": {"terminationGracePeriodSeconds": 1, "enableServiceLinks": False,
                  "containers": [{
                      "name": "gcs", "image": TESTUTIL,
-                     "command": [f"/gcs/{fake_gcs_binary.name}", "-scheme", "http",
-                                 "-host", "0.0.0.0", "-port", "4443", "-backend", "memory",
-                                 "-log-level", "warn"],
+                     # Through the image's shell: the node looks a command up in the
+                     # image, and the binary comes from a volume.
+                     "command": ["/bin/sh", "-c",
+                                 f"exec /gcs/{fake_gcs_binary.name} -scheme http -host 0.0.0.0"
+                                 " -port 4443 -backend memory -log-level warn"],
                      "volumeMounts": [{"name": "bin", "mountPath": "/gcs", "readOnly": True}]}],
                  "volumes": [{"name": "bin", "hostPath": {
                      "path": str(fake_gcs_binary.parent), "type": "Directory"}}]}})
