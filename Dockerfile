@@ -123,7 +123,7 @@ WORKDIR /
 # package version, the git commit) come from the product stage below it.
 FROM datapath-product AS importer
 LABEL org.opencontainers.image.title="cdi-py importer" \
-      org.opencontainers.image.description="Imports a disk image from HTTP(S), S3 or a registry into a volume (CDI's cdi-importer)"
+      org.opencontainers.image.description="Imports a disk image from HTTP(S), S3, GCS or a registry into a volume (CDI's cdi-importer)"
 ENTRYPOINT ["/opt/cdi-py/bin/cdi-importer"]
 
 FROM datapath-product AS uploadserver
