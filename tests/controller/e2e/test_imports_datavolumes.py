@@ -86,7 +86,7 @@ def test_storage_spec_inflates_filesystem_claims_by_the_overhead(cdi, namespace)
     cdi.create_dv(namespace, dv_manifest("inflated", {"blank": {}}, size="100Mi"))
     cdi.wait_phase(namespace, "inflated", "Succeeded", "Failed")
     pvc = cdi.api.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/inflated")
-    assert pvc["spec"]["resources"]["requests"]["storage"] == "107Mi"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "111550639"  # ceil(100Mi / 0.94)
     assert pvc["spec"]["volumeMode"] == "Filesystem"
     assert pvc["spec"]["storageClassName"] == "local"
 
