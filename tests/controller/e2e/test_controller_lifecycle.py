@@ -115,7 +115,8 @@ def test_controller_serves_its_prometheus_metrics(cdi, namespace):
     took = 'cdi_controller_reconcile_duration_seconds_count{kind="dv"}'
     before = scrape()
     cdi.create_dv(namespace, dv_manifest("m", {"blank": {}}, size="16Mi"))
-    cdi.wait_phase(namespace, "m", "Succeeded", "Failed")
+    assert cdi.wait_phase(namespace, "m", "Succeeded", "Failed")["status"]["phase"] == \
+        "Succeeded"
     text = scrape()
     assert "kubevirt_cdi_datavolume_pending" in text
     # The counters count: the DataVolume's reconciles are in them.

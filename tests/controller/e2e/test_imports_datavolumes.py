@@ -84,7 +84,8 @@ def test_compressed_raw_into_a_literal_block_pvc(cdi, cluster, namespace, images
 
 def test_storage_spec_inflates_filesystem_claims_by_the_overhead(cdi, namespace):
     cdi.create_dv(namespace, dv_manifest("inflated", {"blank": {}}, size="100Mi"))
-    cdi.wait_phase(namespace, "inflated", "Succeeded", "Failed")
+    dv = cdi.wait_phase(namespace, "inflated", "Succeeded", "Failed")
+    assert dv["status"]["phase"] == "Succeeded", dv["status"]
     pvc = cdi.api.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/inflated")
     assert pvc["spec"]["resources"]["requests"]["storage"] == "111550639"  # ceil(100Mi / 0.94)
     assert pvc["spec"]["volumeMode"] == "Filesystem"
