@@ -132,7 +132,7 @@ def required_size(requested: int, overhead: float) -> int:
     the image).
 
     1 - overhead is the team's contract (the overhead is the share of the volume the file
-    system takes, as CDIConfig documents it, and as CDI computed it until its PR #3779);
+    system takes, as CDIConfig documents it, and as CDI computed it before v1.63, PR #3779);
     CDI since then multiplies by 1 + overhead instead, a slightly smaller claim.
     """
     if requested < 0:
