@@ -2,9 +2,9 @@
 CDI's byte figure (not rounded to a MiB), an image of exactly the requested size fits it
 and one MiB-aligned step more does not, and a Block claim is not inflated at all.
 
-The figures are CDI's Go formulas evaluated once (float64): for 100Mi + 1 bytes at the
-default 0.06 overhead the claim is ceil(101Mi / 0.94) = 112666145 bytes, whose usable part
-is 101Mi. The old rule (ceil(n / 0.94) rounded up to a MiB, 107Mi) left only 100Mi usable:
+The figures are CDI's Go formulas evaluated once (float64): for 16Mi + 1 bytes at the
+default 0.06 overhead the claim is ceil(17Mi / 0.94) = 18963609 bytes, whose usable part
+is 17Mi. The old rule (ceil(n / 0.94) rounded up to a MiB, 18Mi) left only 16Mi usable:
 the requested image did not fit.
 """
 
@@ -21,9 +21,9 @@ from tests.imagefactory import sha256_of
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 MiB = 1 << 20
-ODD = 100 * MiB + 1
-CDI_CLAIM_FOR_ODD = 112666145  # ceil(roundUp(100Mi + 1, 1Mi) / (1 - 0.06))
-USABLE_OF_CLAIM = 101 * MiB  # roundDown(ceil(0.94 x 112666145), 1Mi)
+ODD = 16 * MiB + 1
+CDI_CLAIM_FOR_ODD = 18963609  # ceil(roundUp(16Mi + 1, 1Mi) / (1 - 0.06))
+USABLE_OF_CLAIM = 17 * MiB  # roundDown(ceil(0.94 x 18963609), 1Mi)
 
 
 def _raw(path: Path, size: int) -> Path:
@@ -74,7 +74,7 @@ def test_an_image_one_byte_past_the_usable_size_is_refused(
 
 
 def test_a_block_claim_is_not_inflated_nor_aligned(cdi: Any, namespace: str) -> None:
-    size = 100 * MiB + 512
+    size = 16 * MiB + 512
     cdi.create_dv(namespace, dv_manifest("blk", {"blank": {}}, size=str(size), mode="Block"))
     dv = cdi.wait_phase(namespace, "blk", "Succeeded", "Failed", timeout=120)
     assert dv["status"]["phase"] == "Succeeded", dv["status"]
