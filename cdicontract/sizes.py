@@ -17,7 +17,8 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 MIB = 1 << 20
-"""CDI's `DefaultAlignBlockSize`: usable and required sizes are whole MiB."""
+"""CDI's `DefaultAlignBlockSize`: usable sizes are whole MiB, requests are aligned to it
+before the overhead is added."""
 DEFAULT_OVERHEAD = "0.06"
 """CDI's default filesystem overhead for Filesystem-mode volumes, as CDIConfig spells it."""
 
@@ -102,32 +103,57 @@ def parse_overhead(text: str) -> float:
 
 def usable_size(available: int, overhead: float) -> int:
     """The importer's rule, CDI's `GetUsableSpace`: ceil((1 - overhead) x available),
-    rounded down to 1 MiB (`DefaultAlignBlockSize`).
+    rounded down to 1 MiB (`DefaultAlignBlockSize`), so qemu-img's own rounding up stays
+    inside the volume.
 
-    The overhead is taken as the decimal the user wrote (0.06, not its binary float
-    approximation), so the result does not depend on float rounding.
+    Computed in float64 exactly as CDI's Go code does (`math.Ceil((1 - o) *
+    float64(available))`; Python's float is the same IEEE double and the same operations
+    round the same way), so an image CDI accepts is accepted here and one it refuses is
+    refused, to the byte.
     """
     if available < 0:
         raise SizeError(f"invalid available size {available}")
-    ratio = _exact(overhead)
-    usable = math.ceil((1 - ratio) * available)
+    _check(overhead)
+    usable = math.ceil((1.0 - overhead) * float(available))
     return usable - usable % MIB
 
 
 def required_size(requested: int, overhead: float) -> int:
-    """The controller's rule: the claim size whose usable part still holds `requested`.
+    """The controller's rule, CDI's `GetRequiredSpace` for a Filesystem-mode `storage`
+    claim: ceil(roundUp(requested, 1 MiB) / (1 - overhead)) bytes, byte-exact (not rounded
+    to a MiB afterwards). Block-mode claims are not inflated: the caller does not call this.
 
-    CDI divides by (1 - overhead) and `usable_size` multiplies by it, so the requested size
-    stays usable. Unlike CDI's `GetRequiredSpace` (byte-exact ceil(roundUp(requested, 1 MiB)
-    / (1 - overhead))) the claim is rounded up to a whole MiB after the division, as the
-    controller has always done; the usable part is the same or larger.
+    float64 as CDI computes it (see `usable_size`), so the PVC request is CDI's figure to
+    the byte. The pair keeps its promise, usable_size(required_size(n, o), o) >= n: the
+    request is rounded up to a MiB before the division, the division is rounded up, and
+    `usable_size` rounds the product up before it rounds down to the same MiB. Only past
+    2**51 bytes (2 PiB) can float64's rounding leave CDI's figure a few bytes short; there
+    the figure is raised by as few float steps as restore the promise (CDI would refuse
+    the image).
+
+    1 - overhead is the team's contract (the overhead is the share of the volume the file
+    system takes, as CDIConfig documents it, and as CDI computed it before v1.63, PR #3779);
+    CDI since then multiplies by 1 + overhead instead, a slightly smaller claim.
     """
-    if overhead <= 0:
-        return requested
-    return round_up(math.ceil(requested / (1 - overhead)))
+    if requested < 0:
+        raise SizeError(f"invalid requested size {requested}")
+    _check(overhead)
+    aligned = round_up(requested)
+    required = math.ceil(float(aligned) / (1.0 - overhead))
+    while usable_size(required, overhead) < aligned:
+        required += max(1, int(math.ulp(float(required))))
+    return required
 
 
-def _exact(overhead: float) -> Fraction:
+def scratch_size(claim: int, overhead: float, scratch_overhead: float) -> int:
+    """CDI's scratch claim for an import into a claim of `claim` bytes (`overhead` is 0 for
+    a Block claim): the target's usable size, inflated by the scratch class's overhead,
+    rounded up to a MiB (`createScratchPersistentVolumeClaim`), so the scratch holds
+    whatever fits the target.
+    """
+    return round_up(required_size(usable_size(claim, overhead), scratch_overhead))
+
+
+def _check(overhead: float) -> None:
     if not math.isfinite(overhead) or not 0 <= overhead < 1:
         raise SizeError(f"invalid filesystem overhead {overhead}: expected [0, 1)")
-    return Fraction(Decimal(repr(overhead)))

@@ -79,7 +79,7 @@ def claim_spec(dv: Obj, storage_classes: list[Obj], profiles: dict[str, Obj],
     except sizes.SizeError as exc:
         return ClaimError("ErrClaimNotValid", str(exc))
     if out["volumeMode"] == FILESYSTEM:
-        overhead = float(config.overhead_for(cls))
+        overhead = sizes.parse_overhead(config.overhead_for(cls))
         size = sizes.required_size(size, overhead)
         out.setdefault("resources", {}).setdefault("requests", {})["storage"] = (
             sizes.format_quantity(size))

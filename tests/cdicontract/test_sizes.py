@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cdicontract.sizes import (
     MIB,
@@ -11,6 +15,7 @@ from cdicontract.sizes import (
     parse_overhead,
     parse_quantity,
     required_size,
+    scratch_size,
     usable_size,
 )
 
@@ -120,12 +125,77 @@ def test_usable_size_refuses_a_negative_size() -> None:
         usable_size(-1, 0.06)
 
 
-@pytest.mark.parametrize("requested", [1 << 20, 1 << 30, 10 << 30, 5 * 10**9 + 7])
-@pytest.mark.parametrize("overhead", [0.0, 0.055, 0.06, 0.5])
-def test_required_size_leaves_the_requested_size_usable(requested: int, overhead: float) -> None:
+# CDI's own figures: computed by CDI's Go formulas (float64, `GetRequiredSpace` dividing by
+# 1 - overhead, `GetUsableSpace`) with the overhead parsed by strconv.ParseFloat.
+@pytest.mark.parametrize(
+    ("overhead", "requested", "required", "usable"),
+    [
+        ("0", 1, 1048576, 1 * MIB),
+        ("0", MIB + 1, 2097152, 2 * MIB),
+        ("0.06", 1, 1115507, 1 * MIB),
+        ("0.06", MIB, 1115507, 1 * MIB),
+        ("0.06", 47 * MIB, 52428800, 47 * MIB),
+        ("0.06", 100 * MIB + 1, 112666145, 101 * MIB),
+        ("0.06", Gi, 1142278537, 1024 * MIB),
+        ("0.06", Gi + 1, 1143394043, 1025 * MIB),
+        ("0.06", 5000000007, 5319849941, 4769 * MIB),
+        ("0.06", 10 * Gi, 11422785362, 10240 * MIB),
+        ("0.055", 10 * Gi, 11362347344, 10240 * MIB),
+        ("0.1", Gi + 1, 1194211556, 1025 * MIB),
+        ("0.5", 5000000007, 10001317888, 4769 * MIB),
+        ("0.999", Gi, 1073741824000, 1024 * MIB),
+        ("0.06", 3 << 40, 3509079663115, 3145728 * MIB),
+    ],
+)
+def test_required_size_is_cdis_byte_exact_figure(
+    overhead: str, requested: int, required: int, usable: int
+) -> None:
+    o = parse_overhead(overhead)
+    assert required_size(requested, o) == required
+    assert usable_size(required, o) == usable
+
+
+def test_required_size_is_not_rounded_to_a_mib() -> None:
+    assert required_size(Gi, 0.06) % MIB != 0
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    requested=st.integers(min_value=0, max_value=2**62),
+    overhead=st.one_of(
+        st.floats(min_value=0, max_value=1, exclude_max=True),
+        st.integers(min_value=0, max_value=999).map(lambda k: parse_overhead(f"{k / 1000}")),
+    ),
+)
+def test_an_image_of_the_requested_size_always_fits(requested: int, overhead: float) -> None:
+    """The promise both sides rely on: a claim sized by the controller for `requested` bytes
+    leaves the importer at least `requested` usable bytes, for every size and overhead."""
     claim = required_size(requested, overhead)
-    assert usable_size(claim, overhead) >= requested // MIB * MIB
-    assert claim % MIB == 0 or overhead == 0
+    assert usable_size(claim, overhead) >= requested
+    assert claim >= requested
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    requested=st.integers(min_value=0, max_value=2**50),
+    overhead=st.integers(min_value=0, max_value=999).map(lambda k: k / 1000),
+)
+def test_required_size_is_the_smallest_claim_with_that_usable_size(
+    requested: int, overhead: float
+) -> None:
+    """Not inflated beyond CDI's figure: one byte less than a claim that is more than the
+    aligned request would no longer hold it (the claim is CDI's ceil, not a rounded-up MiB)."""
+    claim = required_size(requested, overhead)
+    aligned = -(-requested // MIB) * MIB
+    assert claim <= math.ceil(aligned / (1 - overhead)) + 1
+
+
+def test_scratch_size_holds_what_fits_the_target() -> None:
+    # CDI: RoundUp(GetRequiredSpace(scratch, GetUsableSpace(target, request)), 1 MiB)
+    claim = required_size(Gi + 1, 0.06)
+    assert scratch_size(claim, 0.06, 0.06) == 1091 * MIB
+    assert scratch_size(Gi, 0.0, 0.06) == 1090 * MIB
+    assert usable_size(scratch_size(claim, 0.06, 0.1), 0.1) >= usable_size(claim, 0.06)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def test_storage_takes_default_class_profile_modes_and_inflates_filesystem():
         "storageClassName": "local",
         "accessModes": ["ReadWriteOnce"],
         "volumeMode": "Filesystem",
-        "resources": {"requests": {"storage": "1090Mi"}},
+        "resources": {"requests": {"storage": "1142278537"}},  # CDI's figure
     }
 
 
@@ -51,7 +51,7 @@ def test_per_class_overhead_from_cdiconfig_applies():
         f.dv(storage={"storageClassName": "other",
                       "resources": {"requests": {"storage": "1Gi"}}}), SCS, {}, cfg)
     assert isinstance(other, dict)
-    assert other["resources"]["requests"]["storage"] == "1138Mi"
+    assert other["resources"]["requests"]["storage"] == "1193046472"  # ceil(1Gi / 0.9)
 
 
 def test_given_access_modes_pick_the_matching_property_set():

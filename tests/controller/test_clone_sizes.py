@@ -19,9 +19,9 @@ def _size(t):
 
 
 def test_an_empty_size_takes_the_source_capacity_grown_by_the_overhead():
-    # 1Gi / (1 - 0.06) = 1089.36 MiB, rounded up to a whole MiB.
+    # CDI's figure: ceil(1Gi / (1 - 0.06)) bytes, not rounded to a MiB.
     t = _target(cf.clone_dv(), cf.source_pvc(size="1Gi", capacity="1Gi"))
-    assert _size(t) == "1090Mi"
+    assert _size(t) == "1142278537"
 
 
 def test_an_empty_size_prefers_the_capacity_over_the_request():
@@ -60,7 +60,7 @@ def test_a_target_smaller_than_the_source_is_refused_with_cdis_message():
 
 def test_a_target_the_size_of_the_source_is_accepted_and_grown_for_filesystem():
     dv = cf.clone_dv(storage={"resources": {"requests": {"storage": "1Gi"}}})
-    assert _size(_target(dv, cf.source_pvc(size="1Gi"))) == "1090Mi"
+    assert _size(_target(dv, cf.source_pvc(size="1Gi"))) == "1142278537"
 
 
 def test_a_larger_target_keeps_its_size():
@@ -96,7 +96,7 @@ def test_the_dv_is_not_changed_by_sizing():
 
 def test_a_block_source_into_a_filesystem_target_grows_by_the_overhead():
     t = _target(cf.clone_dv(), cf.source_pvc(capacity="1Gi", mode="Block"))
-    assert _size(t) == "1090Mi"
+    assert _size(t) == "1142278537"
     assert t.pvc["spec"]["volumeMode"] == "Filesystem"
 
 

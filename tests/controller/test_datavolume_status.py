@@ -3,6 +3,7 @@ import pytest
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
 from controller import dvstatus
+from controller.transfers import podstate
 from tests.controller import factories as f
 
 P = "cdi.kubevirt.io/"
@@ -38,11 +39,19 @@ def test_phase_follows_cdis_import_sequence(pvc, pod, wffc, phase):
     assert compute(pvc=pvc, pod=pod, wffc=wffc).phase == phase
 
 
+def _as_the_controller_records(pod, annotations=None):
+    """The PVC as the real producer leaves it: `podstate.decide` observes `pod` and writes
+    its annotations (no hand-written reasons the real path would never write)."""
+    pvc = f.pvc(annotations={**IMPORT, **(annotations or {})})
+    decision = podstate.decide(pvc, pod, "importer-dv1", False)
+    return f.pvc(annotations={**IMPORT, **(annotations or {}), **decision.annotations})
+
+
 def test_succeeded_reports_full_progress_and_ready():
-    pvc = f.pvc(annotations={**IMPORT, P + "storage.pod.phase": "Succeeded",
-                             P + "storage.condition.running": "false",
-                             P + "storage.condition.running.reason": "Completed"})
+    pvc = _as_the_controller_records(f.pod(phase="Succeeded", state=f.terminated(
+        0, TerminationReport(Reason.COMPLETED, "Import Complete").to_json())))
     r = compute(pvc=pvc)
+    assert r.phase == "Succeeded"
     assert r.status["progress"] == "100.0%"
     assert cond(r, "Ready")["status"] == "True"
     assert cond(r, "Bound") | {} == {**cond(r, "Bound"), "status": "True", "reason": "Bound"}
@@ -59,13 +68,14 @@ def test_progress_comes_from_the_scrape_while_in_progress_and_is_kept_otherwise(
 
 
 def test_failed_carries_the_importers_reason_and_message():
-    pvc = f.pvc(annotations={**IMPORT, P + "storage.pod.phase": "Failed",
-                             P + "storage.condition.running": "false",
-                             P + "storage.condition.running.reason": "ChecksumMismatch",
-                             P + "storage.condition.running.message": "sha256 mismatch"})
+    report = TerminationReport(Reason.CHECKSUM_MISMATCH, "sha256 mismatch")
+    pvc = _as_the_controller_records(f.pod(phase="Failed", state=f.terminated(
+        1, report.to_json())))
     r = compute(pvc=pvc)
     assert r.phase == "Failed"
-    assert cond(r, "Running")["reason"] == "ChecksumMismatch"
+    # CDI's name for it, as the controller translates the importer's reason.
+    assert cond(r, "Running")["reason"] == "ChecksumError"
+    assert cond(r, "Running")["message"] == "sha256 mismatch"
     assert cond(r, "Ready")["status"] == "False"
     failed = [e for e in r.events if e.reason == "ImportFailed"]
     assert failed and failed[0].type == "Warning" and "sha256 mismatch" in failed[0].message

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+import yaml
 
+from cdicontract import envvars
+from tests.cluster.helpers import wait_for
 from tests.controller.e2e.conftest import ROOT, dv_manifest
 
 pytestmark = [pytest.mark.cluster]
@@ -23,16 +27,42 @@ def test_unknown_field_is_rejected_by_the_schema(cdi, namespace):
     assert "unknown field" in r.stderr and "urll" in r.stderr
 
 
-def test_cdi_manifest_with_every_http_field_is_accepted(cdi, namespace):
+def test_cdi_manifest_with_every_http_field_is_accepted_and_each_field_takes_effect(
+        cdi, namespace):
+    url = "https://h.example/x.img"
     m = dv_manifest("full", {"http": {
-        "url": "https://h.example/x.img", "secretRef": "s", "certConfigMap": "c",
-        "extraHeaders": ["A: b"], "secretExtraHeaders": ["h"], "insecureSkipVerify": False,
+        "url": url, "secretRef": "s", "certConfigMap": "c",
+        "extraHeaders": ["A: b"], "secretExtraHeaders": ["h"], "insecureSkipVerify": True,
         "checksum": "md5:" + "0" * 32}})
-    m["spec"].update({"contentType": "kubevirt", "preallocation": False,
+    m["spec"].update({"contentType": "kubevirt", "preallocation": True,
                       "priorityClassName": ""})
-    r = cdi.kubectl("-n", namespace, "apply", "--dry-run=server", "-f", "-",
-                    input=json.dumps(m), check=False)
+    r = apply(cdi, namespace, m)
     assert r.returncode == 0, r.stderr
+    # Accepted is not enough: each field reaches the importer pod as CDI passes it on.
+    pod = wait_for("importer pod", lambda: cdi.api.get_or_none(
+        f"/api/v1/namespaces/{namespace}/pods/importer-full"), timeout=60)
+    spec = pod["spec"]
+    c = spec["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+
+    def value(name):
+        return env[name].get("value")
+
+    assert value(envvars.ENDPOINT) == url
+    assert value(envvars.SOURCE) == "http"
+    assert value(envvars.CONTENT_TYPE) == "kubevirt"
+    assert value(envvars.CHECKSUM) == "md5:" + "0" * 32
+    assert value(envvars.INSECURE_TLS) == "true"
+    assert value(envvars.PREALLOCATION) == "true"
+    assert value(envvars.EXTRA_HEADER_PREFIX + "0") == "A: b"
+    for var, key in ((envvars.ACCESS_KEY_ID, "accessKeyId"), (envvars.SECRET_KEY, "secretKey")):
+        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "s", "key": key}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {mt["mountPath"]: mt["name"] for mt in c["volumeMounts"]}
+    assert value(envvars.CERT_DIR) == envvars.DEFAULT_CERT_DIR
+    assert volumes[mounts[envvars.DEFAULT_CERT_DIR]]["configMap"]["name"] == "c"
+    assert [v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v] == ["h"]
+    assert "priorityClassName" not in spec  # "" asks for none
 
 
 @pytest.mark.parametrize(("source", "extra", "message"), [
@@ -64,9 +94,17 @@ def test_spec_cannot_change_after_creation(cdi, namespace):
 
 
 def test_kubectl_explain_describes_the_fields(cdi):
-    out = cdi.kubectl("explain", "dv.spec.source.http").stdout
-    assert ("certConfigMap" in out and "basic-auth" not in out.lower()) or "secretRef" in out
-    assert "checksum" in out
+    crd = yaml.safe_load((ROOT / "deploy/crds/datavolumes.yaml").read_text())
+    http = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"]["source"]["properties"]["http"]
+    out = " ".join(cdi.kubectl("explain", "dv.spec.source.http").stdout.split())
+    assert " ".join(http["description"].split()) in out
+    for name in http["properties"]:  # every field the schema defines is served
+        assert re.search(rf"\b{name}\s+<", out), (name, out)
+    assert re.search(r"\burl\s+<string> -required-", out), out
+    for field in ("certConfigMap", "checksum", "secretRef"):
+        explained = " ".join(cdi.kubectl("explain", f"dv.spec.source.http.{field}").stdout.split())
+        assert " ".join(http["properties"][field]["description"].split()) in explained, field
 
 
 def test_short_names_and_category(cdi, namespace):

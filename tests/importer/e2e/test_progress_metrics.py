@@ -22,6 +22,11 @@ def scrape(port: int) -> str | None:
     return r.text if r.ok else None
 
 
+def value(text: str, metric: str) -> float | None:
+    m = re.search(rf'^{metric}\{{ownerUID="uid-42"\}} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else None
+
+
 def test_progress_counter_grows_while_the_transfer_is_paused_midway(
     bad_server, tmp_path: Path
 ) -> None:
@@ -42,16 +47,21 @@ def test_progress_counter_grows_while_the_transfer_is_paused_midway(
     )
     try:
         seen: list[float] = []
+        read: list[float] = []
+        sizes: set[float] = set()
+        rates: list[float] = []
         deadline = time.monotonic() + 20
         while proc.poll() is None and time.monotonic() < deadline:
             text = scrape(port)
             if text:
-                m = re.search(
-                    r'^kubevirt_cdi_import_progress_total\{ownerUID="uid-42"\} (\S+)$', text, re.M
-                )
-                if m:
-                    seen.append(float(m.group(1)))
-                assert "cdi_importer_throughput_bytes_per_second" in text
+                if (v := value(text, "kubevirt_cdi_import_progress_total")) is not None:
+                    seen.append(v)
+                if (v := value(text, "cdi_importer_source_bytes")) is not None:
+                    read.append(v)
+                if (v := value(text, "cdi_importer_source_size_bytes")) is not None:
+                    sizes.add(v)
+                if (v := value(text, "cdi_importer_throughput_bytes_per_second")) is not None:
+                    rates.append(v)
             time.sleep(0.2)
         assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
     finally:
@@ -59,4 +69,10 @@ def test_progress_counter_grows_while_the_transfer_is_paused_midway(
     # While the server was silent half-way, the scraped value sat near 50%.
     assert any(40.0 <= v <= 60.0 for v in seen), seen
     assert seen == sorted(seen)
+    # The companion gauges carry values, not just names: the bytes read grow up to the
+    # announced length, which is the payload's, at a positive rate once data flows.
+    assert read == sorted(read) and 0 < max(read) <= len(payload), read
+    assert any(v >= len(payload) // 2 for v in read), read
+    assert sizes <= {0.0, float(len(payload))} and float(len(payload)) in sizes, sizes
+    assert any(v > 0 for v in rates), rates
     assert (tmp_path / "disk.img").read_bytes() == payload
