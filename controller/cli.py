@@ -129,6 +129,13 @@ async def _serve_webhook(client: kube.Kube, opts: Options, runner: list[web.AppR
     log.info("webhook serving addr=%s:%d", *opts.webhook_addr)
 
 
+def _stop_acting() -> None:
+    """Leadership is lost: exit at once, from the renew-deadline timer, so no worker takes
+    another step that another leader could overlap (CDI's manager exits the same way)."""
+    logging.shutdown()
+    os._exit(1)
+
+
 async def run(opts: Options) -> int:
     metrics = Metrics()
     ready = asyncio.Event()
@@ -188,7 +195,7 @@ async def run(opts: Options) -> int:
         watched = {running, stopping}
         keeping = None
         if opts.leader_elect:
-            keeping = asyncio.create_task(elector.keep())
+            keeping = asyncio.create_task(elector.keep(on_lost=_stop_acting))
             watched.add(keeping)
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         if keeping is not None and keeping in done:
