@@ -53,3 +53,19 @@ def test_success_removes_the_pod():
 
 def test_a_pvc_that_is_not_an_import_target_gets_no_plan():
     assert plan(f.pvc()) == []
+
+
+def test_a_proxy_secret_is_made_before_the_pod_and_deleted_with_it():
+    from controller.cdiconfig import effective
+
+    cfg = effective({"spec": {"importProxy": {"HTTPSProxy": "http://u:p@proxy:3128"}}}, [])
+    pvc = f.pvc(annotations=IMPORT)
+    made = imports.plan(ClaimView(pvc, None, False, cfg))
+    assert [(type(a), a.resource) for a in made[1:]] == [(Create, kube.SECRETS),
+                                                          (Create, kube.PODS)]
+    assert made[1].body["metadata"]["name"] == "importer-dv1-proxy"
+    report = TerminationReport(reason=Reason.COMPLETED).to_json()
+    pod = f.pod(phase="Succeeded", state=f.terminated(0, report, "Completed"))
+    done = imports.plan(ClaimView(pvc, pod, False, cfg))
+    assert done[-2:] == [Delete(kube.PODS, "ns", "importer-dv1", "pod-uid"),
+                         Delete(kube.SECRETS, "ns", "importer-dv1-proxy")]

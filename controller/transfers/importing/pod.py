@@ -18,6 +18,7 @@ from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 from controller.transfers import podspec, protocol
+from controller.transfers.importing import proxysecret
 from controller.transfers.importing.source import ImportRequest, SourceKind
 
 
@@ -77,11 +78,7 @@ def _env(pvc: Obj, req: ImportRequest, config: EffectiveConfig) -> list[Obj]:
         out.append({"name": env.PLATFORM_ARCH, "value": req.platform_arch})
     if config.deny_local_addresses:
         out.append({"name": env.DENY_LOCAL_ADDRESSES, "value": "true"})
-    for names, value in ((("http_proxy", "HTTP_PROXY"), config.http_proxy),
-                         (("https_proxy", "HTTPS_PROXY"), config.https_proxy),
-                         (("no_proxy", "NO_PROXY"), config.no_proxy)):
-        if value:
-            out += [{"name": n, "value": value} for n in names]
+    out += proxysecret.env(pvc, config)
     return out
 
 
