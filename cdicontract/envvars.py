@@ -30,7 +30,6 @@ DEFAULT_BLOCK_DEST = "/dev/cdi-block-volume"
 DEFAULT_DATA_DIR = "/data"
 DEFAULT_SCRATCH_DIR = "/scratch"
 DEFAULT_CERT_DIR = "/certs"
-DEFAULT_PROXY_CERT_DIR = "/proxycerts"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 METRICS_PORT = 8443
 IMPORT_PROGRESS_METRIC = "kubevirt_cdi_import_progress_total"

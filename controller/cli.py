@@ -188,7 +188,8 @@ async def run(opts: Options) -> int:
         metrics.leader.set(1)
         controller = Controller(
             client, settings, metrics, workers=opts.workers,
-            importer=importpod.PodSettings(opts.importer_image, opts.pull_policy),
+            importer=importpod.PodSettings(opts.importer_image, opts.pull_policy,
+                                           cdi_namespace=opts.namespace),
             uploadserver=uploadobjects.PodSettings(opts.uploadserver_image, opts.pull_policy),
             cloner=cloneobjects.SourcePodSettings(opts.cloner_image, opts.pull_policy))
         running = asyncio.create_task(controller.run())

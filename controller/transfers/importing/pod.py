@@ -18,7 +18,7 @@ from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 from controller.transfers import podspec, protocol
-from controller.transfers.importing import proxysecret
+from controller.transfers.importing import proxycert, proxysecret
 from controller.transfers.importing.source import ImportRequest, SourceKind
 
 
@@ -26,6 +26,8 @@ from controller.transfers.importing.source import ImportRequest, SourceKind
 class PodSettings:
     image: str
     pull_policy: str = "IfNotPresent"
+    cdi_namespace: str = "cdi"
+    """Where CDIConfig-named objects (the trusted proxy CA ConfigMap) live."""
 
 
 def pod_name(pvc_name: str) -> str:
@@ -79,6 +81,8 @@ def _env(pvc: Obj, req: ImportRequest, config: EffectiveConfig) -> list[Obj]:
     if config.deny_local_addresses:
         out.append({"name": env.DENY_LOCAL_ADDRESSES, "value": "true"})
     out += proxysecret.env(pvc, config)
+    if config.trusted_ca_proxy:
+        out.append(proxycert.env_var())
     return out
 
 
@@ -97,6 +101,9 @@ def build(pvc: Obj, req: ImportRequest, config: EffectiveConfig, settings: PodSe
         volumes.append({"name": ip.CERT_VOLUME_NAME,
                         "configMap": {"name": req.cert_configmap}})
         mounts.append({"name": ip.CERT_VOLUME_NAME, "mountPath": env.DEFAULT_CERT_DIR})
+    if config.trusted_ca_proxy:
+        volumes.append(proxycert.volume(pvc))
+        mounts.append(proxycert.mount())
     for n, secret in enumerate(req.secret_extra_headers):
         vol = f"cdi-secret-extra-headers-vol-{n}"
         volumes.append({"name": vol, "secret": {"secretName": secret}})

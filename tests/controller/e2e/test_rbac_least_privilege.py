@@ -37,6 +37,9 @@ ALLOWED: dict[str, list[Ask]] = {
         ("get", "", "configmaps", NS, upload.SERVER_CA_BUNDLE_CONFIGMAP),
         ("patch", "", "configmaps", NS, upload.SERVER_CA_BUNDLE_CONFIGMAP),
         ("create", "", "configmaps", NS, None),
+        ("get", "", "configmaps", NS, "my-proxy-ca"),  # importProxy.trustedCAProxy
+        ("create", "", "configmaps", OTHER, None),  # its copy beside an importer pod
+        ("delete", "", "configmaps", OTHER, None),
         ("get", "coordination.k8s.io", "leases", NS, LEASE_NAME),
         ("update", "coordination.k8s.io", "leases", NS, LEASE_NAME),
         ("create", "coordination.k8s.io", "leases", NS, None),
@@ -67,7 +70,6 @@ DENIED: dict[str, list[Ask]] = {
         ("list", "", "secrets", None, None),
         ("update", "", "secrets", NS, webhook.SECRET_NAME),
         ("delete", "", "secrets", NS, clonekey.SECRET_NAME),
-        ("get", "", "configmaps", NS, "some-other-configmap"),
         ("list", "", "configmaps", NS, None),
         ("get", "", "configmaps", OTHER, "a-users-configmap"),
         ("get", "coordination.k8s.io", "leases", NS, "someone-elses-lease"),
@@ -84,6 +86,7 @@ DENIED: dict[str, list[Ask]] = {
         ("get", "", "secrets", OTHER, "a-users-secret"),
         ("list", "", "persistentvolumeclaims", None, None),
         ("create", "", "pods", OTHER, None),
+        ("get", "", "configmaps", NS, "my-proxy-ca"),
     ],
     "cdi-apiserver": [
         ("get", "", "secrets", NS, clonekey.SECRET_NAME),
@@ -91,6 +94,7 @@ DENIED: dict[str, list[Ask]] = {
         ("list", "", "secrets", NS, None),
         ("get", "", "secrets", OTHER, "a-users-secret"),
         ("list", "", "persistentvolumeclaims", None, None),
+        ("get", "", "configmaps", NS, "my-proxy-ca"),
     ],
 }
 
