@@ -22,6 +22,7 @@ import requests
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
 from importer.sources.addressguard import guard, refused_in
+from importer.sources.proxytls import verify_proxies
 from importer.sources.registry.manifest import ACCEPT
 from importer.sources.registry.reference import DockerReference
 
@@ -83,6 +84,8 @@ class RegistryClient:
         self._session = requests.Session()
         if options.deny_local_addresses:
             guard(self._session)
+        else:
+            verify_proxies(self._session)
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override session.verify.
         self._verify: bool | str = False if options.insecure_tls else (options.ca_bundle or True)
         self._authorization: str | None = None

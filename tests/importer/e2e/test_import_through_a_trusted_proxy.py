@@ -59,3 +59,29 @@ def test_an_import_through_a_tls_proxy_needs_the_trusted_proxy_ca(
 
 def _log(proxy: squid.Squid) -> str:
     return proxy.access_log.read_text() if proxy.access_log.exists() else ""
+
+
+def test_the_tls_proxy_of_a_plain_http_origin_is_verified_too(
+    proxy: squid.Squid, nginx, images: Images, tmp_path: Path
+) -> None:
+    # requests would not check the proxy's certificate for an http:// URL: the proxy's
+    # credentials would go to whoever answers.
+    name = nginx.publish(images.make("raw"), "proxied/plain.raw")
+    url = f"{nginx.http_url}/{name}"
+    certs = tmp_path / "proxycerts"
+    certs.mkdir()
+    (certs / "ca.pem").write_bytes(proxy.ca_file.read_bytes())
+    env = {k: v for k, v in _env(proxy, certs, None).items() if k != "IMPORTER_CERT_DIR"}
+    before = _log(proxy).count(name)
+    refused = run_importer("--source", "http", "--endpoint", url, "--dest",
+                           str(tmp_path / "refused.img"), env=env)
+    assert refused.returncode != 0
+    assert "CERTIFICATE_VERIFY_FAILED" in str(refused.report.get("message", "")), refused.report
+    assert _log(proxy).count(name) == before
+
+    env["IMPORTER_PROXY_CERT_DIR"] = str(certs)
+    dest = tmp_path / "disk.img"
+    r = run_importer("--source", "http", "--endpoint", url, "--dest", str(dest), env=env)
+    assert r.returncode == 0, r.stderr
+    assert same_disk(images.reference, dest)
+    assert _log(proxy).count(name) > before
