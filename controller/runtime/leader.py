@@ -190,7 +190,7 @@ class LeaderElector:
                     log.info("became leader lease=%s identity=%s", self.name, self.identity)
                     return
             except (kube.ApiError, OSError, TimeoutError) as exc:
-                log.warning("lease attempt failed error=%s", exc)
+                log.warning("lease attempt failed error=%s", repr(exc))
             await asyncio.sleep(self.timing.retry_period)
 
     async def keep(self, on_lost: Callable[[], None] | None = None) -> None:
@@ -226,7 +226,7 @@ class LeaderElector:
                 try:
                     ok = attempt.result()
                 except (kube.ApiError, OSError, TimeoutError) as exc:
-                    log.warning("lease renewal failed error=%s", exc)
+                    log.warning("lease renewal failed error=%s", repr(exc))
                     continue
                 if not ok:
                     log.warning("lease taken by another candidate lease=%s", self.name)
