@@ -29,10 +29,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+import aiohttp
+
 from controller.runtime import kube
 from controller.runtime.objects import Obj
 
 log = logging.getLogger(__name__)
+
+# What a failed attempt may raise; anything of it is retried until the deadline.
+_FAILURES = (kube.ApiError, OSError, TimeoutError, aiohttp.ClientError, ValueError)
 
 # The fields of a LeaderElectionRecord; a change of any of them is a change of the record.
 RECORD_FIELDS = ("holderIdentity", "leaseDurationSeconds", "acquireTime", "renewTime",
@@ -189,7 +194,7 @@ class LeaderElector:
                     self.is_leader = True
                     log.info("became leader lease=%s identity=%s", self.name, self.identity)
                     return
-            except (kube.ApiError, OSError, TimeoutError) as exc:
+            except _FAILURES as exc:
                 log.warning("lease attempt failed error=%s", repr(exc))
             await asyncio.sleep(self.timing.retry_period)
 
@@ -225,7 +230,7 @@ class LeaderElector:
                     break
                 try:
                     ok = attempt.result()
-                except (kube.ApiError, OSError, TimeoutError) as exc:
+                except _FAILURES as exc:
                     log.warning("lease renewal failed error=%s", repr(exc))
                     continue
                 if not ok:
