@@ -69,7 +69,6 @@ DENIED: dict[str, list[Ask]] = {
         ("get", "", "secrets", OTHER, "a-users-secret"),
         ("list", "", "secrets", None, None),
         ("update", "", "secrets", NS, webhook.SECRET_NAME),
-        ("delete", "", "secrets", NS, clonekey.SECRET_NAME),
         ("list", "", "configmaps", NS, None),
         ("get", "", "configmaps", OTHER, "a-users-configmap"),
         ("get", "coordination.k8s.io", "leases", NS, "someone-elses-lease"),
