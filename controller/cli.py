@@ -129,6 +129,13 @@ async def _serve_webhook(client: kube.Kube, opts: Options, runner: list[web.AppR
     log.info("webhook serving addr=%s:%d", *opts.webhook_addr)
 
 
+def _stop_acting() -> None:
+    """Leadership is lost: exit at once, from the renew-deadline timer, so no worker takes
+    another step that another leader could overlap (CDI's manager exits the same way)."""
+    logging.shutdown()
+    os._exit(1)
+
+
 async def run(opts: Options) -> int:
     metrics = Metrics()
     ready = asyncio.Event()
@@ -181,14 +188,15 @@ async def run(opts: Options) -> int:
         metrics.leader.set(1)
         controller = Controller(
             client, settings, metrics, workers=opts.workers,
-            importer=importpod.PodSettings(opts.importer_image, opts.pull_policy),
+            importer=importpod.PodSettings(opts.importer_image, opts.pull_policy,
+                                           cdi_namespace=opts.namespace),
             uploadserver=uploadobjects.PodSettings(opts.uploadserver_image, opts.pull_policy),
             cloner=cloneobjects.SourcePodSettings(opts.cloner_image, opts.pull_policy))
         running = asyncio.create_task(controller.run())
         watched = {running, stopping}
         keeping = None
         if opts.leader_elect:
-            keeping = asyncio.create_task(elector.keep())
+            keeping = asyncio.create_task(elector.keep(on_lost=_stop_acting))
             watched.add(keeping)
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         if keeping is not None and keeping in done:

@@ -11,6 +11,8 @@ APT_PACKAGES=(
   util-linux xorriso
   # S3 / registry peers and tools
   skopeo docker-registry umoci
+  # an HTTPS forward proxy for the import proxy's trusted CA (importProxy.trustedCAProxy)
+  squid-openssl
   # simulated node (issue 3) — append below this line
   bubblewrap iproute2
   # the node's static init helper (hack/localcluster/nodeinit.c), compiled once per machine
@@ -29,7 +31,7 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian's docker-registry and nginx start system services on install; tests run their own.
-  systemctl disable --now docker-registry nginx >/dev/null 2>&1 || true
+  systemctl disable --now docker-registry nginx squid >/dev/null 2>&1 || true
 fi
 
 # Python: the project (editable, from THIS checkout) and its test extras, in the

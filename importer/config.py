@@ -52,6 +52,8 @@ class ImporterConfig:
     size: int | None = None
     checksum: Checksum | None = None
     cert_dir: str | None = None
+    proxy_cert_dir: str | None = None
+    """CDIConfig importProxy.trustedCAProxy's certificates, trusted besides the others."""
     insecure_tls: bool = False
     extra_headers: tuple[str, ...] = ()
     secret_headers: tuple[str, ...] = ()
@@ -348,6 +350,9 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
     cert_dir = pick(a.cert_dir, env.CERT_DIR).strip() or None
     if cert_dir and not Path(cert_dir).is_dir():
         cert_dir = None  # CDI sets the variable even when no ConfigMap is mounted
+    proxy_cert_dir = environ.get(env.PROXY_CERT_DIR, "").strip() or None
+    if proxy_cert_dir and not Path(proxy_cert_dir).is_dir():
+        proxy_cert_dir = None
 
     scratch = pick(a.scratch_dir, env.SCRATCH_DIR).strip() or None
     if scratch is None and Path(env.DEFAULT_SCRATCH_DIR).is_dir():
@@ -367,6 +372,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
         size=size,
         checksum=checksum,
         cert_dir=cert_dir,
+        proxy_cert_dir=proxy_cert_dir,
         insecure_tls=a.insecure_tls or _truthy(environ.get(env.INSECURE_TLS, "")),
         extra_headers=tuple(headers),
         secret_headers=tuple(secret_headers),

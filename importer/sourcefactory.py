@@ -16,6 +16,11 @@ def build_source(config: ImporterConfig, workdir: str) -> Source:
         from importer.sources.http import ca_bundle_from_dir
 
         ca_bundle = ca_bundle_from_dir(config.cert_dir, f"{workdir}/ca-bundle.pem")
+    if config.proxy_cert_dir:
+        from importer.sources.httpwire import ca_bundle_with_dir
+
+        ca_bundle = ca_bundle_with_dir(ca_bundle, config.proxy_cert_dir,
+                                       f"{workdir}/ca-bundle-with-proxy.pem")
 
     if config.source is SourceKind.HTTP:
         from importer.sources.http import HttpOptions, HttpSource, parse_header_line

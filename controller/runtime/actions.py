@@ -43,4 +43,21 @@ class Delete:
     """A precondition: never delete a newer object of the same name."""
 
 
-Action = Create | Patch | Delete
+@dataclass(frozen=True)
+class CreateCopy:
+    """Create `body` with the `data` of another object of the same resource (read when
+    applied, so a planner need not cache it): how a ConfigMap of the CDI namespace reaches
+    a pod in another namespace. Nothing is created while the source is missing."""
+
+    resource: Resource
+    namespace: str
+    body: Obj
+    source_namespace: str
+    source_name: str
+
+    @property
+    def name(self) -> str:
+        return str((self.body.get("metadata") or {}).get("name", ""))
+
+
+Action = Create | Patch | Delete | CreateCopy

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 
 from controller.runtime import kube
-from controller.runtime.actions import Action, Create, Delete, Patch
+from controller.runtime.actions import Action, Create, CreateCopy, Delete, Patch
 from controller.runtime.informer import Informer
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,17 @@ class Executor:
             log.info("created kind=%s ns=%s name=%s", plural, action.namespace, action.name)
             if cache is not None:
                 cache.upsert(created)
+        elif isinstance(action, CreateCopy):
+            source = await self.client.get(
+                action.resource.path(action.source_namespace, action.source_name))
+            if source is None:
+                log.warning("copy source missing kind=%s ns=%s name=%s", plural,
+                            action.source_namespace, action.source_name)
+                return
+            body = {**action.body, "data": source.get("data") or {}}
+            if source.get("binaryData"):
+                body["binaryData"] = source["binaryData"]
+            await self.apply_one(Create(action.resource, action.namespace, body))
         elif isinstance(action, Patch):
             updated = await self.client.merge_patch(
                 action.resource.path(action.namespace, action.name, action.sub), action.patch)

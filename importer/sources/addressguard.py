@@ -17,9 +17,10 @@ import ipaddress
 import socket
 from typing import Any
 
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from importer.sources.proxytls import ProxyVerifyingAdapter
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -86,7 +87,7 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
 
 
-class GuardedAdapter(HTTPAdapter):
+class GuardedAdapter(ProxyVerifyingAdapter):
     """A requests adapter whose connections refuse local peers (see the module docstring)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:

@@ -46,6 +46,7 @@ from importer.sources.httpwire import (
     validator_of,
 )
 from importer.sources.pinned import BLOCK, PinnedObject, Window
+from importer.sources.proxytls import verify_proxies
 
 __all__ = [
     "HttpOptions",
@@ -214,6 +215,8 @@ class HttpSource:
         self._owns_session = session is None
         if options.deny_local_addresses:
             guard(self._session)
+        else:
+            verify_proxies(self._session)
         # identity: the image bytes as stored (a .gz must stay gzip), lengths that match.
         self._headers = {"User-Agent": options.user_agent, "Accept-Encoding": "identity"}
         self._origin_headers: dict[str, str] = {}

@@ -65,6 +65,28 @@ def ca_bundle_from_dir(cert_dir: str, into: str) -> str | None:
     return into
 
 
+def ca_bundle_with_dir(base: str | None, extra_dir: str, into: str) -> str | None:
+    """`base` (a bundle path; None: the default trust store requests uses) plus the PEM
+    certificates of `extra_dir`, written to `into`; `base` unchanged when `extra_dir`
+    holds none. How the proxy's CA (CDIConfig importProxy.trustedCAProxy, mounted at
+    /proxycerts) is trusted beside the others, as CDI's importer adds it to its pool."""
+    extra = ca_bundle_from_dir(extra_dir, f"{into}.extra")
+    if extra is None:
+        return base
+    if base is None:
+        from requests.utils import DEFAULT_CA_BUNDLE_PATH
+
+        base = str(DEFAULT_CA_BUNDLE_PATH)
+    tmp = f"{into}.tmp"
+    with open(tmp, "wb") as out:
+        for part in (base, extra):
+            data = Path(part).read_bytes()
+            out.write(data if data.endswith(b"\n") else data + b"\n")
+    os.replace(tmp, into)
+    os.unlink(extra)
+    return into
+
+
 def redact_url(url: str) -> str:
     """The URL for messages: no userinfo, and the query (presigned signatures) elided."""
     try:

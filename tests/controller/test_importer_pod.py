@@ -1,6 +1,9 @@
+import json
+
 from cdicontract import envvars
 from controller.cdiconfig import EffectiveConfig, effective
 from controller.transfers.importing import pod as importpod
+from controller.transfers.importing import proxysecret
 from controller.transfers.importing.source import ImportRequest, SourceKind
 from tests.controller import factories as f
 
@@ -95,8 +98,12 @@ def test_cdiconfig_proxy_resources_and_insecure_registries_reach_the_pod():
     }}, [])
     req = ImportRequest(SourceKind.REGISTRY, "docker://reg.local:5000/img:1")
     pod = importpod.build(f.pvc(), req, cfg, SETTINGS)
-    env = {k: v.get("value") for k, v in env_of(pod).items()}
-    assert env["http_proxy"] == env["HTTP_PROXY"] == "http://proxy:3128"
+    refs = env_of(pod)
+    for name in ("http_proxy", "HTTP_PROXY"):
+        assert refs[name] == {"name": name, "valueFrom": {"secretKeyRef": {
+            "name": "importer-dv1-proxy", "key": "HTTP_PROXY"}}}
+    assert "https_proxy" not in refs
+    env = {k: v.get("value") for k, v in refs.items()}
     assert env["no_proxy"] == "local"
     assert env[envvars.INSECURE_TLS] == "true"
     assert env[envvars.INSECURE_REGISTRIES] == "reg.local:5000"
@@ -110,3 +117,17 @@ def test_the_deny_local_addresses_gate_reaches_the_importer():
     gated = effective({"spec": {"featureGates": ["DenyLocalImportAddresses"]}}, [])
     on = importpod.build(f.pvc(), req, gated, SETTINGS)
     assert env_of(on)[envvars.DENY_LOCAL_ADDRESSES]["value"] == "true"
+
+
+def test_proxy_urls_with_credentials_go_into_a_secret_never_into_the_pod_spec():
+    url = "http://alice:s3cret@proxy:3128"
+    cfg = effective({"spec": {"importProxy": {"HTTPProxy": url, "HTTPSProxy": url}}}, [])
+    pvc = f.pvc()
+    pod = importpod.build(pvc, ImportRequest(SourceKind.HTTP, "http://h/x"), cfg, SETTINGS)
+    assert "s3cret" not in json.dumps(pod)
+    secret = proxysecret.build(pvc, cfg)
+    assert secret is not None
+    assert secret["metadata"]["name"] == "importer-dv1-proxy"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "pvc-uid"
+    assert secret["stringData"] == {"HTTP_PROXY": url, "HTTPS_PROXY": url}
+    assert proxysecret.build(pvc, effective({"spec": {}}, [])) is None

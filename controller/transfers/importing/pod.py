@@ -18,6 +18,7 @@ from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 from controller.transfers import podspec, protocol
+from controller.transfers.importing import proxycert, proxysecret
 from controller.transfers.importing.source import ImportRequest, SourceKind
 
 
@@ -25,6 +26,8 @@ from controller.transfers.importing.source import ImportRequest, SourceKind
 class PodSettings:
     image: str
     pull_policy: str = "IfNotPresent"
+    cdi_namespace: str = "cdi"
+    """Where CDIConfig-named objects (the trusted proxy CA ConfigMap) live."""
 
 
 def pod_name(pvc_name: str) -> str:
@@ -80,11 +83,9 @@ def _env(pvc: Obj, req: ImportRequest, config: EffectiveConfig) -> list[Obj]:
         out.append({"name": env.PLATFORM_ARCH, "value": req.platform_arch})
     if config.deny_local_addresses:
         out.append({"name": env.DENY_LOCAL_ADDRESSES, "value": "true"})
-    for names, value in ((("http_proxy", "HTTP_PROXY"), config.http_proxy),
-                         (("https_proxy", "HTTPS_PROXY"), config.https_proxy),
-                         (("no_proxy", "NO_PROXY"), config.no_proxy)):
-        if value:
-            out += [{"name": n, "value": value} for n in names]
+    out += proxysecret.env(pvc, config)
+    if config.trusted_ca_proxy:
+        out.append(proxycert.env_var())
     return out
 
 
@@ -107,6 +108,9 @@ def build(pvc: Obj, req: ImportRequest, config: EffectiveConfig, settings: PodSe
         volumes.append({"name": ip.GCS_SECRET_VOLUME_NAME, "secret": {"secretName": req.secret}})
         mounts.append({"name": ip.GCS_SECRET_VOLUME_NAME, "readOnly": True,
                        "mountPath": env.GOOGLE_CREDENTIALS_DIR})
+    if config.trusted_ca_proxy:
+        volumes.append(proxycert.volume(pvc))
+        mounts.append(proxycert.mount())
     for n, secret in enumerate(req.secret_extra_headers):
         vol = f"cdi-secret-extra-headers-vol-{n}"
         volumes.append({"name": vol, "secret": {"secretName": secret}})

@@ -8,7 +8,7 @@ from controller.runtime import objects as o
 from controller.runtime.actions import Action, Create, Delete, Patch
 from controller.runtime.objects import Obj
 from controller.transfers import podstate, protocol
-from controller.transfers.importing import pod, source
+from controller.transfers.importing import pod, proxycert, proxysecret, source
 from controller.transfers.protocol import ClaimView, Kind, Phases, Unsupported
 
 PHASES = Phases(
@@ -59,8 +59,17 @@ class ImportTransfer:
             actions.append(Patch(kube.PVCS, ns, name,
                                  {"metadata": {"annotations": d.annotations}}))
         if d.create_pod:
+            if (proxy := proxysecret.build(pvc, seen.config)) is not None:
+                actions.append(Create(kube.SECRETS, ns, proxy))
+            if (ca := proxycert.copy(pvc, seen.config, self.settings.cdi_namespace)) is not None:
+                actions.append(ca)
             actions.append(Create(kube.PODS, ns,
                                   pod.build(pvc, req, seen.config, self.settings)))
         if d.delete_pod and seen.pod is not None:
             actions.append(Delete(kube.PODS, ns, pod_name, o.uid(seen.pod)))
+            # A Secret left by a proxy configured earlier goes with the PVC (its owner).
+            if proxysecret.build(pvc, seen.config) is not None:
+                actions.append(Delete(kube.SECRETS, ns, proxysecret.secret_name(name)))
+            if seen.config.trusted_ca_proxy:
+                actions.append(Delete(kube.CONFIGMAPS, ns, proxycert.configmap_name(name)))
         return actions

@@ -1,7 +1,11 @@
 """A minimal OCI distribution v2 client: manifests and blobs, token and basic auth.
 
-Plain HTTP only for hosts listed as insecure registries (CDIConfig `insecureRegistries`);
-everything else is HTTPS, verified against the CA bundle unless `insecure_tls`.
+Plain HTTP for hosts listed as insecure registries (CDIConfig `insecureRegistries`);
+everything else is HTTPS, verified against the CA bundle unless `insecure_tls`. With
+`insecure_tls` (CDI's `INSECURE_TLS=true`, which CDI's controller sets for a registry in
+`insecureRegistries`) the client does what CDI's importer (containers/image) does: HTTPS
+without verification, and plain HTTP when the first exchange over HTTPS fails at the
+transport level. Other sources keep their stricter meaning of `insecure_tls`.
 requests drops the Authorization header when a blob GET redirects to another host
 (registries hand blobs to object storage that way), so credentials stay with the registry.
 """
@@ -18,6 +22,7 @@ import requests
 from cdicontract.reasons import Reason
 from importer.errors import ImportFailure, RestartRequired, TransientSourceError
 from importer.sources.addressguard import guard, refused_in
+from importer.sources.proxytls import verify_proxies
 from importer.sources.registry.manifest import ACCEPT
 from importer.sources.registry.reference import DockerReference
 
@@ -74,9 +79,13 @@ class RegistryClient:
         self._options = options
         scheme = "http" if options.plain_http else "https"
         self._base = f"{scheme}://{ref.registry}/v2/{ref.repository}"
+        # Until one exchange has succeeded, an insecure HTTPS registry may turn out plain HTTP.
+        self._may_fall_back = options.insecure_tls and not options.plain_http
         self._session = requests.Session()
         if options.deny_local_addresses:
             guard(self._session)
+        else:
+            verify_proxies(self._session)
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override session.verify.
         self._verify: bool | str = False if options.insecure_tls else (options.ca_bundle or True)
         self._authorization: str | None = None
@@ -102,13 +111,29 @@ class RegistryClient:
         except requests.exceptions.RequestException as exc:
             raise _network_failure(exc, what) from exc
 
+    def _send_first(self, method: str, path: str, headers: dict[str, str], what: str) -> Any:
+        """Send; while the scheme is still open, fall back from HTTPS to plain HTTP on a
+        transport failure, as containers/image does for an insecure registry."""
+        if not self._may_fall_back:
+            return self._send(method, f"{self._base}/{path}", headers, what)
+        try:
+            resp = self._session.request(
+                method, f"{self._base}/{path}", headers=headers, stream=True, timeout=TIMEOUT,
+                verify=False)
+        except requests.exceptions.RequestException as exc:
+            if refused_in(exc) is not None:
+                raise _network_failure(exc, what) from exc
+            self._base = "http" + self._base.removeprefix("https")
+            resp = self._send(method, f"{self._base}/{path}", headers, what)
+        self._may_fall_back = False
+        return resp
+
     def _request(self, method: str, path: str, headers: dict[str, str], what: str) -> Any:
-        url = f"{self._base}/{path}"
         for attempt in range(2):
             h = dict(headers)
             if self._authorization:
                 h["Authorization"] = self._authorization
-            resp = self._send(method, url, h, what)
+            resp = self._send_first(method, path, h, what)
             if resp.status_code != 401 or attempt == 1:
                 return resp
             challenge = resp.headers.get("WWW-Authenticate", "")
