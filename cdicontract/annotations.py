@@ -26,7 +26,10 @@ IMPORT_INSECURE_SKIP_VERIFY = PREFIX + "storage.import.insecureSkipVerify"
 IMPORT_REGISTRY_IMAGE_STREAM = PREFIX + "storage.import.registryImageStream"
 IMPORT_PLATFORM_ARCH = PREFIX + "storage.import.platformArchitecture"
 PREALLOCATION_REQUESTED = PREFIX + "storage.preallocation.requested"
-PRIORITY_CLASS_NAME = PREFIX + "storage.pod.priorityClassName"
+# CDI's key (all lower case): the priority class of the PVC's transfer pods.
+PRIORITY_CLASS_NAME = PREFIX + "storage.pod.priorityclassname"
+# What earlier versions of this controller wrote instead; still read on PVCs they made.
+LEGACY_PRIORITY_CLASS_NAME = PREFIX + "storage.pod.priorityClassName"
 
 # Outputs of the legacy API.
 IMPORT_POD_NAME = PREFIX + "storage.import.importPodName"
@@ -37,6 +40,24 @@ CONDITION_RUNNING = PREFIX + "storage.condition.running"
 CONDITION_RUNNING_REASON = PREFIX + "storage.condition.running.reason"
 CONDITION_RUNNING_MESSAGE = PREFIX + "storage.condition.running.message"
 UPLOAD_POD_NAME = PREFIX + "storage.uploadPodName"
+# "true" once the transfer pod reported that it preallocated the volume.
+PREALLOCATION_APPLIED = PREFIX + "storage.preallocation"
+# While the PVC is Pending: "false", "Pending" and the latest event about the PVC (CDI's
+# UpdatePVCBoundConditionFromEvents); removed once it is Bound.
+CONDITION_BOUND = PREFIX + "storage.condition.bound"
+CONDITION_BOUND_REASON = PREFIX + "storage.condition.bound.reason"
+CONDITION_BOUND_MESSAGE = PREFIX + "storage.condition.bound.message"
+# Set by CDI's populators when a PVC is populated; never passed from a DataVolume.
+POPULATED_FOR = PREFIX + "storage.populatedFor"
+
+# Pod annotations CDI passes from the DataVolume/PVC to its transfer pods (its
+# `allowedAnnotations`), the sidecar opt-outs with CDI's defaults.
+POD_NETWORK = "k8s.v1.cni.cncf.io/networks"
+POD_MULTUS_DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
+POD_SIDECAR_ISTIO = "sidecar.istio.io/inject"
+POD_SIDECAR_ISTIO_DEFAULT = "false"
+POD_SIDECAR_LINKERD = "linkerd.io/inject"
+POD_SIDECAR_LINKERD_DEFAULT = "disabled"
 
 # Behaviour switches users set.
 IMMEDIATE_BINDING = PREFIX + "storage.bind.immediate.requested"

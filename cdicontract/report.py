@@ -30,6 +30,9 @@ class TerminationReport:
     scratch_reason: str | None = None
     resumes: int | None = None
     checksum: str | None = None
+    preallocation_applied: bool | None = None
+    """True when the whole volume was allocated as asked (PREALLOCATION=true): the
+    controller records CDI's `storage.preallocation: "true"` on the PVC."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -12,22 +12,13 @@ from dataclasses import dataclass
 
 from cdicontract import annotations as ann
 from cdicontract import sizes
-from controller import cdiconfig
+from controller import cdiconfig, propagation
 from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 
 FILESYSTEM = "Filesystem"
 BLOCK = "Block"
-
-# DataVolume annotations CDI passes on to the PVC it creates.
-_PASSED_ANNOTATIONS = (
-    ann.IMMEDIATE_BINDING,
-    ann.POD_RETAIN_AFTER_COMPLETION,
-    "volume.kubernetes.io/selected-node",
-    "volume.beta.kubernetes.io/mount-options",
-)
-
 
 @dataclass(frozen=True)
 class ClaimError:
@@ -86,10 +77,12 @@ def claim_spec(dv: Obj, storage_classes: list[Obj], profiles: dict[str, Obj],
     return out
 
 
-def build_pvc(dv: Obj, claim: Obj, import_annotations: dict[str, str]) -> Obj:
-    """The PVC object for `dv`: same name, owned by it, carrying the import annotations."""
-    dv_ann = o.annotations(dv)
-    annotations = {k: v for k, v in dv_ann.items() if k in _PASSED_ANNOTATIONS}
+def build_pvc(dv: Obj, claim: Obj, import_annotations: dict[str, str], *,
+              preallocation: bool = False) -> Obj:
+    """The PVC object for `dv`: same name, owned by it, carrying the DataVolume's
+    annotations as CDI passes them (`propagation`; `preallocation`: the CDIConfig's
+    default) and the transfer's."""
+    annotations = propagation.claim_annotations(dv, preallocation)
     annotations.update(import_annotations)
     labels = dict(o.labels(dv))
     labels[ann.LABEL_APP] = ann.LABEL_APP_VALUE

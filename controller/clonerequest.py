@@ -282,5 +282,5 @@ def target(dv: Obj, source: Source, source_obj: Obj, world: World, *,
         fallback = (choice.fallback_reason, choice.fallback_message)
     if cross_namespace(dv, source) and key is not None:
         annotations[clone.EXTENDED_TOKEN_ANNOTATION] = extended_token(key, dv, source, now=now)
-    return Target(choice.strategy, claims.build_pvc(dv, claim, annotations), fallback,
-                  annotations, choice.snapshot_class)
+    pvc = claims.build_pvc(dv, claim, annotations, preallocation=world.config.preallocation)
+    return Target(choice.strategy, pvc, fallback, annotations, choice.snapshot_class)

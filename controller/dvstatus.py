@@ -86,6 +86,11 @@ def _bound(pvc: Obj | None, claim_error: tuple[str, str] | None) -> tuple[bool, 
         return True, "Bound", f"PVC {o.name(pvc)} Bound"
     if phase == "Lost":
         return False, "ClaimLost", f"PVC {o.name(pvc)} lost"
+    a = o.annotations(pvc)
+    if a.get(ann.CONDITION_BOUND, "").lower() == "false":
+        # CDI's: what the PVC's latest event says it waits for (boundcondition).
+        return (False, a.get(ann.CONDITION_BOUND_REASON, ""),
+                f"target PVC {o.name(pvc)} Pending and {a.get(ann.CONDITION_BOUND_MESSAGE, '')}")
     return False, "Pending", f"PVC {o.name(pvc)} Pending"
 
 

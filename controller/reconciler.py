@@ -18,13 +18,22 @@ from datetime import UTC, datetime
 
 from cdicontract import annotations as ann
 from cdicontract import api, clone, upload
-from controller import cdiconfig, claims, clonesource, datasources, dvstatus, profiles
+from controller import (
+    boundcondition,
+    cdiconfig,
+    claims,
+    clonesource,
+    datasources,
+    dvstatus,
+    profiles,
+)
 from controller.cdiconfig import EffectiveConfig
 from controller.clonedv import CloneDataVolumes
 from controller.podview import view
 from controller.progress import Scraper
 from controller.runtime import kube
 from controller.runtime import objects as o
+from controller.runtime.actions import Patch
 from controller.runtime.executor import Executor
 from controller.runtime.informer import Informer
 from controller.runtime.objects import Obj
@@ -43,6 +52,7 @@ from controller.transfers.protocol import (
 
 log = logging.getLogger(__name__)
 IN_USE_RECHECK_SECONDS = 5.0
+BOUND_EVENTS_RECHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -186,7 +196,8 @@ class Reconciler:
         spec = claims.claim_spec(dv, cls, profs, self.config())
         if isinstance(spec, claims.ClaimError):
             return None, (spec.reason, spec.message)
-        body = claims.build_pvc(dv, spec, claim_annotations)
+        body = claims.build_pvc(dv, spec, claim_annotations,
+                                preallocation=self.config().preallocation)
         try:
             pvc = await self.client.create(kube.PVCS.path(ns), body)
             log.info("created pvc ns=%s pvc=%s", ns, name)
@@ -278,7 +289,23 @@ class Reconciler:
         # The users' pods are not watched: look again until they are gone.
         if users:
             rechecks.append(IN_USE_RECHECK_SECONDS)
+        if not await self._bound_condition(pvc):
+            rechecks.append(BOUND_EVENTS_RECHECK_SECONDS)
         return min(rechecks) if rechecks else None
+
+    async def _bound_condition(self, pvc: Obj) -> bool:
+        """Write CDI's bound condition annotations; False: the PVC is Pending and nothing
+        was said about it yet (events are not watched: look again later)."""
+        events: list[Obj] = []
+        if boundcondition.needs_events(pvc):
+            listed = await self.client.list(kube.EVENTS.path(o.namespace(pvc)), {
+                "fieldSelector": boundcondition.event_selector(pvc)})
+            events = list(listed.get("items") or [])
+        changes = boundcondition.patch(pvc, events)
+        if changes:
+            await self.executor.apply([Patch(kube.PVCS, o.namespace(pvc), o.name(pvc),
+                                             {"metadata": {"annotations": changes}})])
+        return bool(events) or not boundcondition.needs_events(pvc)
 
     def _source_pod(self, pvc: Obj, source_ns: str) -> Obj | None:
         """The clone's source pod: by owner label, transfer kind and name, in the source

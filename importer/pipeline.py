@@ -93,6 +93,7 @@ class ImportState:
     ranged_fetched: int = 0
     """Bytes the pinned view fetched for the ranged path (re-reads included)."""
     ranged_resumes: int = 0
+    preallocated: bool = False
 
 
 _FIRST_PHASE = {
@@ -221,6 +222,7 @@ class ImportPipeline:
         assert self.target is not None
         self.state.image_size = image_size
         self.target.commit(image_size, self.state.usable, preallocate=self.spec.preallocation)
+        self.state.preallocated = self.spec.preallocation
         self.state.target_begun = False
         return Phase.COMPLETE
 
@@ -336,6 +338,7 @@ class ImportPipeline:
         if usable is None:
             raise ImportFailure(Reason.INVALID_CONFIG, "a blank image needs --size")
         self.target.blank(usable, self.spec.preallocation)
+        self.state.preallocated = self.spec.preallocation
         self.state.fmt = formats.DiskFormat.RAW
         self.state.virtual_size = self.state.image_size = usable
         return Phase.COMPLETE
@@ -567,6 +570,7 @@ class ImportPipeline:
             + (st.reader.resumes if st.reader else 0)
             + st.ranged_resumes,
             checksum=str(self.spec.checksum.algorithm) if self.spec.checksum else None,
+            preallocation_applied=True if st.preallocated else None,
             extra=extra,
         )
 

@@ -73,6 +73,9 @@ def _observe(pod_name: str, v: PodView, style: PodStyle, current: dict[str, str]
         out[ann.POD_PHASE] = SUCCEEDED
         out[ann.POD_READY] = "false"
         out.update(_running(False, "Completed", style.complete_message))
+        report = v.terminated.report if v.terminated is not None else None
+        if report is not None and report.preallocation_applied is True:
+            out[ann.PREALLOCATION_APPLIED] = "true"
         return out, True
     if latest is not None and latest.failed:
         reason, message = failure_reason(latest)

@@ -144,6 +144,9 @@ class Receiver:
             bytes_written=self.totals.data_bytes,
             resumes=self.totals.requests - 1,
             checksum=f"{cs.DIGEST_NAME}:{digest.hex()}",
+            preallocation_applied=(
+                True if isinstance(self.sink, ImageSink) and self._config.preallocation
+                else None),
         )
 
     def abort(self) -> None:

@@ -18,7 +18,7 @@ from cdicontract import annotations as ann
 from cdicontract import clone, images, upload
 from cdicontract import envvars as env
 from cdicontract import importpod as ip
-from controller import certs, claims
+from controller import certs, claims, propagation
 from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
@@ -135,13 +135,14 @@ def source_pod(target: Obj, source: Obj, config: EffectiveConfig,
         "automountServiceAccountToken": False,
         **podspec.pod_common(config),
     }
-    priority = o.annotations(target).get(ann.PRIORITY_CLASS_NAME)
+    priority = propagation.priority_class(target)
     if priority:
         spec["priorityClassName"] = priority
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": clone.source_pod_name(uid), "namespace": o.namespace(source),
                      "labels": source_labels(target, source),
-                     "annotations": {ann.CREATED_BY_CONTROLLER: "yes"}},
+                     "annotations": {**propagation.pod_annotations(target),
+                                     ann.CREATED_BY_CONTROLLER: "yes"}},
         "spec": spec,
     }

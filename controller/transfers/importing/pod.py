@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from cdicontract import annotations as ann
 from cdicontract import envvars as env
 from cdicontract import importpod as ip
-from controller import claims
+from controller import claims, propagation
 from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
@@ -154,7 +154,8 @@ def build(pvc: Obj, req: ImportRequest, config: EffectiveConfig, settings: PodSe
                 ann.LABEL_PROMETHEUS: "true",
                 **protocol.owner_labels(pvc, protocol.Kind.IMPORT),
             },
-            "annotations": {ann.CREATED_BY_CONTROLLER: "yes"},
+            "annotations": {**propagation.pod_annotations(pvc),
+                            ann.CREATED_BY_CONTROLLER: "yes"},
             "ownerReferences": [o.owner_ref(pvc)],
         },
         "spec": pod_spec,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from cdicontract import annotations as ann
+from controller import propagation
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 from controller.transfers.protocol import Unsupported, source_type
@@ -71,10 +72,7 @@ def pvc_annotations(dv: Obj) -> dict[str, str] | Unsupported:
     arch = o.get_path(src, "platform", "architecture")
     if arch:
         out[ann.IMPORT_PLATFORM_ARCH] = str(arch)
-    if spec.get("preallocation") is not None:
-        out[ann.PREALLOCATION_REQUESTED] = "true" if spec["preallocation"] else "false"
-    if spec.get("priorityClassName"):
-        out[ann.PRIORITY_CLASS_NAME] = str(spec["priorityClassName"])
+    # Preallocation and the pod priority class: `propagation`, as for every DataVolume.
     return out
 
 
@@ -127,5 +125,5 @@ class ImportRequest:
             insecure_skip_verify=a.get(ann.IMPORT_INSECURE_SKIP_VERIFY) == "true",
             platform_arch=a.get(ann.IMPORT_PLATFORM_ARCH) or None,
             preallocation=None if prealloc is None else prealloc == "true",
-            priority_class=a.get(ann.PRIORITY_CLASS_NAME) or None,
+            priority_class=propagation.priority_class(pvc),
         )

@@ -17,7 +17,7 @@ from cdicontract import annotations as ann
 from cdicontract import envvars as env
 from cdicontract import images, upload
 from cdicontract import importpod as ip
-from controller import certs, claims
+from controller import certs, claims, propagation
 from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
@@ -139,11 +139,12 @@ def pod(pvc: Obj, config: EffectiveConfig, settings: PodSettings, *,
         "automountServiceAccountToken": False,
         **podspec.pod_common(config),
     }
-    priority = o.annotations(pvc).get(ann.PRIORITY_CLASS_NAME)
+    priority = propagation.priority_class(pvc)
     if priority:
         spec["priorityClassName"] = priority
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": _metadata(name, pvc, kind),
-            "spec": spec}
+    metadata = _metadata(name, pvc, kind)
+    metadata["annotations"] = {**propagation.pod_annotations(pvc), **metadata["annotations"]}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
 def service(pvc: Obj, kind: protocol.Kind = UPLOAD) -> Obj:

@@ -58,13 +58,9 @@ class UploadTransfer:
         if protocol.source_type(dv) != "upload":
             return None
         spec = o.spec(dv)
-        out = {ann.UPLOAD_TARGET: "", ann.CONTENT_TYPE: str(spec.get("contentType")
-                                                             or "kubevirt")}
-        if spec.get("preallocation") is not None:
-            out[ann.PREALLOCATION_REQUESTED] = "true" if spec["preallocation"] else "false"
-        if spec.get("priorityClassName"):
-            out[ann.PRIORITY_CLASS_NAME] = str(spec["priorityClassName"])
-        return out
+        # Preallocation and the pod priority class: `propagation`, for every DataVolume.
+        return {ann.UPLOAD_TARGET: "", ann.CONTENT_TYPE: str(spec.get("contentType")
+                                                              or "kubevirt")}
 
     def targets(self, pvc: Obj) -> bool:
         return ann.UPLOAD_TARGET in o.annotations(pvc)

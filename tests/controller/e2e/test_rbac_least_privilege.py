@@ -44,6 +44,7 @@ ALLOWED: dict[str, list[Ask]] = {
         ("update", "coordination.k8s.io", "leases", NS, LEASE_NAME),
         ("create", "coordination.k8s.io", "leases", NS, None),
         ("create", "", "events", OTHER, None),
+        ("list", "", "events", OTHER, None),  # a Pending PVC's latest event (bound condition)
         ("list", "", "nodes", None, None),
         ("create", "", "pods", OTHER, None),
         ("watch", "", "persistentvolumeclaims", None, None),
