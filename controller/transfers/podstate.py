@@ -121,6 +121,11 @@ def _wants_scratch(v: PodView) -> bool:
             and t.report.reason is Reason.SCRATCH_SPACE_REQUIRED)
 
 
+def _mounts_scratch(pod: Obj) -> bool:
+    return any(vol.get("name") == scratch.VOLUME_NAME
+               for vol in o.spec(pod).get("volumes") or [])
+
+
 def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool,
            style: PodStyle = IMPORT_STYLE) -> PodDecision:
     current = o.annotations(pvc)
@@ -140,6 +145,13 @@ def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool,
         return PodDecision()
     v = view(pod)
     restarts = max(v.restarts, int(current.get(ann.POD_RESTARTS) or 0))
+    if _wants_scratch(v) and _mounts_scratch(pod):
+        # A scratch volume was there and not found: another pod would say the same.
+        return PodDecision(delete_pod=current.get(ann.POD_RETAIN_AFTER_COMPLETION) != "true",
+                           annotations=changed({
+            ann.POD_PHASE: FAILED, ann.POD_READY: "false", ann.POD_RESTARTS: str(restarts),
+            **_running(False, scratch.CONDITION_REASON,
+                       f"{scratch.MESSAGE}, although a scratch volume was mounted")}))
     if _wants_scratch(v):
         # Not an outcome: the pod goes (even when retained) and the next one mounts a
         # scratch PVC. The phase stays Pending: the clean exit is not a success.

@@ -61,6 +61,17 @@ def test_a_scratch_report_removes_even_a_retained_pod():
     assert Delete(kube.PODS, "ns", "importer-dv1", "pod-uid") in plan(pvc, scratch_pod())
 
 
+def test_a_pod_that_had_scratch_and_still_asks_for_it_fails_instead_of_looping():
+    pod = scratch_pod()
+    pod["spec"] = {"volumes": [{"name": cdiscratch.VOLUME_NAME,
+                                "persistentVolumeClaim": {"claimName": "dv1-scratch"}}]}
+    actions = plan(f.pvc(annotations=NEEDS), pod, existing=scratch_pvc())
+    anns = actions[0].patch["metadata"]["annotations"]
+    assert anns[P + "storage.pod.phase"] == "Failed"
+    assert "although a scratch volume was mounted" in anns[
+        P + "storage.condition.running.message"]
+
+
 def test_the_next_pod_mounts_a_new_scratch_pvc_made_before_it():
     actions = plan(f.pvc(annotations=NEEDS, size="1Gi"))
     creates = [a for a in actions if isinstance(a, Create)]
