@@ -112,10 +112,12 @@ def test_a_block_import_that_needs_scratch_runs_with_a_scratch_pvc(
     # CDI's size: the target's usable 16Mi plus the scratch class's 0.06 overhead.
     want = sizes.round_up(sizes.required_size(16 << 20, 0.06))
     assert sizes.parse_quantity(claim["spec"]["resources"]["requests"]["storage"]) == want
-    # The durable record on the target, and the scratch PVC gone afterwards.
+    # The durable record on the target; the scratch PVC deleted once the import is over
+    # (the retained pod still names it, so it is Terminating until that pod goes).
     assert target["metadata"]["annotations"][P + "storage.import.requiresScratch"] == "true"
-    wait_for("scratch PVC deleted", lambda: api.get_or_none(
-        pvc_path(namespace, "gzblk-scratch")) is None, timeout=60)
+    wait_for("scratch PVC deleted", lambda: (api.get_or_none(
+        pvc_path(namespace, "gzblk-scratch")) or {"metadata": {"deletionTimestamp": "gone"}}
+    )["metadata"].get("deletionTimestamp"), timeout=60)
 
     # The (retained) pod that imported mounted it at /scratch on a read-only root, and
     # copied there; its /tmp is bounded.
@@ -131,6 +133,9 @@ def test_a_block_import_that_needs_scratch_runs_with_a_scratch_pvc(
     assert report["reason"] == "Completed" and report["scratch_used"] is True
     # The first pod's clean "scratch required" exit is no failure: no ImportFailed event.
     assert "ImportFailed" not in [e["reason"] for e in cdi.events(namespace, "gzblk")]
+    api.delete(f"/api/v1/namespaces/{namespace}/pods/importer-gzblk")
+    wait_for("scratch PVC gone", lambda: api.get_or_none(
+        pvc_path(namespace, "gzblk-scratch")) is None, timeout=60)
 
 
 def test_an_import_that_needs_no_scratch_never_makes_one(cdi, cluster, namespace, images):
