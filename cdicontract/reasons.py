@@ -37,6 +37,9 @@ class Reason(StrEnum):
     """A redirect to a scheme or address the importer does not follow (https -> http, ...)."""
     ADDRESS_REFUSED = "AddressRefused"
     """The source is a loopback or link-local address and the cluster refuses those."""
+    SCRATCH_SPACE_REQUIRED = "ScratchSpaceRequired"
+    """The image must be copied before it is converted and no scratch volume is mounted
+    (cdicontract.scratch): the controller restarts the pod with one. Not a failure."""
     INTERNAL = "InternalError"
 
 

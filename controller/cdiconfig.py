@@ -44,6 +44,10 @@ class EffectiveConfig:
     trusted_ca_proxy: str = ""
     insecure_registries: tuple[str, ...] = ()
     scratch_class: str = ""
+    """status.scratchSpaceStorageClass: spec.scratchSpaceStorageClass when that class
+    exists, else the default class, else "" (then a scratch PVC takes its target's class)."""
+    scratch_class_missing: str = ""
+    """spec.scratchSpaceStorageClass when it names no StorageClass (scratch PVCs wait)."""
     preallocation: bool = False
     upload_proxy_url: str = ""
     """spec.uploadProxyURLOverride; the published URL is `upload_proxy_url()`'s."""
@@ -106,7 +110,9 @@ def effective(cdiconfig: Obj | None, storage_classes: list[Obj]) -> EffectiveCon
         per_class.setdefault(o.name(sc), global_oh)
     resources = spec.get("podResourceRequirements") or DEFAULT_RESOURCES
     proxy = spec.get("importProxy") or {}
-    scratch = spec.get("scratchSpaceStorageClass") or default_class(storage_classes) or ""
+    asked = str(spec.get("scratchSpaceStorageClass") or "")
+    exists = asked in {o.name(sc) for sc in storage_classes}
+    scratch = (asked if exists else "") or default_class(storage_classes) or ""
     return EffectiveConfig(
         global_overhead=global_oh,
         class_overhead=per_class,
@@ -117,6 +123,7 @@ def effective(cdiconfig: Obj | None, storage_classes: list[Obj]) -> EffectiveCon
         trusted_ca_proxy=str(proxy.get("trustedCAProxy") or ""),
         insecure_registries=tuple(str(r) for r in spec.get("insecureRegistries") or ()),
         scratch_class=str(scratch),
+        scratch_class_missing="" if exists else asked,
         preallocation=bool(spec.get("preallocation", False)),
         upload_proxy_url=str(spec.get("uploadProxyURLOverride") or ""),
         feature_gates=frozenset(str(g) for g in spec.get("featureGates") or ()),

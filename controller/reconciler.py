@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from cdicontract import annotations as ann
 from cdicontract import api, clone, upload
+from cdicontract import scratch as cdiscratch
 from controller import (
     boundcondition,
     cdiconfig,
@@ -279,7 +280,8 @@ class Reconciler:
                       if isinstance(transfer, CloneTransfer) else None)
         seen = ClaimView(pvc, pod, wffc, self.config(),
                          tuple(self._owned(self.caches.services, pvc, transfer.kind)), users,
-                         clone_seen)
+                         clone_seen,
+                         scratch=self.caches.pvcs.get(ns, cdiscratch.scratch_name(name)))
         steps = transfer.plan(seen)
         await self.executor.apply(s for s in steps if not isinstance(s, PvcEvent | Recheck))
         for s in steps:

@@ -1,8 +1,9 @@
 """`cdi-importer`: the importer pod's entry point and a plain CLI.
 
-Exit codes: 0 imported; 1 failed, a retry may help; 2 bad usage or configuration;
-3 failed for good (checksum, unsafe or too large image, unsupported format). The JSON
-termination report says the same with a precise `reason`.
+Exit codes: 0 imported (or, with a `ScratchSpaceRequired` report, stopped to be restarted
+with a scratch volume, as CDI's importer exits); 1 failed, a retry may help; 2 bad usage or
+configuration; 3 failed for good (checksum, unsafe or too large image, unsupported format).
+The JSON termination report says the same with a precise `reason`.
 """
 
 from __future__ import annotations
@@ -136,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write_report(config.termination_log, report)
         if e.reason is Reason.INVALID_CONFIG:
             return EXIT_USAGE
+        if e.reason is Reason.SCRATCH_SPACE_REQUIRED:
+            # As CDI's importer: exit 0 so the kubelet does not restart it in place; the
+            # controller reads the report and starts a pod with a scratch volume.
+            return EXIT_OK
         return EXIT_PERMANENT if e.permanent else EXIT_RETRY
     except Exception as e:  # a bug: report it without leaking secrets, keep the traceback in logs
         log.exception("unexpected failure")

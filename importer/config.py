@@ -71,6 +71,8 @@ class ImporterConfig:
     metrics: MetricsAddr | None = None
     owner_uid: str = ""
     scratch_dir: str | None = None
+    scratch_volume_only: bool = False
+    """In a pod: scratch only on the mounted scratch volume (TransferSpec)."""
     insecure_registries: frozenset[str] = frozenset()
     platform_arch: str | None = None
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
@@ -89,6 +91,7 @@ class ImporterConfig:
             checksum=self.checksum,
             preallocation=self.preallocation,
             scratch_dir=self.scratch_dir,
+            scratch_volume_only=self.scratch_volume_only,
             stall_timeout=self.stall_timeout,
         )
 
@@ -387,6 +390,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], *, isatty: bool) -> I
         metrics=metrics,
         owner_uid=pick(a.owner_uid, env.OWNER_UID),
         scratch_dir=scratch,
+        scratch_volume_only=in_pod,
         insecure_registries=registries,
         platform_arch=environ.get(env.PLATFORM_ARCH) or None,
         stall_timeout=a.stall_timeout if a.stall_timeout is not None else DEFAULT_STALL_TIMEOUT,

@@ -35,6 +35,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from cdicontract import scratch
 from cdicontract.reasons import Reason
 from cdicontract.report import TerminationReport
 from importer import formats, leftovers, qemu
@@ -452,6 +453,12 @@ class ImportPipeline:
     def _download_scratch(self) -> Phase:
         st = self.state
         assert st.stream is not None
+        if self.spec.scratch_volume_only and not self.spec.scratch_dir:
+            # Before a byte is copied: the pod's own disk is the node's, and the target
+            # must not hold both the copy and the image (CDI: ErrRequiresScratchSpace).
+            raise ImportFailure(
+                Reason.SCRATCH_SPACE_REQUIRED, f"{scratch.MESSAGE} ({st.scratch_reason})"
+            )
         fd, path = tempfile.mkstemp(prefix=".cdi-scratch-", suffix=".img", dir=self._scratch_dir())
         st.scratch_path = path
         limit = None

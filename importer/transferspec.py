@@ -39,6 +39,11 @@ class TransferSpec:
     """Expected digest of the bytes as the source serves (or the client sends) them."""
     preallocation: bool = False
     scratch_dir: str | None = None
-    """Where a conversion without random access keeps its copy; None: next to the image."""
+    """Where a conversion without random access keeps its copy; None: next to the image
+    (or, for a block device, in the process's temporary directory)."""
+    scratch_volume_only: bool = False
+    """In a pod: the copy goes only to `scratch_dir` (the scratch PVC), never next to the
+    image or into the container's /tmp; without one the run ends with
+    SCRATCH_SPACE_REQUIRED and the controller restarts it with a scratch volume."""
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
     """Seconds qemu-img may go without progress before it is stopped."""

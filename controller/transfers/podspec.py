@@ -4,9 +4,9 @@ root file system, and the one writable place outside the volumes, /tmp (pure).
 
 /tmp is where the importer, upload server and cloner put their temporary files (Python's
 `tempfile`: TLS material of the metrics server, nbdkit's and the range proxy's Unix
-sockets, and a block target's scratch download when no scratch volume is given), so it is
-a disk-backed emptyDir without a size limit: the node's ephemeral storage, as CDI's
-importer uses its container's writable layer."""
+sockets), a disk-backed emptyDir. The importer never puts image data there (a copy goes
+to its scratch PVC at /scratch), so its /tmp is bounded; the upload server's is not yet (a
+block target's upload that needs a copy still makes it there)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,10 @@ TMP_VOLUME_NAME = "cdi-tmp"
 TMP_DIR = "/tmp"
 
 
-def tmp_volume() -> Obj:
-    return {"name": TMP_VOLUME_NAME, "emptyDir": {}}
+def tmp_volume(size_limit: str | None = None) -> Obj:
+    if size_limit is None:
+        return {"name": TMP_VOLUME_NAME, "emptyDir": {}}
+    return {"name": TMP_VOLUME_NAME, "emptyDir": {"sizeLimit": size_limit}}
 
 
 def tmp_mount() -> Obj:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cdicontract import annotations as ann
-from cdicontract.reasons import is_permanent
+from cdicontract import scratch
+from cdicontract.reasons import Reason, is_permanent
 from controller.podview import PodView, failure_reason, pull_failure, view
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
@@ -63,6 +64,13 @@ def _running(status: bool, reason: str, message: str) -> dict[str, str]:
     }
 
 
+def changed_running(pvc: Obj, reason: str, message: str) -> dict[str, str]:
+    """The Running-condition annotations saying the pod is not running and why (only the
+    ones that change)."""
+    current = o.annotations(pvc)
+    return {k: v for k, v in _running(False, reason, message).items() if current.get(k) != v}
+
+
 def _observe(pod_name: str, v: PodView, style: PodStyle, current: dict[str, str]
              ) -> tuple[dict[str, str], bool]:
     """Annotations describing the pod, and whether the pod must go (the transfer ended).
@@ -110,6 +118,17 @@ def _observe(pod_name: str, v: PodView, style: PodStyle, current: dict[str, str]
     return out, False
 
 
+def _wants_scratch(v: PodView) -> bool:
+    t = v.terminated
+    return (t is not None and t.report is not None
+            and t.report.reason is Reason.SCRATCH_SPACE_REQUIRED)
+
+
+def _mounts_scratch(pod: Obj) -> bool:
+    return any(vol.get("name") == scratch.VOLUME_NAME
+               for vol in o.spec(pod).get("volumes") or [])
+
+
 def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool,
            style: PodStyle = IMPORT_STYLE) -> PodDecision:
     current = o.annotations(pvc)
@@ -129,6 +148,20 @@ def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool,
         return PodDecision()
     v = view(pod)
     restarts = max(v.restarts, int(current.get(ann.POD_RESTARTS) or 0))
+    if _wants_scratch(v) and _mounts_scratch(pod):
+        # A scratch volume was there and not found: another pod would say the same.
+        return PodDecision(delete_pod=current.get(ann.POD_RETAIN_AFTER_COMPLETION) != "true",
+                           annotations=changed({
+            ann.POD_PHASE: FAILED, ann.POD_READY: "false", ann.POD_RESTARTS: str(restarts),
+            **_running(False, scratch.CONDITION_REASON,
+                       f"{scratch.MESSAGE}, although a scratch volume was mounted")}))
+    if _wants_scratch(v):
+        # Not an outcome: the pod goes (even when retained) and the next one mounts a
+        # scratch PVC. The phase stays Pending: the clean exit is not a success.
+        return PodDecision(delete_pod=True, annotations=changed({
+            scratch.REQUIRES_SCRATCH: "true", ann.POD_PHASE: PENDING, ann.POD_READY: "false",
+            ann.POD_RESTARTS: str(restarts),
+            **_running(False, scratch.CONDITION_REASON, scratch.MESSAGE)}))
     observed, done = _observe(pod_name, v, style, current)
     observed[ann.POD_RESTARTS] = str(restarts)
     retain = current.get(ann.POD_RETAIN_AFTER_COMPLETION) == "true"

@@ -109,6 +109,8 @@ class ClaimView:
     has no pod yet): writing under them would corrupt what they read."""
     clone: CloneSeen | None = None
     """Only for the clone transfer."""
+    scratch: Obj | None = None
+    """The PVC named `<pvc>-scratch`, if any (only for the import transfer)."""
 
 
 class Transfer(Protocol):

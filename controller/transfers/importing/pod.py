@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from cdicontract import annotations as ann
 from cdicontract import envvars as env
 from cdicontract import importpod as ip
+from cdicontract import scratch as cdiscratch
 from controller import claims, propagation
 from controller.cdiconfig import EffectiveConfig
 from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 from controller.transfers import podspec, protocol
-from controller.transfers.importing import proxycert, proxysecret
+from controller.transfers.importing import proxycert, proxysecret, scratch
 from controller.transfers.importing.source import ImportRequest, SourceKind
 
 
@@ -28,6 +29,11 @@ class PodSettings:
     pull_policy: str = "IfNotPresent"
     cdi_namespace: str = "cdi"
     """Where CDIConfig-named objects (the trusted proxy CA ConfigMap) live."""
+
+
+TMP_SIZE_LIMIT = "64Mi"
+"""The importer's /tmp holds only sockets and small files (TLS, CA bundle): image data goes
+to the scratch PVC, never to the node's disk."""
 
 
 def pod_name(pvc_name: str) -> str:
@@ -93,13 +99,17 @@ def build(pvc: Obj, req: ImportRequest, config: EffectiveConfig, settings: PodSe
     block = claims.volume_mode(pvc) == claims.BLOCK
     volumes: list[Obj] = [{"name": ip.DATA_VOLUME_NAME,
                            "persistentVolumeClaim": {"claimName": o.name(pvc)}},
-                          podspec.tmp_volume()]
+                          podspec.tmp_volume(TMP_SIZE_LIMIT)]
     mounts: list[Obj] = []
     devices: list[Obj] = []
     if block:
         devices.append({"name": ip.DATA_VOLUME_NAME, "devicePath": env.DEFAULT_BLOCK_DEST})
     else:
         mounts.append({"name": ip.DATA_VOLUME_NAME, "mountPath": env.DEFAULT_DATA_DIR})
+    if scratch.required(pvc):
+        volumes.append({"name": cdiscratch.VOLUME_NAME, "persistentVolumeClaim": {
+            "claimName": cdiscratch.scratch_name(o.name(pvc))}})
+        mounts.append({"name": cdiscratch.VOLUME_NAME, "mountPath": env.DEFAULT_SCRATCH_DIR})
     if req.cert_configmap:
         volumes.append({"name": ip.CERT_VOLUME_NAME,
                         "configMap": {"name": req.cert_configmap}})

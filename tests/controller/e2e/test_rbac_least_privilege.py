@@ -48,6 +48,7 @@ ALLOWED: dict[str, list[Ask]] = {
         ("list", "", "nodes", None, None),
         ("create", "", "pods", OTHER, None),
         ("watch", "", "persistentvolumeclaims", None, None),
+        ("delete", "", "persistentvolumeclaims", OTHER, None),  # a scratch PVC, once done
         ("update", "cdi.kubevirt.io", "datavolumes/status", OTHER, None),
     ],
     "cdi-uploadproxy": [
