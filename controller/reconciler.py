@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 
 from cdicontract import annotations as ann
 from cdicontract import api, clone, upload
-from controller import cdiconfig, claims, clonesource, datasources, dvstatus, profiles
+from controller import (
+    cdiconfig,
+    claims,
+    clonesource,
+    datasources,
+    dvkeeper,
+    dvstatus,
+    profiles,
+)
 from controller.cdiconfig import EffectiveConfig
 from controller.clonedv import CloneDataVolumes
 from controller.podview import view
@@ -100,6 +108,7 @@ class Reconciler:
         self.executor = Executor(client, caches.written())
         self.clock = clock
         self.clones = CloneDataVolumes(self)
+        self.keeper = dvkeeper.DataVolumeKeeper(self)
 
     # ---- shared reads -------------------------------------------------------------
 
@@ -201,6 +210,10 @@ class Reconciler:
         dv = self.caches.dvs.get(ns, name)
         if dv is None or o.deleting(dv):
             return None
+        settled = await self.keeper.before_transfer(dv)
+        if settled is not None:
+            return settled.recheck
+        dv = self.caches.dvs.get(ns, name) or dv
         if clonesource.is_clone(dv):
             return await self.clones.datavolume(dv)
         transfer, anns = self._for_dv(dv)
