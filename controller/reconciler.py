@@ -187,7 +187,7 @@ class Reconciler:
         if pvc is not None:
             if not o.is_owned_by(pvc, dv):
                 return None, ("ErrResourceExists",
-                              f"Resource {name} already exists and is not managed by "
+                              f'Resource "{name}" already exists and is not managed by '
                               "DataVolume")
             return pvc, None
         cls = self.caches.storage_classes.items()
