@@ -130,11 +130,17 @@ def _pending_value(cdi):
 
 def test_pending_counts_datavolumes_waiting_for_a_default_class(cdi, namespace):
     before = _pending_value(cdi)
+    # Pending too, but for its clone source, not for a class: not counted.
+    cdi.create_dv(namespace, dv_manifest("orphan", {"pvc": {"namespace": namespace,
+                                                            "name": "absent"}},
+                                         size="16Mi", sc="local"))
+    cdi.wait_phase(namespace, "orphan", "Pending", timeout=30)
     cdi.api.merge_patch(LOCAL_CLASS, {"metadata": {"annotations": {DEFAULT: "false"}}})
     try:
         cdi.create_dv(namespace, dv_manifest("waits", {"blank": {}}, size="16Mi"))
         wait_for("pending gauge 1 up", lambda: _pending_value(cdi) == before + 1, timeout=30)
         time.sleep(3)
+        assert _pending_value(cdi) == before + 1
         dv = cdi.dv(namespace, "waits")
         assert dv["status"]["phase"] == "Pending"
         assert cdi.api.get_or_none(claim_path(namespace, "waits")) is None
