@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cdicontract import annotations as ann
 from cdicontract import api, clone, upload
-from controller import clonekey, clonesource, routing
+from controller import clonekey, clonesource, pendingdvs, routing
 from controller.progress import Scraper
 from controller.reconciler import Caches, Reconciler, Settings
 from controller.runtime import kube
@@ -75,7 +75,8 @@ class Controller:
         )
         owners = routing.Owners(dv=self.caches.dvs.by_uid, pvc=self.caches.pvcs.by_uid,
                                 dependents=self.dependents,
-                                clone_targets=self.caches.pvcs.by_annotation)
+                                clone_targets=self.caches.pvcs.by_annotation,
+                                default_class_waiters=self.default_class_waiters)
         self.manager.route_with(lambda kind, obj: routing.keys_for(kind, obj, owners))
         self.uploads = UploadTransfer(uploadserver or uploadobjects.PodSettings())
         self.clones = CloneTransfer(uploadserver or uploadobjects.PodSettings(),
@@ -84,9 +85,7 @@ class Controller:
         self.scraper = Scraper()
         self.reconciler = Reconciler(client, self.caches, settings, self.scraper,
                                      self.transfers)
-        metrics.gauge_from("kubevirt_cdi_datavolume_pending",
-                           "Number of DataVolumes pending (no PVC bound yet)",
-                           self.pending_count)
+        metrics.gauge_from(pendingdvs.METRIC, pendingdvs.HELP, self.pending_count)
 
     def dependents(self, source: str) -> list[Key]:
         """The DataVolumes and DataSources waiting on, or reading, clone source `source`."""
@@ -96,8 +95,12 @@ class Controller:
                    for d in self.caches.datasources.by_index(clonesource.INDEX, source)])
 
     def pending_count(self) -> int:
-        return sum(1 for dv in self.caches.dvs.items()
-                   if o.status(dv).get("phase", "") in ("", api.PHASE_PENDING))
+        return pendingdvs.count(self.caches.dvs.items())
+
+    def default_class_waiters(self) -> list[Key]:
+        """The DataVolumes a new default StorageClass may unblock."""
+        return [(routing.DV, o.namespace(d), o.name(d)) for d in self.caches.dvs.items()
+                if pendingdvs.waiting(d)]
 
     async def dispatch(self, key: Key) -> float | None:
         kind, ns, name = key

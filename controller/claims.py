@@ -20,6 +20,9 @@ from controller.runtime.objects import Obj
 FILESYSTEM = "Filesystem"
 BLOCK = "Block"
 
+NO_CLASS_MESSAGE = "PVC spec is missing accessMode and no storageClass to choose profile"
+
+
 @dataclass(frozen=True)
 class ClaimError:
     """The claim cannot be built; `reason` is a DataVolume event reason."""
@@ -55,8 +58,12 @@ def claim_spec(dv: Obj, storage_classes: list[Obj], profiles: dict[str, Obj],
         cls = cdiconfig.default_class(storage_classes)
         if cls is not None:
             out["storageClassName"] = cls
-    profile = profiles.get(cls) if cls else None
     given_modes = storage.get("accessModes") or None
+    if cls is None and given_modes is None:
+        # CDI's ErrStorageClassNotFound: the DataVolume stays Pending, no PVC is made,
+        # until a default class appears.
+        return ClaimError("ErrClaimNotValid", NO_CLASS_MESSAGE)
+    profile = profiles.get(cls) if cls else None
     modes, mode = _profile_properties(profile, given_modes)
     out["accessModes"] = modes
     if not storage.get("volumeMode"):
@@ -84,6 +91,8 @@ def build_pvc(dv: Obj, claim: Obj, import_annotations: dict[str, str], *,
     default) and the transfer's."""
     annotations = propagation.claim_annotations(dv, preallocation)
     annotations.update(import_annotations)
+    # CDI's AnnCreatedForDataVolume: this DataVolume never "adopts" its own PVC.
+    annotations[ann.PREFIX + "createdForDataVolume"] = o.uid(dv)
     labels = dict(o.labels(dv))
     labels[ann.LABEL_APP] = ann.LABEL_APP_VALUE
     return {

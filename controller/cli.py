@@ -121,7 +121,7 @@ async def _serve_webhook(client: kube.Kube, opts: Options, runner: list[web.AppR
             delay = min(delay * 2, 10)
     # The API server's webhook client keeps idle connections for 90 s; closing ours later
     # than that means it never sends a review on a connection we are just closing.
-    r = web.AppRunner(webhook.app(clonemutate.Mutator(client, key)), access_log=None,
+    r = web.AppRunner(webhook.app(clonemutate.Mutator(client, key), client), access_log=None,
                       keepalive_timeout=webhook.KEEPALIVE_SECONDS)
     await r.setup()
     await web.TCPSite(r, *opts.webhook_addr, ssl_context=webhook.ssl_context(serving)).start()

@@ -104,7 +104,7 @@ class CloneDataVolumes:
         ns, name = o.namespace(dv), o.name(dv)
         pvc = self.caches.pvcs.get(ns, name)
         if pvc is not None and not o.is_owned_by(pvc, dv):
-            await self._pending(dv, EXISTS, f"Resource {name} already exists and is not "
+            await self._pending(dv, EXISTS, f'Resource "{name}" already exists and is not '
                                              "managed by DataVolume")
             return None
         ref = clonesource.datasource_ref(dv)

@@ -25,6 +25,7 @@ from controller import (
     claims,
     clonesource,
     datasources,
+    dvkeeper,
     dvstatus,
     profiles,
 )
@@ -111,6 +112,7 @@ class Reconciler:
         self.executor = Executor(client, caches.written())
         self.clock = clock
         self.clones = CloneDataVolumes(self)
+        self.keeper = dvkeeper.DataVolumeKeeper(self)
 
     # ---- shared reads -------------------------------------------------------------
 
@@ -189,7 +191,7 @@ class Reconciler:
         if pvc is not None:
             if not o.is_owned_by(pvc, dv):
                 return None, ("ErrResourceExists",
-                              f"Resource {name} already exists and is not managed by "
+                              f'Resource "{name}" already exists and is not managed by '
                               "DataVolume")
             return pvc, None
         cls = self.caches.storage_classes.items()
@@ -213,6 +215,10 @@ class Reconciler:
         dv = self.caches.dvs.get(ns, name)
         if dv is None or o.deleting(dv):
             return None
+        settled = await self.keeper.before_transfer(dv)
+        if settled is not None:
+            return settled.recheck
+        dv = self.caches.dvs.get(ns, name) or dv
         if clonesource.is_clone(dv):
             return await self.clones.datavolume(dv)
         transfer, anns = self._for_dv(dv)

@@ -45,6 +45,8 @@ class Owners:
     dependents: Dependents = lambda _key: []
     clone_targets: Callable[[str], list[Obj]] = lambda _source: []
     """PVCs whose `k8s.io/CloneRequest` is `<ns>/<name>` (the PVC cache's index)."""
+    default_class_waiters: Callable[[], list[Key]] = lambda: []
+    """DataVolumes waiting for a default StorageClass (queued when a class changes)."""
 
 
 def source_key(kind: str, namespace: str, name: str) -> str:
@@ -112,7 +114,7 @@ def keys_for(kind: str, obj: Obj, owners: Owners | None = None) -> list[Key]:
     if kind in (POD, SERVICE):
         return _transfer_object_keys(obj, owners)
     if kind == STORAGECLASS:
-        return [(PROFILE, "", name), CONFIG_KEY]
+        return [(PROFILE, "", name), CONFIG_KEY, *owners.default_class_waiters()]
     if kind == PROFILE:
         return [(PROFILE, "", name)]
     if kind in (CONFIG, PROXY):

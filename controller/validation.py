@@ -13,6 +13,8 @@ from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 
 MIN_SIZE = sizes.MIB
+SPEC_UPDATE_REFUSED = "Cannot update DataVolume Spec"
+"""CDI's words (field DataVolume.Spec) for any spec change but a checkpoint update."""
 _HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+:")
 # Sources whose size can be taken from the source volume, so spec.storage may omit it.
@@ -102,12 +104,24 @@ def _size_errors(spec: Obj) -> list[str]:
     return []
 
 
+def _checkpoint_update(old: Obj, new: Obj) -> bool:
+    """CDI admits a multi-stage import's checkpoint updates: a vddk or imageio source with
+    checkpoints, where nothing but `checkpoints` and `finalCheckpoint` changed."""
+    source = new.get("source") or {}
+    multi_stage = bool(new.get("checkpoints")) and (
+        source.get("vddk") is not None or source.get("imageio") is not None)
+    if not multi_stage:
+        return False
+    staged = ("checkpoints", "finalCheckpoint")
+    return ({k: v for k, v in old.items() if k not in staged}
+            == {k: v for k, v in new.items() if k not in staged})
+
+
 def validate(new: Obj, old: Obj | None = None) -> list[str]:
     """Problems with a DataVolume being created (old is None) or updated."""
     if old is not None:
-        if o.spec(old) != o.spec(new):
-            return [f"spec of DataVolume {o.name(new)} is immutable after creation "
-                    "(delete and recreate it to change the source or the volume)"]
+        if o.spec(old) != o.spec(new) and not _checkpoint_update(o.spec(old), o.spec(new)):
+            return [SPEC_UPDATE_REFUSED]
         return []
     spec = o.spec(new)
     return _source_errors(spec) + _size_errors(spec)

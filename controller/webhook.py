@@ -10,6 +10,7 @@ configuration's caBundle, so `kubectl apply -k deploy/` needs no manual certific
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import ssl
@@ -19,8 +20,10 @@ from typing import Any
 
 from aiohttp import web
 
-from controller import certs, clonemutate, validation
+from cdicontract import api
+from controller import adoption, certs, clonemutate, validation
 from controller.runtime import kube
+from controller.runtime import objects as o
 from controller.runtime.objects import Obj
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,8 @@ MUTATING_CONFIGS = {
 MWCS = kube.Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
                      namespaced=False)
 MAX_BODY = 3 * 1024 * 1024  # the API server's own request size limit
+LOOKUP_TIMEOUT = 4.0
+"""The existing-PVC lookup, well inside the webhook's timeoutSeconds."""
 KEEPALIVE_SECONDS = 120.0  # longer than the API server's 90 s idle-connection timeout
 
 
@@ -76,15 +81,26 @@ def ssl_context(serving: certs.ServingCert) -> ssl.SSLContext:
     return ctx
 
 
-def review_response(review: Any) -> Obj:
-    """An AdmissionReview answer for a request (pure)."""
+def _request(review: Any) -> Obj:
     request = review.get("request") if isinstance(review, dict) else None
     if not isinstance(request, dict):
         raise web.HTTPBadRequest(text="not an AdmissionReview")
+    return request
+
+
+def review_response(review: Any, existing: Obj | None = None, *,
+                    adoption_gate: bool = False) -> Obj:
+    """An AdmissionReview answer for a request (pure); `existing` is the PVC of the new
+    DataVolume's name when one exists, `adoption_gate` CDIConfig's claim adoption gate."""
+    request = _request(review)
     uid = request.get("uid", "")
     new, old = request.get("object"), request.get("oldObject")
     errors: list[str] = []
-    if request.get("operation") in ("CREATE", "UPDATE") and isinstance(new, dict):
+    if request.get("operation") == "CREATE" and isinstance(new, dict) and existing is not None:
+        refusal = adoption.admission_refusal(existing, new, adoption_gate)
+        errors = [refusal] if refusal else []
+    if not errors and request.get("operation") in ("CREATE", "UPDATE") and isinstance(
+            new, dict):
         errors = validation.validate(new, old if request.get("operation") == "UPDATE" else None)
     response: Obj = {"uid": uid, "allowed": not errors}
     if errors:
@@ -104,8 +120,33 @@ async def _body(request: web.Request) -> Any:
         raise web.HTTPBadRequest(text="body is not JSON") from None
 
 
+async def _existing_claim(client: kube.Kube, request: Obj) -> tuple[Obj | None, bool]:
+    """The PVC a DataVolume being created would take, and the claim adoption gate (CDI
+    looks both up at admission; a failed lookup refuses the create, as CDI's does)."""
+    new = request.get("object")
+    if request.get("operation") != "CREATE" or not isinstance(new, dict):
+        return None, False
+    ns = o.namespace(new) or str(request.get("namespace") or "")
+    try:
+        async with asyncio.timeout(LOOKUP_TIMEOUT):
+            pvc = await client.get(kube.PVCS.path(ns, o.name(new)))
+            if pvc is None:
+                return None, False
+            config = await client.get(kube.CDICONFIGS.path(None, api.CDICONFIG_NAME))
+    except (kube.ApiError, OSError, TimeoutError) as exc:
+        log.warning("webhook pvc lookup failed ns=%s name=%s error=%s", ns, o.name(new), exc)
+        raise web.HTTPServiceUnavailable(text="cannot look up the target PVC") from None
+    gate = adoption.FEATURE_GATE in (o.spec(config).get("featureGates") or []) if config \
+        else False
+    return pvc, gate
+
+
 async def _validate(request: web.Request) -> web.Response:
-    return web.json_response(review_response(await _body(request)))
+    review = await _body(request)
+    client = request.app.get(CLIENT)
+    existing, gate = (await _existing_claim(client, _request(review))
+                      if client is not None else (None, False))
+    return web.json_response(review_response(review, existing, adoption_gate=gate))
 
 
 MUTATOR = web.AppKey("mutator", clonemutate.Mutator)
@@ -131,9 +172,16 @@ async def _healthz(_: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def app(mutator: clonemutate.Mutator | None = None) -> web.Application:
-    """The webhook server; the clone webhooks only with a `mutator` (it holds the key)."""
+CLIENT = web.AppKey("client", kube.Kube)
+
+
+def app(mutator: clonemutate.Mutator | None = None,
+        client: kube.Kube | None = None) -> web.Application:
+    """The webhook server; the clone webhooks only with a `mutator` (it holds the key);
+    the existing-PVC check (claim adoption) only with a `client`."""
     application = web.Application(client_max_size=MAX_BODY)
+    if client is not None:
+        application[CLIENT] = client
     application.router.add_post(PATH, _validate)
     if mutator is not None:
         application[MUTATOR] = mutator

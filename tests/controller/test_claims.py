@@ -90,3 +90,11 @@ def test_pvc_is_owned_by_the_datavolume_and_carries_the_import_annotations():
     req = importsource.ImportRequest.from_pvc(pvc)
     assert req is not None
     assert req.extra_headers == ("A: b",) and req.checksum == "sha256:" + "0" * 64
+
+
+def test_no_class_and_no_default_keeps_the_datavolume_pending_in_cdis_words():
+    out = claims.claim_spec(f.dv(), [f.storage_class("local")], {}, EffectiveConfig())
+    assert out == claims.ClaimError("ErrClaimNotValid", claims.NO_CLASS_MESSAGE)
+    given = f.dv(storage={"accessModes": ["ReadWriteOnce"],
+                          "resources": {"requests": {"storage": "1Gi"}}})
+    assert not isinstance(claims.claim_spec(given, [], {}, EffectiveConfig()), claims.ClaimError)

@@ -74,7 +74,7 @@ def test_update_changing_the_spec_is_denied():
     new = f.dv(source={"http": {"url": "http://h/x"}})
     out = webhook.review_response(review(new, "UPDATE", old))
     assert out["response"]["allowed"] is False
-    assert "immutable" in out["response"]["status"]["message"]
+    assert out["response"]["status"]["message"] == "Cannot update DataVolume Spec"
 
 
 def test_certificate_names_cover_the_service():

@@ -88,7 +88,7 @@ def test_spec_cannot_change_after_creation(cdi, namespace):
                     json.dumps({"spec": {"source": {"blank": None,
                                                     "http": {"url": "http://h/x"}}}}),
                     check=False)
-    assert r.returncode != 0 and "immutable" in r.stderr
+    assert r.returncode != 0 and "Cannot update DataVolume Spec" in r.stderr
     r = cdi.kubectl("-n", namespace, "label", "dv", "imm", "team=a", check=False)
     assert r.returncode == 0, r.stderr
 
