@@ -38,6 +38,9 @@ class Reason(StrEnum):
     ADDRESS_REFUSED = "AddressRefused"
     """The source is a loopback or link-local address and the cluster refuses those."""
     INTERNAL = "InternalError"
+    MALFORMED_REPORT = "MalformedReport"
+    """Read by the controller, never written: the pod's termination report broke the
+    report's rules (a field's type or bound, an unknown reason), so nothing of it is used."""
 
 
 # Reasons that no amount of retrying can fix: the controller moves the DataVolume to

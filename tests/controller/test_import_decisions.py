@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from cdicontract.reasons import Reason
@@ -65,11 +67,36 @@ def test_transient_failures_keep_the_pod_and_explain_on_the_running_condition():
     assert a[P + "storage.condition.running.message"] == "connection refused"
 
 
-def test_unparseable_termination_message_is_an_internal_transient_error():
+def test_unparseable_termination_message_is_a_malformed_transient_error():
     pod = f.pod(state=f.terminated(2, "Traceback: boom"), restarts=0)
     d = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
     assert not d.delete_pod
-    assert d.annotations[P + "storage.condition.running.reason"] == "InternalError"
+    assert d.annotations[P + "storage.condition.running.reason"] == "MalformedReport"
+    assert "boom" not in " ".join(d.annotations.values())
+
+
+@pytest.mark.parametrize("doc", [
+    {"reason": 7, "message": "x"},
+    {"reason": "ChecksumMismatch", "message": ["secret", "list"]},
+    {"reason": "ChecksumMismatch", "message": "s" * 5000},
+    {"reason": "ChecksumMismatch", "format": {"secret": 1}},
+    {"reason": "ChecksumMismatch", "virtual_size": "secret"},
+    {"reason": "ChecksumMismatch", "scratch_used": "secret"},
+    {"reason": "ChecksumMismatch", "duration_seconds": "NaN"},
+    {"reason": "ChecksumMismatch", "extra": {"k": ["secret"]}},
+    {"reason": "NotAReason secret", "message": "secret"},
+], ids=["reason-number", "message-list", "message-huge", "format-object", "size-string",
+        "scratch-string", "duration-string", "extra-list", "reason-unknown"])
+def test_a_report_with_wrong_field_types_is_malformed_and_nothing_of_it_is_written(doc):
+    pod = f.pod(state=f.terminated(1, json.dumps(doc)), restarts=0)
+    d = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
+    written = " ".join(d.annotations.values())
+    assert d.annotations[P + "storage.condition.running.reason"] == "MalformedReport"
+    assert "termination report is malformed" in written
+    assert "secret" not in written and "sss" not in written
+    # Not a permanent reason (even when the reason field claimed one): the pod retries.
+    assert not d.delete_pod
+    assert d.annotations[P + "storage.pod.phase"] != "Failed"
 
 
 def test_finished_import_never_recreates_its_pod():
