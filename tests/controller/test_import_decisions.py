@@ -129,3 +129,48 @@ def test_image_pull_failure_is_named():
     pod = f.pod(phase="Pending", state={"waiting": {"reason": "ErrImagePull", "message": "nope"}})
     d = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
     assert d.annotations[P + "storage.condition.running.reason"] == "ImagePullFailed"
+
+
+def _crashlooping(restarts: int, last: dict) -> dict:
+    return f.pod(state={"waiting": {"reason": "CrashLoopBackOff"}}, last=last,
+                 restarts=restarts)
+
+
+@pytest.mark.parametrize(("last", "reason", "message"), [
+    (f.terminated(137, reason="OOMKilled"), "OOMKilled", "importer exited with code 137"),
+    (f.terminated(137), "Error", "importer exited with code 137"),
+    (f.terminated(1, report(Reason.NETWORK_ERROR, "connection refused")), "NetworkError",
+     "connection refused"),
+], ids=["oomkilled", "killed-by-signal", "retryable-reason"])
+def test_a_pod_failing_past_the_restart_limit_ends_failed_with_its_last_reason(
+        last, reason, message):
+    d = importstate.decide(f.pvc(annotations=IMPORT), _crashlooping(6, last), "importer-dv1",
+                           wffc=False, restart_limit=5)
+    a = d.annotations
+    assert d.delete_pod
+    assert a[P + "storage.pod.phase"] == "Failed"
+    assert a[P + "storage.condition.running"] == "false"
+    assert a[P + "storage.condition.running.reason"] == reason
+    assert a[P + "storage.condition.running.message"].startswith(message + "; gave up: ")
+    assert "restarted 6 times, more than the limit 5" in a[P + "storage.condition.running.message"]
+
+
+def test_within_the_limit_or_without_one_the_pod_restarts():
+    oom = f.terminated(137, reason="OOMKilled")
+    for restarts, limit in ((5, 5), (50, 0)):
+        d = importstate.decide(f.pvc(annotations=IMPORT), _crashlooping(restarts, oom),
+                               "importer-dv1", wffc=False, restart_limit=limit)
+        assert not d.delete_pod
+        assert d.annotations[P + "storage.pod.phase"] != "Failed"
+    # Running again (the kubelet restarted it): it may still succeed.
+    running = f.pod(state={"running": {}}, last=oom, restarts=9)
+    d = importstate.decide(f.pvc(annotations=IMPORT), running, "importer-dv1", wffc=False,
+                           restart_limit=5)
+    assert not d.delete_pod
+
+
+def test_restarts_of_earlier_pods_count_towards_the_limit():
+    pvc = f.pvc(annotations={**IMPORT, P + "storage.pod.restarts": "7"})
+    d = importstate.decide(pvc, _crashlooping(1, f.terminated(137, reason="OOMKilled")),
+                           "importer-dv1", wffc=False, restart_limit=5)
+    assert d.annotations[P + "storage.pod.phase"] == "Failed"

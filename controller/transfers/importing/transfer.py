@@ -53,7 +53,8 @@ class ImportTransfer:
             return []
         ns, name = o.namespace(pvc), o.name(pvc)
         pod_name = pod.pod_name(name)
-        d = podstate.decide(pvc, seen.pod, pod_name, seen.wffc)
+        d = podstate.decide(pvc, seen.pod, pod_name, seen.wffc,
+                            restart_limit=seen.config.pod_restart_limit)
         actions: list[Action] = []
         if d.annotations:
             actions.append(Patch(kube.PVCS, ns, name,
