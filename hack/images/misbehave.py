@@ -3,7 +3,8 @@ the real importer, unless the DataVolume's source URL asks for a bad metrics end
 
 `...?cdi-py-misbehave=hang`: the metrics port accepts connections, completes TLS and
 then never answers. `...?cdi-py-misbehave=flood`: it answers 200 with a valid progress
-line for this transfer (13%), then an endless body. Either way the pod keeps running
+line for this transfer (13%), then a megabyte of comments, and closes: a scraper that
+read past its cap would report 13%. Either way the pod keeps running
 until it is deleted and writes nothing to its volume: only the controller's scraper
 meets it. Never shipped; the product image below it is the one that is tested.
 """
@@ -22,6 +23,8 @@ from importer.selfsigned import write_self_signed
 
 REAL = "/opt/cdi-py/bin/cdi-importer"
 PORT = 8443
+FLOOD_CHUNKS = 128
+"""8 KiB each: 1 MiB, sixteen times the scraper's cap."""
 
 
 def _serve(mode: str, owner_uid: str) -> None:
@@ -41,7 +44,7 @@ def _serve(mode: str, owner_uid: str) -> None:
                 tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                             b"Connection: close\r\n\r\n" + line)
                 chunk = b"# flood " + b"x" * 8183 + b"\n"
-                while True:
+                for _ in range(FLOOD_CHUNKS):
                     tls.sendall(chunk)
         except OSError:
             pass
