@@ -27,7 +27,7 @@ from tests.controller.e2e.test_images_not_pulled import _controller_with
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 MISBEHAVING = "docker.io/cdi-py/importer-misbehaving:latest"
-HANGING = 6
+HANGING = 8
 FLOODING = 2
 P = "cdi.kubevirt.io/"
 
