@@ -41,6 +41,9 @@ class Reason(StrEnum):
     """The image must be copied before it is converted and no scratch volume is mounted
     (cdicontract.scratch): the controller restarts the pod with one. Not a failure."""
     INTERNAL = "InternalError"
+    MALFORMED_REPORT = "MalformedReport"
+    """Read by the controller, never written: the pod's termination report broke the
+    report's rules (a field's type or bound, an unknown reason), so nothing of it is used."""
 
 
 # Reasons that no amount of retrying can fix: the controller moves the DataVolume to

@@ -7,16 +7,19 @@ transfer kind is registered here once; the reconciler asks them in order.
 
 from __future__ import annotations
 
+import asyncio
+
 from cdicontract import annotations as ann
 from cdicontract import api, clone, upload
-from controller import clonekey, clonesource, pendingdvs, routing
-from controller.progress import Scraper
-from controller.reconciler import Caches, Reconciler, Settings
+from controller import clonekey, clonesource, pendingdvs, routing, scrapemark
+from controller.progress import Fetcher, Target
+from controller.reconciler import Caches, ProgressKey, Reconciler, Settings
 from controller.runtime import kube
 from controller.runtime import objects as o
 from controller.runtime.informer import Informer
 from controller.runtime.manager import Key, Manager
 from controller.runtime.metrics import Metrics
+from controller.runtime.poller import Poller
 from controller.transfers.clone import objects as cloneobjects
 from controller.transfers.clone.transfer import CloneTransfer
 from controller.transfers.importing import pod as importpod
@@ -32,7 +35,7 @@ class Controller:
                  importer: importpod.PodSettings,
                  uploadserver: uploadobjects.PodSettings | None = None,
                  cloner: cloneobjects.SourcePodSettings | None = None,
-                 workers: int = 4) -> None:
+                 workers: int = 4, scrape_concurrency: int = 8) -> None:
         self.client = client
         self.settings = settings
         self.manager = Manager(metrics, workers=workers)
@@ -82,8 +85,13 @@ class Controller:
         self.clones = CloneTransfer(uploadserver or uploadobjects.PodSettings(),
                                     cloner or cloneobjects.SourcePodSettings())
         self.transfers: list[Transfer] = [ImportTransfer(importer), self.uploads, self.clones]
-        self.scraper = Scraper()
-        self.reconciler = Reconciler(client, self.caches, settings, self.scraper,
+        # Progress is scraped in the background, never in a reconcile: a pod that hangs
+        # or floods its metrics endpoint costs one slot for one timeout, now and then.
+        self.fetcher = Fetcher(count=lambda outcome: metrics.scrapes.labels(outcome).inc())
+        self.progress: Poller[ProgressKey, Target] = Poller(
+            self.fetcher, interval=settings.progress_interval,
+            concurrency=scrape_concurrency, on_change=self.manager.queue.add)
+        self.reconciler = Reconciler(client, self.caches, settings, self.progress,
                                      self.transfers)
         metrics.gauge_from(pendingdvs.METRIC, pendingdvs.HELP, self.pending_count)
 
@@ -122,11 +130,18 @@ class Controller:
         key = await clonekey.ensure(self.client, self.settings.namespace)
         self.clones.key = key
         self.reconciler.clones.key = key
+        self.reconciler.mark_key = scrapemark.key_from(key)
 
     async def run(self) -> None:
         """Reconcile until cancelled (the leader only)."""
-        await self.manager.run(self.caches.all(), self.dispatch,
-                               initial=[routing.CONFIG_KEY], on_synced=self._load_authority,
-                               on_stop=self.scraper.close)
+        poller = asyncio.create_task(self.progress.run(), name="progress-poller")
+        try:
+            await self.manager.run(self.caches.all(), self.dispatch,
+                                   initial=[routing.CONFIG_KEY],
+                                   on_synced=self._load_authority,
+                                   on_stop=self.fetcher.close)
+        finally:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
 
 

@@ -18,6 +18,8 @@ from controller.runtime.objects import Obj
 DEFAULT_OVERHEAD = sizes.DEFAULT_OVERHEAD
 DENY_LOCAL_ADDRESSES_GATE = "DenyLocalImportAddresses"
 """Ours: importer pods refuse sources on loopback and link-local addresses (SSRF guard)."""
+DEFAULT_POD_RESTART_LIMIT = 5
+"""Ours (CDI restarts forever): restarts of a failing importer before its DataVolume fails."""
 DEFAULT_RESOURCES: Obj = {
     "requests": {"cpu": "100m", "memory": "60M"},
     "limits": {"cpu": "750m", "memory": "600M"},
@@ -54,6 +56,8 @@ class EffectiveConfig:
     feature_gates: frozenset[str] = frozenset()
     image_pull_secrets: tuple[str, ...] = ()
     """spec.imagePullSecrets: Secret names every transfer pod pulls its image with."""
+    pod_restart_limit: int = DEFAULT_POD_RESTART_LIMIT
+    """spec.podRestartLimit (ours): 0 restarts forever, as CDI."""
 
     @property
     def deny_local_addresses(self) -> bool:
@@ -85,6 +89,7 @@ class EffectiveConfig:
             out["uploadProxyURL"] = self.upload_proxy_url
         if self.image_pull_secrets:
             out["imagePullSecrets"] = [{"name": n} for n in self.image_pull_secrets]
+        out["podRestartLimit"] = self.pod_restart_limit
         return out
 
 
@@ -129,7 +134,15 @@ def effective(cdiconfig: Obj | None, storage_classes: list[Obj]) -> EffectiveCon
         feature_gates=frozenset(str(g) for g in spec.get("featureGates") or ()),
         image_pull_secrets=tuple(str(r["name"]) for r in spec.get("imagePullSecrets") or ()
                                  if isinstance(r, dict) and r.get("name")),
+        pod_restart_limit=_restart_limit(spec.get("podRestartLimit")),
     )
+
+
+def _restart_limit(value: Any) -> int:
+    """spec.podRestartLimit, else the default (the schema already refuses the rest)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return DEFAULT_POD_RESTART_LIMIT
 
 
 def upload_proxy_url(override: str, service: Obj | None, nodes: list[Obj]) -> str:

@@ -255,12 +255,10 @@ class CloneDataVolumes:
             return None
         transfer = self._transfer()
         pod = self.r._transfer_pod(transfer, pvc) if transfer else None
-        progress = await self.r.scrape(transfer, pvc, pod) if transfer else None
-        result = await self.r.report(dv, dvstatus.Observed(
+        progress = self.r.scrape(dv, transfer, pvc, pod)
+        await self.r.report(dv, dvstatus.Observed(
             dv, pvc, pod, wffc, self.r.clock(), progress,
             phases=transfer.phases if transfer else IMPORT_PHASES))
-        if transfer is not None and result.phase == transfer.phases.running:
-            return self.r.settings.progress_interval
         return None
 
     async def _delete_snapshot(self, dv: Obj, src: Source) -> None:

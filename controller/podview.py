@@ -57,7 +57,7 @@ def _termination(state: Obj | None, container: str) -> Termination | None:
     if not isinstance(t, dict):
         return None
     message = str(t.get("message") or "").strip()
-    report = TerminationReport.from_json(message) if message else None
+    report = TerminationReport.from_termination_message(message) if message else None
     return Termination(int(t.get("exitCode", 0)), str(t.get("reason") or ""), report,
                        container)
 

@@ -28,17 +28,20 @@ from controller import (
     dvkeeper,
     dvstatus,
     profiles,
+    routing,
+    scrapemark,
 )
 from controller.cdiconfig import EffectiveConfig
 from controller.clonedv import CloneDataVolumes
 from controller.podview import view
-from controller.progress import Scraper
+from controller.progress import Target
 from controller.runtime import kube
 from controller.runtime import objects as o
 from controller.runtime.actions import Patch
 from controller.runtime.executor import Executor
 from controller.runtime.informer import Informer
 from controller.runtime.objects import Obj
+from controller.runtime.poller import Poller
 from controller.transfers import podstate, protocol
 from controller.transfers.clone import sourcecheck
 from controller.transfers.clone.transfer import CloneTransfer
@@ -55,6 +58,8 @@ from controller.transfers.protocol import (
 log = logging.getLogger(__name__)
 IN_USE_RECHECK_SECONDS = 5.0
 BOUND_EVENTS_RECHECK_SECONDS = 10.0
+ProgressKey = tuple[str, str, str]
+"""The DataVolume's work-queue key (`routing.DV`, namespace, name)."""
 
 
 @dataclass
@@ -102,12 +107,15 @@ def now_rfc3339() -> str:
 
 class Reconciler:
     def __init__(self, client: kube.Kube, caches: Caches, settings: Settings,
-                 scraper: Scraper, transfers: Sequence[Transfer], *,
+                 progress: Poller[ProgressKey, Target], transfers: Sequence[Transfer], *,
                  clock: Callable[[], str] = now_rfc3339) -> None:
         self.client = client
         self.caches = caches
         self.settings = settings
-        self.scraper = scraper
+        self.progress = progress
+        self.mark_key: bytes | None = None
+        """The key of `scrapemark` (loaded with the clone key): until then nothing is
+        marked, and so nothing scraped."""
         self.transfers = tuple(transfers)
         self.executor = Executor(client, caches.written())
         self.clock = clock
@@ -214,6 +222,7 @@ class Reconciler:
     async def datavolume(self, ns: str, name: str) -> float | None:
         dv = self.caches.dvs.get(ns, name)
         if dv is None or o.deleting(dv):
+            self.progress.forget((routing.DV, ns, name))
             return None
         settled = await self.keeper.before_transfer(dv)
         if settled is not None:
@@ -228,15 +237,11 @@ class Reconciler:
         if transfer is not None and isinstance(anns, dict):
             pvc, claim_error = await self._ensure_pvc(dv, anns)
         pod = self._transfer_pod(transfer, pvc) if pvc is not None and transfer else None
-        progress = None
-        if pvc is not None and transfer is not None:
-            progress = await self.scrape(transfer, pvc, pod)
+        progress = self.scrape(dv, transfer, pvc, pod)
         observed = dvstatus.Observed(dv, pvc, pod, self._wffc(pvc) if pvc else False,
                                      self.clock(), progress, claim_error, unsupported,
                                      transfer.phases if transfer else IMPORT_PHASES)
-        result = await self.report(dv, observed)
-        if transfer is not None and result.phase == transfer.phases.running:
-            return self.settings.progress_interval
+        await self.report(dv, observed)
         return None
 
     async def report(self, dv: Obj, observed: dvstatus.Observed) -> dvstatus.Result:
@@ -252,15 +257,23 @@ class Reconciler:
                 await self.event(dv, e)
         return result
 
-    async def scrape(self, transfer: Transfer, pvc: Obj, pod: Obj | None) -> str | None:
-        """The transfer pod's progress (`NN.NN%`) when it is running and answers."""
-        if pod is None:
+    def scrape(self, dv: Obj, transfer: Transfer | None, pvc: Obj | None,
+               pod: Obj | None) -> str | None:
+        """The transfer pod's last scraped progress (`NN.NN%`), from the poller's cache.
+
+        Only a running pod that the controller made (its mark on the PVC verifies) is
+        polled; the poller asks for this DataVolume's reconcile when the value changes."""
+        key = (routing.DV, o.namespace(dv), o.name(dv))
+        if transfer is None or pvc is None or pod is None:
+            self.progress.forget(key)
             return None
         v = view(pod)
-        if not (v.running and v.ip):
+        if not (v.running and v.ip) or not scrapemark.made_by_controller(
+                self.mark_key, pvc, pod):
+            self.progress.forget(key)
             return None
-        return await self.scraper.progress(v.ip, o.uid(pvc), transfer.phases.progress_port,
-                                           transfer.phases.progress_metric)
+        return self.progress.track(key, Target(v.ip, transfer.phases.progress_port,
+                                               transfer.phases.progress_metric, o.uid(pvc)))
 
     # ---- PVC (both APIs) ----------------------------------------------------------
 
@@ -289,7 +302,9 @@ class Reconciler:
                          clone_seen,
                          scratch=self.caches.pvcs.get(ns, cdiscratch.scratch_name(name)))
         steps = transfer.plan(seen)
-        await self.executor.apply(s for s in steps if not isinstance(s, PvcEvent | Recheck))
+        created = await self.executor.apply(
+            s for s in steps if not isinstance(s, PvcEvent | Recheck))
+        await self._mark(pvc, transfer, created)
         for s in steps:
             if isinstance(s, PvcEvent):
                 await self.event(pvc, dvstatus.Event(s.type, s.reason, s.message))
@@ -314,6 +329,18 @@ class Reconciler:
             await self.executor.apply([Patch(kube.PVCS, o.namespace(pvc), o.name(pvc),
                                              {"metadata": {"annotations": changes}})])
         return bool(events) or not boundcondition.needs_events(pvc)
+
+    async def _mark(self, pvc: Obj, transfer: Transfer,
+                    created: list[tuple[kube.Resource, Obj]]) -> None:
+        """Record on the PVC the transfer pod this reconcile made (`scrapemark`)."""
+        name = transfer.pod_name(o.name(pvc))
+        for resource, obj in created:
+            if (resource == kube.PODS and self.mark_key is not None
+                    and o.namespace(obj) == o.namespace(pvc) and o.name(obj) == name):
+                updated = await self.client.merge_patch(
+                    kube.PVCS.path(o.namespace(pvc), o.name(pvc)),
+                    {"metadata": {"annotations": scrapemark.mark(self.mark_key, pvc, obj)}})
+                self.caches.pvcs.upsert(updated)
 
     def _source_pod(self, pvc: Obj, source_ns: str) -> Obj | None:
         """The clone's source pod: by owner label, transfer kind and name, in the source

@@ -33,6 +33,10 @@ class Metrics:
                             registry=self.registry)
         self.queue_depth = Gauge("cdi_controller_workqueue_depth", "Keys waiting",
                                  registry=self.registry)
+        self.scrapes = Counter("cdi_controller_progress_scrapes_total",
+                               "Scrapes of transfer pods' progress by outcome (ok, absent, "
+                               "oversized, timeout, http_error, error)",
+                               ["result"], registry=self.registry)
 
     def gauge_from(self, name: str, help_text: str, count: Callable[[], int]) -> None:
         self.registry.register(_Computed(name, help_text, count))

@@ -5,6 +5,11 @@ output and the durable record of the outcome: once `storage.pod.phase` is Succee
 Failed the transfer is over, and a lost or deleted pod is never recreated. Import and
 upload share this; `PodStyle` holds what differs (the pod-name annotation, what "ready"
 means, the words of the Completed condition).
+
+Restarts are bounded (ours; CDI restarts forever): a pod that failed without a permanent
+reason (a retryable one, OOMKilled, killed by a signal: the kubelet backs off between
+runs) and has been restarted more than `restart_limit` times ends the transfer Failed
+with its last reason, the message saying how many restarts it took.
 """
 
 from __future__ import annotations
@@ -71,8 +76,15 @@ def changed_running(pvc: Obj, reason: str, message: str) -> dict[str, str]:
     return {k: v for k, v in _running(False, reason, message).items() if current.get(k) != v}
 
 
-def _observe(pod_name: str, v: PodView, style: PodStyle, current: dict[str, str]
-             ) -> tuple[dict[str, str], bool]:
+def _gave_up(v: PodView, restarts: int, limit: int) -> bool:
+    """The pod failed again after `limit` restarts and is not running (0: no limit)."""
+    latest = v.latest_termination
+    return (limit > 0 and restarts > limit and not v.running
+            and latest is not None and latest.failed)
+
+
+def _observe(pod_name: str, v: PodView, style: PodStyle, current: dict[str, str],  # noqa: PLR0917
+             restarts: int, restart_limit: int) -> tuple[dict[str, str], bool]:
     """Annotations describing the pod, and whether the pod must go (the transfer ended).
     `current`: the PVC's annotations now."""
     out = {style.pod_name_annotation: pod_name, ann.POD_RESTARTS: str(v.restarts)}
@@ -91,6 +103,13 @@ def _observe(pod_name: str, v: PodView, style: PodStyle, current: dict[str, str]
             out[ann.POD_PHASE] = FAILED
             out[ann.POD_READY] = "false"
             out.update(_running(False, reason, message))
+            return out, True
+        if _gave_up(v, restarts, restart_limit):
+            out[ann.POD_PHASE] = FAILED
+            out[ann.POD_READY] = "false"
+            out.update(_running(False, reason, (
+                f"{message}; gave up: restarted {restarts} times, more than the limit "
+                f"{restart_limit} (CDIConfig spec.podRestartLimit)")))
             return out, True
     if v.phase == FAILED:
         # Evicted or otherwise lost as a whole: the next reconcile makes a new pod.
@@ -129,8 +148,9 @@ def _mounts_scratch(pod: Obj) -> bool:
                for vol in o.spec(pod).get("volumes") or [])
 
 
-def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool,
-           style: PodStyle = IMPORT_STYLE) -> PodDecision:
+def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool,  # noqa: PLR0917
+           style: PodStyle = IMPORT_STYLE, restart_limit: int = 0) -> PodDecision:
+    """`restart_limit`: restarts after which a failing pod ends the transfer (0: none)."""
     current = o.annotations(pvc)
 
     def changed(a: dict[str, str]) -> dict[str, str]:
@@ -162,7 +182,7 @@ def decide(pvc: Obj, pod: Obj | None, pod_name: str, wffc: bool,
             scratch.REQUIRES_SCRATCH: "true", ann.POD_PHASE: PENDING, ann.POD_READY: "false",
             ann.POD_RESTARTS: str(restarts),
             **_running(False, scratch.CONDITION_REASON, scratch.MESSAGE)}))
-    observed, done = _observe(pod_name, v, style, current)
+    observed, done = _observe(pod_name, v, style, current, restarts, restart_limit)
     observed[ann.POD_RESTARTS] = str(restarts)
     retain = current.get(ann.POD_RETAIN_AFTER_COMPLETION) == "true"
     return PodDecision(delete_pod=done and not retain, annotations=changed(observed))

@@ -324,6 +324,13 @@ CDICONFIG = crd(
                                 obj("A Secret reference.", {"name": s("Secret name.")})),
         "logVerbosity": {"type": "integer", "format": "int32",
                          "description": "Log verbosity of CDI's components."},
+        "podRestartLimit": {"type": "integer", "format": "int32", "minimum": 0,
+                            "description": "cdi-py, not CDI: an importer pod that failed "
+                                           "without a permanent reason (a retryable reason, "
+                                           "OOMKilled, killed by a signal) after this many "
+                                           "restarts ends its DataVolume Failed with the "
+                                           "last reason (default 5; 0: restart forever, as "
+                                           "CDI does)."},
     }),
     obj("CDIConfigStatus: the effective values.", {
         "uploadProxyURL": s("The URL of the upload proxy."),
@@ -337,6 +344,8 @@ CDICONFIG = crd(
                                  "description": "Effective DataVolume TTL."},
         "imagePullSecrets": arr("Pull secrets.",
                                 obj("A Secret reference.", {"name": s("Secret name.")})),
+        "podRestartLimit": {"type": "integer", "format": "int32",
+                            "description": "The restart limit in force (0: none)."},
     }),
     [AGE],
     [],

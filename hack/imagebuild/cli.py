@@ -104,7 +104,8 @@ def build_one(image: spec.ImageSpec, base_key: str, version: str, rev: str,
         return "cached"
     started = time.monotonic()
     print(f"build-images: building {image.name}", file=sys.stderr)
-    build_args = {"VERSION": version, "REVISION": rev} if image.product else {}
+    build_args = ({"VERSION": version, "REVISION": rev} if image.product
+                  else {"VERSION": version} if image.version_arg else {})
     buildah.bud(ROOT, image.dockerfile, image.target, image.name, build_args,
                 f"{spec.KEY_LABEL}={key}", bundle)
     return f"built {time.monotonic() - started:.0f}s"

@@ -10,6 +10,8 @@ BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
 # The label that records the inputs an image was built from: an image whose label equals
 # the current key is up to date and is not rebuilt.
 KEY_LABEL = "io.cdi-py.build.inputs"
+MISBEHAVING_IMPORTER = "docker.io/cdi-py/importer-misbehaving:latest"
+"""The importer with a bad metrics endpoint on request (the scraper's tests and bench)."""
 
 # What the product images are built from: a change anywhere else (tests, docs, hack/)
 # leaves them alone.
@@ -39,6 +41,8 @@ class ImageSpec:
     target: str | None
     inputs: tuple[str, ...]
     product: bool
+    version_arg: bool = False
+    """Built FROM a product image: gets the VERSION build argument too."""
 
     @property
     def short(self) -> str:
@@ -74,6 +78,15 @@ def all_images(version: str) -> list[ImageSpec]:
             target=None,
             inputs=("hack/images/busybox.Dockerfile", ".containerignore"),
             product=False,
+        ),
+        ImageSpec(
+            name=MISBEHAVING_IMPORTER,
+            dockerfile="hack/images/importer-misbehaving.Dockerfile",
+            target=None,
+            inputs=(*PRODUCT_INPUTS, "hack/images/importer-misbehaving.Dockerfile",
+                    "hack/images/misbehave.py"),
+            product=False,
+            version_arg=True,
         ),
     ]
     return product + tests

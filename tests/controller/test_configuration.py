@@ -50,3 +50,12 @@ def test_storage_profile_status_prefers_the_users_property_sets():
     assert default["provisioner"] == "local.cdi-py"
     assert default["claimPropertySets"][0] == {"accessModes": ["ReadWriteOnce"],
                                                "volumeMode": "Filesystem"}
+
+
+def test_pod_restart_limit_defaults_to_five_and_zero_means_none():
+    assert cdiconfig.effective(None, SCS).pod_restart_limit == 5
+    assert cdiconfig.effective(None, SCS).status()["podRestartLimit"] == 5
+    for value, want in ((0, 0), (12, 12), (-1, 5), ("3", 5), (True, 5)):
+        eff = cdiconfig.effective({"spec": {"podRestartLimit": value}}, SCS)
+        assert eff.pod_restart_limit == want
+        assert eff.status()["podRestartLimit"] == want

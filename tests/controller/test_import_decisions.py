@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from cdicontract.reasons import Reason
@@ -65,11 +67,36 @@ def test_transient_failures_keep_the_pod_and_explain_on_the_running_condition():
     assert a[P + "storage.condition.running.message"] == "connection refused"
 
 
-def test_unparseable_termination_message_is_an_internal_transient_error():
+def test_unparseable_termination_message_is_a_malformed_transient_error():
     pod = f.pod(state=f.terminated(2, "Traceback: boom"), restarts=0)
     d = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
     assert not d.delete_pod
-    assert d.annotations[P + "storage.condition.running.reason"] == "InternalError"
+    assert d.annotations[P + "storage.condition.running.reason"] == "MalformedReport"
+    assert "boom" not in " ".join(d.annotations.values())
+
+
+@pytest.mark.parametrize("doc", [
+    {"reason": 7, "message": "x"},
+    {"reason": "ChecksumMismatch", "message": ["secret", "list"]},
+    {"reason": "ChecksumMismatch", "message": "s" * 5000},
+    {"reason": "ChecksumMismatch", "format": {"secret": 1}},
+    {"reason": "ChecksumMismatch", "virtual_size": "secret"},
+    {"reason": "ChecksumMismatch", "scratch_used": "secret"},
+    {"reason": "ChecksumMismatch", "duration_seconds": "NaN"},
+    {"reason": "ChecksumMismatch", "extra": {"k": ["secret"]}},
+    {"reason": "NotAReason secret", "message": "secret"},
+], ids=["reason-number", "message-list", "message-huge", "format-object", "size-string",
+        "scratch-string", "duration-string", "extra-list", "reason-unknown"])
+def test_a_report_with_wrong_field_types_is_malformed_and_nothing_of_it_is_written(doc):
+    pod = f.pod(state=f.terminated(1, json.dumps(doc)), restarts=0)
+    d = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
+    written = " ".join(d.annotations.values())
+    assert d.annotations[P + "storage.condition.running.reason"] == "MalformedReport"
+    assert "termination report is malformed" in written
+    assert "secret" not in written and "sss" not in written
+    # Not a permanent reason (even when the reason field claimed one): the pod retries.
+    assert not d.delete_pod
+    assert d.annotations[P + "storage.pod.phase"] != "Failed"
 
 
 def test_finished_import_never_recreates_its_pod():
@@ -102,3 +129,48 @@ def test_image_pull_failure_is_named():
     pod = f.pod(phase="Pending", state={"waiting": {"reason": "ErrImagePull", "message": "nope"}})
     d = importstate.decide(f.pvc(annotations=IMPORT), pod, "importer-dv1", wffc=False)
     assert d.annotations[P + "storage.condition.running.reason"] == "ImagePullFailed"
+
+
+def _crashlooping(restarts: int, last: dict) -> dict:
+    return f.pod(state={"waiting": {"reason": "CrashLoopBackOff"}}, last=last,
+                 restarts=restarts)
+
+
+@pytest.mark.parametrize(("last", "reason", "message"), [
+    (f.terminated(137, reason="OOMKilled"), "OOMKilled", "importer exited with code 137"),
+    (f.terminated(137), "Error", "importer exited with code 137"),
+    (f.terminated(1, report(Reason.NETWORK_ERROR, "connection refused")), "NetworkError",
+     "connection refused"),
+], ids=["oomkilled", "killed-by-signal", "retryable-reason"])
+def test_a_pod_failing_past_the_restart_limit_ends_failed_with_its_last_reason(
+        last, reason, message):
+    d = importstate.decide(f.pvc(annotations=IMPORT), _crashlooping(6, last), "importer-dv1",
+                           wffc=False, restart_limit=5)
+    a = d.annotations
+    assert d.delete_pod
+    assert a[P + "storage.pod.phase"] == "Failed"
+    assert a[P + "storage.condition.running"] == "false"
+    assert a[P + "storage.condition.running.reason"] == reason
+    assert a[P + "storage.condition.running.message"].startswith(message + "; gave up: ")
+    assert "restarted 6 times, more than the limit 5" in a[P + "storage.condition.running.message"]
+
+
+def test_within_the_limit_or_without_one_the_pod_restarts():
+    oom = f.terminated(137, reason="OOMKilled")
+    for restarts, limit in ((5, 5), (50, 0)):
+        d = importstate.decide(f.pvc(annotations=IMPORT), _crashlooping(restarts, oom),
+                               "importer-dv1", wffc=False, restart_limit=limit)
+        assert not d.delete_pod
+        assert d.annotations[P + "storage.pod.phase"] != "Failed"
+    # Running again (the kubelet restarted it): it may still succeed.
+    running = f.pod(state={"running": {}}, last=oom, restarts=9)
+    d = importstate.decide(f.pvc(annotations=IMPORT), running, "importer-dv1", wffc=False,
+                           restart_limit=5)
+    assert not d.delete_pod
+
+
+def test_restarts_of_earlier_pods_count_towards_the_limit():
+    pvc = f.pvc(annotations={**IMPORT, P + "storage.pod.restarts": "7"})
+    d = importstate.decide(pvc, _crashlooping(1, f.terminated(137, reason="OOMKilled")),
+                           "importer-dv1", wffc=False, restart_limit=5)
+    assert d.annotations[P + "storage.pod.phase"] == "Failed"

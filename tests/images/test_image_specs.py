@@ -10,12 +10,13 @@ from imagebuild import inputs, spec
 from cdicontract import images
 
 
-def test_one_product_image_per_component_and_the_two_test_images() -> None:
+def test_one_product_image_per_component_and_the_test_images() -> None:
     names = [s.name for s in spec.all_images("0.1.0")]
     assert names == [
         *(f"quay.io/cdi-py/{c}:0.1.0" for c in images.COMPONENTS),
         "docker.io/cdi-py/testutil:latest",
         "docker.io/library/busybox:latest",
+        "docker.io/cdi-py/importer-misbehaving:latest",
     ]
 
 

@@ -53,7 +53,8 @@ class ImportTransfer:
             return []
         ns, name = o.namespace(pvc), o.name(pvc)
         pod_name = pod.pod_name(name)
-        d = podstate.decide(pvc, seen.pod, pod_name, seen.wffc)
+        d = podstate.decide(pvc, seen.pod, pod_name, seen.wffc,
+                            restart_limit=seen.config.pod_restart_limit)
         annotations = dict(d.annotations)
         # The scratch PVC, when the PVC asks for one, before the pod that mounts it.
         scratch_steps, blocked = scratch.plan(pvc, seen.scratch, seen.pod, seen.config)
