@@ -24,6 +24,7 @@ MAX_EXTRA = 32
 _STRINGS = ("format", "compression", "scratch_reason", "checksum")
 _COUNTS = ("virtual_size", "bytes_transferred", "bytes_written", "resumes")
 _RATES = ("duration_seconds", "throughput_bytes_per_second")
+_FLAGS = ("scratch_used", "preallocation_applied")
 
 
 def _problem(doc: dict[str, Any]) -> str | None:
@@ -48,9 +49,10 @@ def _problem(doc: dict[str, Any]) -> str | None:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)
                               or not math.isfinite(v) or v < 0):
             return f"{name} is not a non-negative number"
-    used = doc.get("scratch_used")
-    if used is not None and not isinstance(used, bool):
-        return "scratch_used is not a boolean"
+    for name in _FLAGS:
+        v = doc.get(name)
+        if v is not None and not isinstance(v, bool):
+            return f"{name} is not a boolean"
     extra = doc.get("extra", {})
     if not isinstance(extra, dict) or len(extra) > MAX_EXTRA or not all(
             isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_FIELD

@@ -34,7 +34,9 @@ def test_garbage_becomes_an_internal_report(text: str) -> None:
                                   '{"reason": "Completed", "resumes": true}',
                                   '{"reason": "Completed", "bytes_written": -1}',
                                   '{"reason": "Completed", "checksum": "' + "c" * 300 + '"}',
-                                  '{"reason": "Completed", "extra": []}'])
+                                  '{"reason": "Completed", "extra": []}',
+                                  '{"reason": "Completed", "scratch_used": "yes"}',
+                                  '{"reason": "Completed", "preallocation_applied": 1}'])
 def test_an_object_breaking_a_rule_is_malformed_and_quotes_nothing(text: str) -> None:
     for r in (TerminationReport.from_json(text),
               TerminationReport.from_termination_message(text)):
